@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Matches _module.catalog_argument_spec().
+    DOCUMENTATION = r"""
+options:
+  backup_root:
+    description:
+      - Root of the backup tree on the managed host (the guide's C(BACKUP_DIR)). Each store
+        keeps its backups in a directory below it (C(postgresql/), C(redis/), C(qdrant/)).
+    type: path
+    default: /var/backups/cc-lite
+  series:
+    description:
+      - Name of a series of backups, when one store keeps several (for example one per
+        database). It becomes part of the file names
+        (C(postgres_backup_<series>_YYYYMMDD_HHMMSS.sql.gz), C(latest_<series>.sql.gz)).
+      - Empty gives the guide's names exactly.
+    type: str
+    default: ""
+  lock_timeout:
+    description:
+      - Seconds to wait for another run on the same store and host to finish. After that the
+        module fails and names the run that holds the lock. A killed run never holds it.
+    type: int
+    default: 600
+"""
+
+    # Matches _module.compression_argument_spec().
+    COMPRESSION = r"""
+options:
+  compression:
+    description:
+      - V(gzip) gives the guide's C(.gz) files; C(pigz) is used when installed (same format,
+        all cores). V(zstd) (C(.zst)) is several times faster and needs the C(zstd) program.
+    type: str
+    choices: [gzip, zstd]
+    default: gzip
+  compression_level:
+    description: Compression level; default 6 for gzip (as the C(gzip) program), 3 for zstd.
+    type: int
+  compression_threads:
+    description: Threads for pigz or zstd; V(0) uses every core.
+    type: int
+    default: 0
+  file_mode:
+    description: Mode of the artifacts and manifests written (octal string).
+    type: raw
+    default: "0600"
+"""
+
+    # Matches _module.rules_argument_spec().
+    RULES = r"""
+options:
+  max_age_hours:
+    description: The newest backup must not be older than this (the guide's C(MAX_AGE_HOURS)).
+    type: float
+    default: 25
+  min_size_bytes:
+    description: A backup smaller than this is reported as suspiciously small.
+    type: int
+    default: 1024
+  size_drop_ratio:
+    description:
+      - A backup smaller than this share of the median size of the five before it is reported
+        (a sharp drop usually means lost data).
+    type: float
+    default: 0.5
+"""

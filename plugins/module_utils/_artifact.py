@@ -1,0 +1,361 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The artifact writer and reader: the only place where data streams.
+
+``write_artifact`` runs a producer (a dump tool here or in a container, or a Python function
+writing into a pipe), pipes its output through a compressor process, and writes the result to
+a temp file in the destination directory while computing size and sha256. It checks the exit
+status of every stage, fsyncs, and renames into place. On any failure the temp file is removed
+and the error names the failing stage with its (redacted) stderr. Memory stays constant: one
+chunk is in flight at a time.
+
+``ArtifactReader`` is the inverse: it yields the decompressed content of an artifact in chunks
+and computes the sha256 and size of the stored (compressed) bytes in the same pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import typing as t
+import zlib
+
+from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._process import Command, redact, tail
+
+CHUNK = 1024 * 1024
+EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}
+SIGPIPE_CODES = (-13, 141)  # killed by SIGPIPE directly, or as a shell/docker exit status
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Compression:
+    """How an artifact is compressed, and the programs that do it."""
+
+    algorithm: str = "gzip"
+    level: int = 6
+    threads: int = 0  # 0: all cores
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in EXTENSIONS:
+            raise ConfigError("unknown compression %r: use gzip, zstd or none" % self.algorithm)
+        limits = {"gzip": (1, 9), "zstd": (1, 19), "none": (0, 9)}[self.algorithm]
+        if self.algorithm != "none" and not limits[0] <= self.level <= limits[1]:
+            raise ConfigError(
+                "compression level %d is out of range for %s: use %d to %d" % (self.level, self.algorithm, limits[0], limits[1])
+            )
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.algorithm]
+
+    def _threads(self) -> int:
+        return self.threads or (os.cpu_count() or 1)
+
+    def compressor(self) -> Command | None:
+        """The compressing program; gzip output comes from pigz when it is installed."""
+        if self.algorithm == "none":
+            return None
+        if self.algorithm == "zstd":
+            if not shutil.which("zstd"):
+                raise ConfigError("compression zstd needs the zstd program on the managed host: install the zstd package")
+            return Command(("zstd", "-q", "-c", "-%d" % self.level, "-T%d" % self._threads()), stage="zstd")
+        threads = self._threads()
+        if threads > 1 and shutil.which("pigz"):
+            return Command(("pigz", "-c", "-%d" % self.level, "-p", str(threads)), stage="pigz")
+        return Command(("gzip", "-c", "-%d" % self.level), stage="gzip")
+
+    def describe(self) -> dict[str, t.Any]:
+        cmd = self.compressor()
+        return {"algorithm": self.algorithm, "level": self.level, "program": cmd.name if cmd else None}
+
+
+def algorithm_of(path: str) -> str:
+    if path.endswith(".gz"):
+        return "gzip"
+    if path.endswith(".zst"):
+        return "zstd"
+    return "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    path: str
+    size: int
+    sha256: str
+    started: datetime.datetime
+    ended: datetime.datetime
+
+    @property
+    def duration(self) -> float:
+        return round((self.ended - self.started).total_seconds(), 3)
+
+
+Source = t.Union[Command, t.Callable[[t.BinaryIO], None]]
+
+
+class _Stage:
+    """A child process with its stderr spooled to an anonymous temp file."""
+
+    def __init__(self, cmd: Command, stdin: t.Any) -> None:
+        self.cmd = cmd
+        self.err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                list(cmd.argv), stdin=stdin, stdout=subprocess.PIPE, stderr=self.err, env=cmd.environ()
+            )
+        except FileNotFoundError as exc:
+            self.err.close()
+            raise ConfigError("cannot run %s: %s is not installed or not on PATH" % (cmd.name, exc.filename)) from exc
+
+    def stderr(self) -> str:
+        self.err.seek(0, os.SEEK_END)
+        size = self.err.tell()
+        self.err.seek(max(0, size - 4096))
+        return redact(tail(self.err.read()), self.cmd.secrets())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        self.err.close()
+
+
+def _failure(stages: list[_Stage], feeder_error: BaseException | None) -> StageError | None:
+    """The error to report, naming the root cause first (a producer before its consumer)."""
+    failed = [s for s in stages if s.proc.returncode != 0]
+    if feeder_error is not None:
+        return StageError("the data source failed: %s" % feeder_error, stage="source")
+    for stage in failed:
+        downstream_failed = any(o is not stage and stages.index(o) > stages.index(stage) for o in failed)
+        if stage.proc.returncode in SIGPIPE_CODES and downstream_failed:
+            continue  # it only lost its reader; the reader's failure is the cause
+        rc = stage.proc.returncode
+        how = "was killed by signal %d" % -rc if rc < 0 else "failed with exit status %d" % rc
+        return StageError(
+            "%s %s: %s" % (stage.cmd.name, how, stage.stderr() or "(no error output)"), stage=stage.cmd.name, rc=rc
+        )
+    return None
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_artifact(
+    source: Source,
+    dest: str,
+    compression: Compression,
+    mode: int = 0o600,
+    before_commit: t.Callable[[str, Written], None] | None = None,
+) -> Written:
+    """Stream ``source`` through ``compression`` into ``dest``; see the module docstring.
+
+    ``before_commit(temp_path, written)`` runs after every stage succeeded and before the
+    rename: a check that raises there keeps the artifact from ever appearing.
+    """
+    directory = os.path.dirname(os.path.abspath(dest))
+    if os.path.lexists(dest):
+        raise ConfigError("%s already exists; refusing to overwrite an artifact" % dest)
+    started = utcnow()
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(dest), suffix=".partial")
+    os.fchmod(fd, mode)
+    stages: list[_Stage] = []
+    feeder: threading.Thread | None = None
+    feeder_error: list[BaseException] = []
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        compressor = compression.compressor()
+        if isinstance(source, Command):
+            stages.append(_Stage(source, subprocess.DEVNULL))
+            upstream: t.Any = stages[0].proc.stdout
+            if compressor is not None:
+                stages.append(_Stage(compressor, upstream))
+                upstream.close()  # the compressor owns the read end now
+                upstream = stages[-1].proc.stdout
+        else:
+            if compressor is None:
+                raise ConfigError("a Python data source needs a compressor; use gzip or zstd")
+            stages.append(_Stage(compressor, subprocess.PIPE))
+            sink = stages[0].proc.stdin
+            assert sink is not None
+
+            def feed() -> None:
+                try:
+                    source(sink)
+                except BaseException as exc:  # reported after the pipeline ends
+                    feeder_error.append(exc)
+                finally:
+                    try:
+                        sink.close()
+                    except OSError:
+                        pass
+
+            feeder = threading.Thread(target=feed, daemon=True)
+            feeder.start()
+            upstream = stages[0].proc.stdout
+        with os.fdopen(fd, "wb", closefd=True) as out:
+            fd = -1
+            while True:
+                chunk = upstream.read(CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        upstream.close()
+        if feeder is not None:
+            feeder.join()
+        for stage in stages:
+            stage.proc.wait()
+        error = _failure(stages, feeder_error[0] if feeder_error else None)
+        if error is not None:
+            raise error
+        if size == 0:
+            raise StageError("the pipeline produced no data; nothing was written")
+        written = Written(dest, size, digest.hexdigest(), started, utcnow())
+        if before_commit is not None:
+            before_commit(tmp, written)
+        os.rename(tmp, dest)
+        _fsync_dir(directory)
+        return written
+    except OSError as exc:
+        raise StageError("writing %s failed: %s; check free space and permissions there" % (dest, exc.strerror or exc)) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        for stage in stages:
+            stage.kill()
+            stage.close()
+        if feeder is not None:
+            feeder.join(timeout=5)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class ArtifactReader:
+    """Yields an artifact's decompressed content; hashes the stored bytes in the same pass.
+
+    A corrupt or truncated compressed stream raises :class:`VerifyError`. ``sha256`` and
+    ``size`` are set once the content has been read to the end.
+    """
+
+    def __init__(self, path: str, algorithm: str | None = None) -> None:
+        self.path = path
+        self.algorithm = algorithm or algorithm_of(path)
+        self.sha256 = ""
+        self.size = 0
+
+    def _raw(self, digest: t.Any) -> t.Iterator[bytes]:
+        try:
+            with open(self.path, "rb") as handle:
+                while True:
+                    chunk = handle.read(CHUNK)
+                    if not chunk:
+                        return
+                    digest.update(chunk)
+                    self.size += len(chunk)
+                    yield chunk
+        except OSError as exc:
+            raise VerifyError("cannot read %s: %s" % (self.path, exc.strerror or exc)) from exc
+
+    def chunks(self) -> t.Iterator[bytes]:
+        digest = hashlib.sha256()
+        self.size = 0
+        if self.algorithm == "gzip":
+            yield from self._gunzip(self._raw(digest))
+        elif self.algorithm == "zstd":
+            yield from self._unzstd(self._raw(digest))
+        else:
+            yield from self._raw(digest)
+        self.sha256 = digest.hexdigest()
+
+    def _gunzip(self, raw: t.Iterator[bytes]) -> t.Iterator[bytes]:
+        inflater = zlib.decompressobj(wbits=31)
+        in_member = False  # input fed to the current member, which has not ended yet
+        seen = False
+        try:
+            for chunk in raw:
+                seen = seen or bool(chunk)
+                while chunk:
+                    in_member = True
+                    data = inflater.decompress(chunk, CHUNK)
+                    if data:
+                        yield data
+                    if inflater.eof:  # a concatenated gzip member may follow
+                        chunk = inflater.unused_data
+                        inflater = zlib.decompressobj(wbits=31)
+                        in_member = False
+                    else:
+                        chunk = inflater.unconsumed_tail
+            data = inflater.flush()
+            if data:
+                yield data
+        except zlib.error as exc:
+            raise VerifyError("%s: the gzip stream is corrupt (%s)" % (self.path, exc)) from exc
+        if not seen:
+            raise VerifyError("%s is empty" % self.path)
+        if in_member:
+            raise VerifyError("%s: the gzip stream ends early; the file is truncated" % self.path)
+
+    def _unzstd(self, raw: t.Iterator[bytes]) -> t.Iterator[bytes]:
+        if not shutil.which("zstd"):
+            raise ConfigError("reading %s needs the zstd program on the managed host: install zstd" % self.path)
+        stage = _Stage(Command(("zstd", "-d", "-c", "-q"), stage="zstd"), subprocess.PIPE)
+        errors: list[BaseException] = []
+        sink = stage.proc.stdin
+        assert sink is not None and stage.proc.stdout is not None
+
+        def feed() -> None:
+            try:
+                for chunk in raw:
+                    sink.write(chunk)
+            except BrokenPipeError:
+                pass
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                try:
+                    sink.close()
+                except OSError:
+                    pass
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        try:
+            while True:
+                data = stage.proc.stdout.read(CHUNK)
+                if not data:
+                    break
+                yield data
+            stage.proc.wait()
+            feeder.join()
+            if errors:
+                raise errors[0]
+            if stage.proc.returncode != 0:
+                raise VerifyError("%s: the zstd stream is corrupt or truncated (%s)" % (self.path, stage.stderr()))
+        finally:
+            stage.kill()
+            stage.close()
+            feeder.join(timeout=5)

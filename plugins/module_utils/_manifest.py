@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Manifests: one JSON sidecar per artifact, written atomically, read back by every check."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import tempfile
+import typing as t
+
+from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Written
+from ansible_collections.cclite.backup.plugins.module_utils._errors import VerifyError
+
+SCHEMA = "cclite.backup/manifest"
+VERSION = 1
+SUFFIX = ".manifest.json"
+COLLECTION_VERSION = "0.1.0"
+
+
+def path_for(artifact: str) -> str:
+    return artifact + SUFFIX
+
+
+def build(
+    store: str,
+    written: Written,
+    compression: Compression,
+    *,
+    fmt: str,
+    database: str = "",
+    series: str = "",
+    host: str = "",
+    versions: t.Mapping[str, str] | None = None,
+    source: t.Mapping[str, t.Any] | None = None,
+    kind: str = "scheduled",
+) -> dict[str, t.Any]:
+    """The manifest of a freshly written artifact."""
+    return {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "kind": kind,
+        "store": store,
+        "host": host or socket.getfqdn(),
+        "database": database,
+        "series": series,
+        "format": fmt,
+        "compression": compression.describe(),
+        "artifact": {"name": os.path.basename(written.path), "size": written.size, "sha256": written.sha256},
+        "started": written.started.isoformat(),
+        "ended": written.ended.isoformat(),
+        "duration_seconds": written.duration,
+        "versions": dict(versions or {}, collection=COLLECTION_VERSION),
+        "source": dict(source or {}),
+        "encryption": None,
+    }
+
+
+def write_json(path: str, data: t.Mapping[str, t.Any], mode: int = 0o600) -> None:
+    """Write JSON to ``path`` through a temp file, fsync and rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".partial")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write(artifact: str, manifest: t.Mapping[str, t.Any], mode: int = 0o600) -> str:
+    path = path_for(artifact)
+    write_json(path, manifest, mode)
+    return path
+
+
+def read(artifact: str) -> dict[str, t.Any] | None:
+    """The artifact's manifest, ``None`` when it has none (a legacy backup)."""
+    path = path_for(artifact)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise VerifyError("the manifest %s cannot be read (%s); the artifact cannot be checked against it" % (path, exc)) from exc
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise VerifyError("%s is not a cclite.backup manifest" % path)
+    return data
+
+
+def ended(manifest: t.Mapping[str, t.Any]) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.fromisoformat(manifest["ended"])
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What every cclite.backup module shares: argument specs and the one place errors become
+``fail_json``."""
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression
+from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError
+from ansible_collections.cclite.backup.plugins.module_utils._verify import Rules
+
+DEFAULT_LEVELS = {"gzip": 6, "zstd": 3, "none": 0}
+
+
+def catalog_argument_spec() -> dict[str, t.Any]:
+    return {
+        "backup_root": {"type": "path", "default": "/var/backups/cc-lite"},
+        "series": {"type": "str", "default": ""},
+        "lock_timeout": {"type": "int", "default": 600},
+    }
+
+
+def compression_argument_spec() -> dict[str, t.Any]:
+    return {
+        "compression": {"type": "str", "default": "gzip", "choices": ["gzip", "zstd"]},
+        "compression_level": {"type": "int"},
+        "compression_threads": {"type": "int", "default": 0},
+        "file_mode": {"type": "raw", "default": "0600"},
+    }
+
+
+def rules_argument_spec() -> dict[str, t.Any]:
+    return {
+        "max_age_hours": {"type": "float", "default": 25.0},
+        "min_size_bytes": {"type": "int", "default": 1024},
+        "size_drop_ratio": {"type": "float", "default": 0.5},
+    }
+
+
+def compression_from(params: t.Mapping[str, t.Any]) -> Compression:
+    algorithm = params["compression"]
+    level = params.get("compression_level")
+    return Compression(algorithm, DEFAULT_LEVELS[algorithm] if level is None else level, params["compression_threads"])
+
+
+def rules_from(params: t.Mapping[str, t.Any]) -> Rules:
+    return Rules(params["max_age_hours"], params["min_size_bytes"], params["size_drop_ratio"])
+
+
+def file_mode_from(params: t.Mapping[str, t.Any]) -> int:
+    mode = params["file_mode"]
+    try:
+        return int(mode, 8) if isinstance(mode, str) else int(mode)
+    except ValueError:
+        raise BackupError("file_mode %r is not an octal mode like '0600'" % mode) from None
+
+
+def run(module: t.Any, action: t.Callable[[], dict[str, t.Any]]) -> None:
+    """Run ``action`` and exit: a domain error becomes ``fail_json`` with its message."""
+    try:
+        result = action()
+    except BackupError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)

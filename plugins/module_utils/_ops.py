@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The flows every store shares: make a backup, inspect the catalog, check before a restore.
+
+An engine supplies a :class:`Producer` (what to stream, and the statistics to record) and a
+content check; the order of the steps, which is what makes a backup trustworthy, lives here:
+
+1. take the store's lock; check the catalog can take a new backup;
+2. stream the producer into a temp file (every stage's exit status checked);
+3. finish the producer (source statistics), re-read the temp file (stream, sha256, content);
+4. write the manifest, then rename the artifact into place;
+5. only then move ``latest``, and apply retention (never deleting the newest good backup).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import typing as t
+
+from ansible_collections.cclite.backup.plugins.module_utils import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Source, Written, write_artifact
+from ansible_collections.cclite.backup.plugins.module_utils._catalog import Catalog, Entry, local_now
+from ansible_collections.cclite.backup.plugins.module_utils._errors import VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._verify import ContentCheck, Report, Rules, check_data, verify
+
+ContentFactory = t.Callable[[], t.Optional[ContentCheck]]
+
+
+class Producer(t.Protocol):
+    def start(self) -> Source: ...
+
+    def finish(self) -> dict[str, t.Any]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass
+class BackupSpec:
+    catalog: Catalog
+    compression: Compression
+    fmt: str
+    content: ContentFactory
+    database: str = ""
+    kind: str = "scheduled"
+    move_latest: bool = True
+    retention_days: int | None = None
+    verify_after: bool = True
+    lock_timeout: float = 600.0
+    file_mode: int = 0o600
+
+
+def artifact_result(written: Written, spec: BackupSpec, versions: t.Mapping[str, str]) -> dict[str, t.Any]:
+    return {
+        "path": written.path,
+        "name": os.path.basename(written.path),
+        "size": written.size,
+        "sha256": written.sha256,
+        "format": spec.fmt,
+        "compression": spec.compression.algorithm,
+        "created": written.ended.isoformat(),
+        "duration": written.duration,
+        "versions": dict(versions),
+    }
+
+
+def is_good(entry: Entry, content: ContentFactory) -> bool:
+    """Whether a backup verifies as good: its data reads back and matches its manifest."""
+    report = Report(entry.name, entry.path)
+    check_data(report, entry, content())
+    return report.state == "good"
+
+
+def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, str]) -> dict[str, t.Any]:
+    catalog = spec.catalog
+    catalog.ensure()
+    catalog.preflight()
+    result: dict[str, t.Any] = {}
+    with StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
+        path = catalog.new_path(spec.compression.extension)
+        manifest_path = _manifest.path_for(path)
+
+        def commit(tmp: str, written: Written) -> None:
+            stats = producer.finish()
+            if spec.verify_after:
+                entry = Entry(os.path.basename(path), tmp, local_now(), catalog.series, written.size, None)
+                report = Report(entry.name, tmp)
+                check_data(report, entry, spec.content())
+                if report.problems:
+                    raise VerifyError("the new backup failed its read-back check: %s" % "; ".join(report.problems))
+            manifest = _manifest.build(
+                catalog.layout.store,
+                written,
+                spec.compression,
+                fmt=spec.fmt,
+                database=spec.database,
+                series=catalog.series,
+                versions=versions,
+                source=stats,
+                kind=spec.kind,
+            )
+            _manifest.write(path, manifest, spec.file_mode)
+            result["manifest"] = manifest
+
+        try:
+            try:
+                written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit)
+            finally:
+                producer.close()
+        except BaseException:
+            if os.path.exists(manifest_path) and not os.path.exists(path):
+                os.unlink(manifest_path)
+            raise
+        out: dict[str, t.Any] = {
+            "artifact": artifact_result(written, spec, versions),
+            "manifest": manifest_path,
+            "source": result["manifest"]["source"],
+            "latest": None,
+            "retention": None,
+        }
+        if spec.move_latest:
+            out["latest"] = catalog.point_latest(written.path)
+        if spec.retention_days is not None:
+            pruned = catalog.prune(
+                spec.retention_days, lambda e: e.path == written.path or is_good(e, spec.content)
+            )
+            out["retention"] = dataclasses.asdict(pruned)
+    return out
+
+
+def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
+    """What a backup would do, for check mode: same shape, nothing written."""
+    catalog = spec.catalog
+    catalog.preflight()
+    path = os.path.join(catalog.directory, catalog.file_name(local_now(), spec.compression.extension))
+    out: dict[str, t.Any] = {
+        "artifact": {"path": path, "name": os.path.basename(path), "size": None, "sha256": None,
+                     "format": spec.fmt, "compression": spec.compression.algorithm, "created": None,
+                     "duration": None, "versions": {}},
+        "manifest": _manifest.path_for(path),
+        "source": {},
+        "latest": os.path.join(catalog.directory, catalog.latest_name(spec.compression.extension)) if spec.move_latest else None,
+        "retention": None,
+    }
+    if spec.retention_days is not None:
+        pruned = catalog.prune(spec.retention_days, lambda e: is_good(e, spec.content), dry_run=True)
+        out["retention"] = dataclasses.asdict(pruned)
+    return out
+
+
+def inspect(
+    catalog: Catalog,
+    rules: Rules,
+    level: str,
+    content: ContentFactory,
+    now: datetime.datetime | None = None,
+    deep: t.Callable[[Entry, Report], None] | None = None,
+) -> tuple[list[dict[str, t.Any]], list[str]]:
+    """List the catalog and check each backup at ``level`` (none, quick, full; deep adds the
+    engine's deep check on the newest). Returns the backups and the problems found.
+
+    The age rule applies to the newest backup only (is a backup being made?); the size-drop
+    rule compares each backup with the ones before it.
+    """
+    now = now or local_now()
+    entries = catalog.entries()
+    backups: list[dict[str, t.Any]] = []
+    problems: list[str] = []
+    if not entries and level != "none":
+        problems.append("no %s backup in %s" % (catalog.layout.store, catalog.directory))
+    for index, entry in enumerate(entries):
+        item = entry.as_dict()
+        if level != "none":
+            report = verify(
+                entry,
+                entries[index + 1:],
+                rules,
+                now,
+                check_age=index == 0,
+                read_data=level in ("full", "deep"),
+                content=content() if level in ("full", "deep") else None,
+            )
+            if deep is not None and index == 0 and not report.problems:
+                deep(entry, report)
+            item["verification"] = report.as_dict()
+            problems.extend(report.problems)
+        backups.append(item)
+    return backups, problems
+
+
+def check_before_restore(entry: Entry, content: ContentFactory) -> Report:
+    """Read the whole artifact before any change; a corrupt file stops the restore here."""
+    report = Report(entry.name, entry.path)
+    check_data(report, entry, content())
+    if report.problems:
+        raise VerifyError(
+            "refusing to restore %s, nothing was changed: %s" % (entry.name, "; ".join(report.problems)),
+            report=report.as_dict(),
+        )
+    return report

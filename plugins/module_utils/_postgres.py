@@ -1,0 +1,450 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""PostgreSQL engine: connections, queries, consistent dumps, loading and swapping databases.
+
+The client tools run where the server's tools are (inside the container in docker mode, so
+their version matches the server's). Connection settings reach them as libpq environment
+variables (``PGHOST``, ``PGPASSWORD``, ...), never as arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import tempfile
+import threading
+import time
+import typing as t
+
+from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, RestoreError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._process import Command, Target, redact, run, tail
+
+DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
+SENTINEL = "__CCLITE_BACKUP_END__"
+MAX_IDENTIFIER = 63
+
+# Every ordinary table (partitions included, partitioned parents excluded: their rows are
+# counted in their partitions), counted exactly, one JSON object a line.
+COUNT_TABLES_SQL = r"""
+SELECT format('SELECT json_build_object(''table'', %L, ''rows'', count(*))::text FROM %I.%I',
+              n.nspname || '.' || c.relname, n.nspname, c.relname)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\_toast%'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY n.nspname, c.relname
+\gexec
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """Where the server is and how to log in."""
+
+    mode: str = "docker"  # docker | host
+    container: str = "cc-lite-postgres"
+    container_user: str = "postgres"
+    run_as: str = ""
+    login_host: str = ""
+    login_port: int = 5432
+    login_user: str = "postgres"
+    login_password: str = ""
+    login_unix_socket: str = ""
+    ssl_mode: str = "prefer"
+    ca_cert: str = ""
+    maintenance_db: str = "postgres"
+    connect_timeout: int = 10
+
+    def target(self) -> Target:
+        if self.mode == "docker":
+            if not self.container:
+                raise ConfigError("mode docker needs the container's name (postgresql_backup_container)")
+            return Target(container=self.container, container_user=self.container_user)
+        if self.mode != "host":
+            raise ConfigError("unknown mode %r: use docker or host" % self.mode)
+        return Target(run_as=self.run_as)
+
+    def env(self, database: str) -> dict[str, str]:
+        env = {
+            "PGDATABASE": database,
+            "PGPORT": str(self.login_port),
+            "PGUSER": self.login_user,
+            "PGSSLMODE": self.ssl_mode,
+            "PGAPPNAME": "cclite.backup",
+            "PGCONNECT_TIMEOUT": str(self.connect_timeout),
+        }
+        host = self.login_host or self.login_unix_socket
+        if host:
+            env["PGHOST"] = host
+        if self.ca_cert:
+            env["PGSSLROOTCERT"] = self.ca_cert
+        if self.login_password:
+            env["PGPASSWORD"] = self.login_password
+        return env
+
+    def command(self, tool: str, args: t.Sequence[str], database: str = "") -> Command:
+        return self.target().command(
+            [tool] + list(args), self.env(database or self.maintenance_db), secret_env={"PGPASSWORD"}, stage=tool
+        )
+
+    def secrets(self) -> list[str]:
+        return [self.login_password] if self.login_password else []
+
+    def describe(self) -> str:
+        where = self.target().describe()
+        server = self.login_host or self.login_unix_socket or "the local socket"
+        return "PostgreSQL at %s (port %d) from %s" % (server, self.login_port, where)
+
+
+def psql_args(*variables: tuple[str, str]) -> list[str]:
+    args = ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "--no-password"]
+    for name, value in variables:
+        args += ["-v", "%s=%s" % (name, value)]
+    return args
+
+
+def query(conn: Connection, sql: str, database: str = "", variables: t.Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Run SQL (from stdin) and return the output lines."""
+    try:
+        result = run(conn.command("psql", psql_args(*variables) + ["-f", "-"], database), stdin=sql.encode())
+    except StageError as exc:
+        raise StageError(explain(exc.msg, conn), **exc.details) from exc
+    return [line for line in result.stdout.decode("utf-8", errors="replace").splitlines() if line]
+
+
+def explain(message: str, conn: Connection) -> str:
+    """Add the likely fix to the errors people meet first."""
+    hints = (
+        ("password authentication failed", "check postgresql_backup_login_password (it is never shown)"),
+        ("no password supplied", "set postgresql_backup_login_password, or use peer authentication"),
+        ("does not exist", "check the database and role names"),
+        ("No such container", "start the container (docker compose up -d) or set postgresql_backup_container"),
+        ("is not running", "start the container (docker compose up -d)"),
+        ("Connection refused", "is PostgreSQL running and listening on that host and port?"),
+        ("could not connect", "is PostgreSQL running? check login_host / login_port / login_unix_socket"),
+    )
+    for needle, hint in hints:
+        if needle in message:
+            return "%s (%s)" % (message, hint)
+    return message
+
+
+def server_version(conn: Connection) -> str:
+    return query(conn, "SHOW server_version;")[0].strip()
+
+
+def tool_version(conn: Connection, tool: str = "pg_dump") -> str:
+    return run(conn.target().command([tool, "--version"], stage=tool)).stdout.decode().strip()
+
+
+def database_info(conn: Connection, database: str) -> dict[str, str] | None:
+    """Owner, encoding, locale and privileges of a database; ``None`` when it does not exist."""
+    rows = query(
+        conn,
+        "SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding),"
+        " 'collate', datcollate, 'ctype', datctype, 'acl', datacl::text)::text"
+        " FROM pg_database WHERE datname = :'db';",
+        variables=[("db", database)],
+    )
+    return json.loads(rows[0]) if rows else None
+
+
+def parse_counts(lines: t.Iterable[str]) -> dict[str, int]:
+    counts = {}
+    for line in lines:
+        row = json.loads(line)
+        counts[row["table"]] = int(row["rows"])
+    return counts
+
+
+def count_rows(conn: Connection, database: str) -> dict[str, int]:
+    return parse_counts(query(conn, COUNT_TABLES_SQL, database))
+
+
+class Session:
+    """A long-lived psql process: statements in, lines out, ended by a sentinel line."""
+
+    def __init__(self, conn: Connection, database: str) -> None:
+        self.cmd = conn.command("psql", psql_args() + ["-f", "-"], database)
+        self.conn = conn
+        self.err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                list(self.cmd.argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.err,
+                env=self.cmd.environ(),
+            )
+        except FileNotFoundError as exc:
+            self.err.close()
+            raise ConfigError("cannot run psql: %s is not installed or not on PATH" % exc.filename) from exc
+
+    def _stderr(self) -> str:
+        self.err.seek(0)
+        return redact(tail(self.err.read()), self.cmd.secrets())
+
+    def execute(self, sql: str) -> list[str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(("%s\n\\echo %s\n" % (sql, SENTINEL)).encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        lines = []
+        while True:
+            raw = self.proc.stdout.readline()
+            if not raw:
+                self.proc.wait()
+                raise StageError(explain("psql failed: %s" % (self._stderr() or "(no error output)"), self.conn))
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            if line == SENTINEL:
+                return [x for x in lines if x]
+            lines.append(line)
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None and self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self.err.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ConsistentDump:
+    """A dump and table row counts from one snapshot.
+
+    A REPEATABLE READ transaction exports its snapshot; pg_dump runs with ``--snapshot`` and
+    the same session counts the rows of every table meanwhile, so the counts in the manifest
+    describe exactly the data in the dump, even on a busy server.
+    """
+
+    def __init__(self, conn: Connection, database: str, dump_options: t.Sequence[str] = (), count_rows: bool = True):
+        self.conn = conn
+        self.database = database
+        self.dump_options = list(dump_options)
+        self.count_rows = count_rows
+        self.counts: dict[str, int] = {}
+        self._errors: list[BaseException] = []
+        self._thread: threading.Thread | None = None
+        self.session = Session(conn, database)
+
+    def start(self) -> Command:
+        """Open the snapshot, start counting, and return the pg_dump command to run."""
+        self.session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")
+        snapshot = self.session.execute("SELECT pg_export_snapshot();")[0].strip()
+        if self.count_rows:
+            self._thread = threading.Thread(target=self._count, daemon=True)
+            self._thread.start()
+        args = ["--format=plain", "--no-password", "--snapshot=%s" % snapshot] + self.dump_options
+        return self.conn.command("pg_dump", args, self.database)
+
+    def _count(self) -> None:
+        try:
+            self.counts = parse_counts(self.session.execute(COUNT_TABLES_SQL))
+        except BaseException as exc:
+            self._errors.append(exc)
+
+    def finish(self) -> dict[str, int]:
+        if self._thread is not None:
+            self._thread.join()
+        if self._errors:
+            raise self._errors[0]
+        self.session.execute("COMMIT;")
+        return self.counts
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self.session.proc.kill()
+            self._thread.join(timeout=10)
+        self.session.close()
+
+
+class DumpComplete:
+    """Content check: a plain dump that pg_dump finished ends with its 'dump complete' line."""
+
+    WINDOW = 64 * 1024
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._tail = (self._tail + chunk)[-self.WINDOW:]
+
+    def result(self) -> str | None:
+        if DUMP_COMPLETE not in self._tail:
+            return "the SQL does not end with pg_dump's 'dump complete' line: the dump was cut short"
+        return None
+
+
+def compare_counts(expected: t.Mapping[str, int], actual: t.Mapping[str, int]) -> list[str]:
+    problems = []
+    for table in sorted(set(expected) | set(actual)):
+        if table not in actual:
+            problems.append("table %s is missing (%d rows expected)" % (table, expected[table]))
+        elif table not in expected:
+            problems.append("table %s is not in the manifest" % table)
+        elif expected[table] != actual[table]:
+            problems.append("table %s has %d rows, the manifest says %d" % (table, actual[table], expected[table]))
+    return problems
+
+
+def scratch_name(base: str, tag: str) -> str:
+    """A database name derived from ``base`` that fits PostgreSQL's 63-byte limit."""
+    suffix = "__%s" % tag
+    return base.encode()[: MAX_IDENTIFIER - len(suffix)].decode("utf-8", errors="ignore") + suffix
+
+
+def create_database(conn: Connection, name: str, like: t.Mapping[str, str] | None) -> None:
+    """Create an empty database from template0, with the owner, encoding, locale and
+    privileges of ``like`` (an existing database) when given."""
+    like = like or {}
+    sql = (
+        "SELECT format('CREATE DATABASE %I TEMPLATE template0' || CASE WHEN :'owner' <> '' THEN format(' OWNER %I', :'owner') ELSE '' END"
+        " || CASE WHEN :'encoding' <> '' THEN format(' ENCODING %L LC_COLLATE %L LC_CTYPE %L', :'encoding', :'collate', :'ctype') ELSE '' END,"
+        " :'db') \\gexec\n"
+    )
+    if like.get("acl"):
+        sql += (
+            "SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \\gexec\n"
+            "SELECT format('GRANT %s ON DATABASE %I TO %s', a.privilege_type, :'db',"
+            " CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)"
+            " FROM aclexplode(:'acl'::aclitem[]) a \\gexec\n"
+        )
+    query(
+        conn,
+        sql,
+        variables=[
+            ("db", name),
+            ("owner", like.get("owner", "")),
+            ("encoding", like.get("encoding", "")),
+            ("collate", like.get("collate", "")),
+            ("ctype", like.get("ctype", "")),
+            ("acl", like.get("acl") or "{}"),
+        ],
+    )
+
+
+def drop_database(conn: Connection, name: str) -> None:
+    query(conn, "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \\gexec\n", variables=[("db", name)])
+
+
+def load(conn: Connection, database: str, chunks: t.Iterable[bytes]) -> None:
+    """Feed a plain SQL dump to psql in one transaction; any error rolls all of it back."""
+    cmd = conn.command("psql", psql_args() + ["--single-transaction", "-f", "-"], database)
+    err = tempfile.TemporaryFile()
+    out = tempfile.TemporaryFile()
+    try:
+        proc = subprocess.Popen(list(cmd.argv), stdin=subprocess.PIPE, stdout=out, stderr=err, env=cmd.environ())
+    except FileNotFoundError as exc:
+        err.close()
+        out.close()
+        raise ConfigError("cannot run psql: %s is not installed or not on PATH" % exc.filename) from exc
+    assert proc.stdin is not None
+    try:
+        try:
+            for chunk in chunks:
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # psql stopped reading: its exit status and stderr say why
+        proc.wait()
+        if proc.returncode != 0:
+            err.seek(0)
+            message = redact(tail(err.read()), cmd.secrets()) or "(no error output)"
+            raise StageError("loading the dump into %s failed: %s" % (database, message), stage="psql")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err.close()
+        out.close()
+
+
+def swap(conn: Connection, database: str, replacement: str, previous: str, wait_seconds: float = 30.0) -> None:
+    """Put ``replacement`` in the place of ``database``, keeping the old one as ``previous``.
+
+    New connections to ``database`` are refused first and open ones ended; the two renames
+    run in one transaction, so either both happen or neither. On failure, connections are
+    allowed again and ``database`` is as it was.
+    """
+    variables = [("db", database), ("new", replacement), ("old", previous)]
+    query(conn, "SELECT format('ALTER DATABASE %I ALLOW_CONNECTIONS false', :'db') \\gexec\n", variables=variables)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            left = query(
+                conn,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = :'db' AND pid <> pg_backend_pid();",
+                variables=variables,
+            )
+            if left and left[0].strip() == "0":
+                break
+            if time.monotonic() > deadline:
+                raise RestoreError(
+                    "sessions on %s did not end within %g seconds; stop the application and run again" % (database, wait_seconds)
+                )
+            time.sleep(0.5)
+        query(
+            conn,
+            "BEGIN;\n"
+            "SELECT format('ALTER DATABASE %I RENAME TO %I', :'db', :'old') \\gexec\n"
+            "SELECT format('ALTER DATABASE %I RENAME TO %I', :'new', :'db') \\gexec\n"
+            "COMMIT;\n",
+            variables=variables,
+        )
+    except BaseException:
+        query(
+            conn,
+            "SELECT format('ALTER DATABASE %I ALLOW_CONNECTIONS true', :'db') \\gexec\n",
+            variables=variables,
+        )
+        raise
+
+
+def analyze(conn: Connection, database: str) -> None:
+    query(conn, "ANALYZE;", database)
+
+
+def connection_argument_spec() -> dict[str, t.Any]:
+    """Connection options shared by every PostgreSQL module (doc fragment cclite.backup.postgresql)."""
+    return {
+        "mode": {"type": "str", "default": "docker", "choices": ["docker", "host"]},
+        "container": {"type": "str", "default": "cc-lite-postgres"},
+        "container_user": {"type": "str", "default": "postgres"},
+        "run_as": {"type": "str", "default": ""},
+        "login_host": {"type": "str", "default": ""},
+        "login_port": {"type": "int", "default": 5432, "aliases": ["port"]},
+        "login_user": {"type": "str", "default": "postgres"},
+        "login_password": {"type": "str", "default": "", "no_log": True},
+        "login_unix_socket": {"type": "str", "default": ""},
+        "ssl_mode": {
+            "type": "str",
+            "default": "prefer",
+            "choices": ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"],
+        },
+        "ca_cert": {"type": "str", "default": "", "aliases": ["ssl_rootcert"]},
+        "maintenance_db": {"type": "str", "default": "postgres"},
+        "connect_timeout": {"type": "int", "default": 10},
+    }
+
+
+def connection_from(params: t.Mapping[str, t.Any]) -> Connection:
+    return Connection(**{name: params[name] for name in connection_argument_spec()})

@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The checks every store shares: the guide's rules (existence, age, size, stream integrity)
+plus the manifest's size and sha256, and an engine's content check on the decompressed stream.
+
+Engines add their own content check (a callable fed every decompressed chunk that returns a
+problem or ``None``) and, separately, their deep checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import typing as t
+
+from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader
+from ansible_collections.cclite.backup.plugins.module_utils._catalog import Entry, median_size
+from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError
+
+
+class ContentCheck(t.Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+
+    def result(self) -> str | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    max_age_hours: float = 25.0
+    min_size_bytes: int = 1024
+    size_drop_ratio: float = 0.5  # smaller than this share of the recent median is suspicious
+    size_history: int = 5
+
+
+@dataclasses.dataclass
+class Report:
+    """What the checks found for one backup."""
+
+    name: str
+    path: str
+    checks: dict[str, str] = dataclasses.field(default_factory=dict)  # check -> ok | failed | skipped
+    problems: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def passed(self, check: str) -> None:
+        self.checks[check] = "ok"
+
+    def failed(self, check: str, problem: str) -> None:
+        self.checks[check] = "failed"
+        self.problems.append("%s: %s" % (self.name, problem))
+
+    def skipped(self, check: str, why: str) -> None:
+        self.checks[check] = "skipped"
+        self.notes.append("%s: %s not checked: %s" % (self.name, check, why))
+
+    @property
+    def state(self) -> str:
+        if self.problems:
+            return "bad"
+        if any(v == "ok" for k, v in self.checks.items() if k in ("sha256", "stream")):
+            return "good"
+        return "unverified"
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {"state": self.state, "checks": dict(self.checks), "problems": list(self.problems), "notes": list(self.notes)}
+
+
+def check_rules(
+    report: Report, entry: Entry, older: t.Sequence[Entry], rules: Rules, now: datetime.datetime, check_age: bool
+) -> None:
+    """The cheap rules that need no read of the data."""
+    if check_age:
+        age = entry.age_hours(now)
+        if age > rules.max_age_hours:
+            report.failed("age", "the newest backup is %.1f hours old (limit %g): backups are not running" % (age, rules.max_age_hours))
+        else:
+            report.passed("age")
+    if entry.size < rules.min_size_bytes:
+        report.failed("size", "only %d bytes (floor %d): the dump is probably empty" % (entry.size, rules.min_size_bytes))
+    else:
+        median = median_size(older[: rules.size_history])
+        if median and entry.size < rules.size_drop_ratio * median:
+            report.failed(
+                "size",
+                "%d bytes, %.0f%% of the median of the previous %d backups (%d bytes): data may be missing"
+                % (entry.size, 100.0 * entry.size / median, min(len(older), rules.size_history), median),
+            )
+        else:
+            report.passed("size")
+    if entry.manifest is None:
+        report.skipped("manifest", "no manifest (a legacy backup): size and sha256 cannot be compared")
+    else:
+        expected = entry.manifest.get("artifact", {}).get("size")
+        if expected != entry.size:
+            report.failed("manifest", "size %d differs from the manifest's %s: the file was changed or cut" % (entry.size, expected))
+        else:
+            report.passed("manifest")
+
+
+def check_data(report: Report, entry: Entry, content: ContentCheck | None = None) -> None:
+    """Read the artifact once: stream integrity, sha256 against the manifest, content."""
+    reader = ArtifactReader(entry.path, entry.algorithm)
+    try:
+        for chunk in reader.chunks():
+            if content is not None:
+                content.feed(chunk)
+    except BackupError as exc:
+        report.failed("stream", exc.msg)
+        return
+    report.passed("stream")
+    if entry.manifest is not None:
+        expected = entry.manifest.get("artifact", {}).get("sha256")
+        if reader.sha256 != expected:
+            report.failed("sha256", "sha256 %s differs from the manifest's %s" % (reader.sha256, expected))
+        else:
+            report.passed("sha256")
+    else:
+        report.skipped("sha256", "no manifest to compare with")
+    if content is not None:
+        problem = content.result()
+        if problem:
+            report.failed("content", problem)
+        else:
+            report.passed("content")
+
+
+def verify(
+    entry: Entry,
+    older: t.Sequence[Entry],
+    rules: Rules,
+    now: datetime.datetime,
+    check_age: bool = False,
+    read_data: bool = True,
+    content: ContentCheck | None = None,
+) -> Report:
+    report = Report(entry.name, entry.path)
+    check_rules(report, entry, older, rules, now, check_age)
+    if read_data:
+        check_data(report, entry, content)
+    return report

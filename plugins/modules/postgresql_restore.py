@@ -1,0 +1,160 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: postgresql_restore
+short_description: Restore a PostgreSQL database from the backup catalog, safely
+version_added: 0.1.0
+description:
+  - Restores a backup made by M(cclite.backup.postgresql_backup) (or by the guide's scripts)
+    into a database, so that a failure at any step leaves the current data as it was.
+  - "The steps: refuse without O(confirm); read the whole file (stream, sha256 against the
+    manifest, pg_dump's closing line) before any change; take a safety backup of the current
+    database into C(<backup_root>/postgresql/safety/) (it does not move C(latest)); load the dump
+    into a new database in one transaction; compare every table's row count with the manifest;
+    swap the two databases by renaming them in one transaction (sessions on the old one are
+    ended); run ANALYZE; drop the old database (or keep it with O(keep_previous))."
+  - Names are file names in the store's directory, C(latest), or C(safety/<name>) for a safety
+    backup; names that leave the directory are refused.
+author: cclite.backup contributors
+extends_documentation_fragment:
+  - cclite.backup.postgresql
+  - cclite.backup.catalog
+  - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Resolves the name, reads and checks the whole file, and connects to the server.
+        Nothing is changed, and O(confirm) is not required.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details:
+      - Every run replaces the database.
+options:
+  database:
+    description: Database to restore into; it is created when it does not exist.
+    type: str
+    required: true
+  name:
+    description:
+      - Backup to restore, as the guide's C(--postgres FILE) -
+        C(postgres_backup_20251226_020000.sql.gz), C(latest.sql.gz), or V(latest).
+    type: str
+    default: latest
+  confirm:
+    description:
+      - Must be V(true) for the restore to run; the restore replaces the database.
+    type: bool
+    default: false
+  safety_backup:
+    description: Back up the current database before replacing it (strongly advised).
+    type: bool
+    default: true
+  keep_previous:
+    description:
+      - Keep the replaced database, renamed to C(<database>__pre_restore_<stamp>) with
+        connections disabled, instead of dropping it.
+    type: bool
+    default: false
+notes:
+  - Applications connected to the database are disconnected at the swap; stop them first, as
+    the guide's disaster-recovery scenarios say.
+  - The new database gets the owner, encoding, locale and privileges of the one it replaces.
+    Database-level settings (C(ALTER DATABASE ... SET)) are not part of a plain dump and are not
+    carried over.
+seealso:
+  - module: cclite.backup.postgresql_backup
+  - module: cclite.backup.postgresql_backup_info
+"""
+
+EXAMPLES = r"""
+- name: Restore a backup from before the incident (point-in-time recovery, scenario 3)
+  cclite.backup.postgresql_restore:
+    database: operator_demo
+    name: postgres_backup_20251225_020000.sql.gz
+    confirm: true
+
+- name: Roll back to what the last restore replaced
+  cclite.backup.postgresql_restore:
+    database: operator_demo
+    name: safety/postgres_safety_operator_demo_20251226_101500.sql.gz
+    confirm: true
+"""
+
+RETURN = r"""
+restored_from:
+  description: The backup restored (name, path, created, size, sha256, legacy).
+  returned: always
+  type: dict
+database:
+  description: The database restored into.
+  returned: always
+  type: str
+server_version:
+  description: Version of the server.
+  returned: always
+  type: str
+safety_backup:
+  description: The safety backup of the data that was replaced (path, name, size, sha256); null when there was nothing to save.
+  returned: always
+  type: dict
+previous_database:
+  description: Name of the kept old database, with O(keep_previous).
+  returned: always
+  type: str
+tables:
+  description: Row count of every table after the restore (null in check mode).
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cclite.backup.plugins.module_utils import _module
+from ansible_collections.cclite.backup.plugins.module_utils import _postgres as pg
+from ansible_collections.cclite.backup.plugins.module_utils import _postgres_ops as pg_ops
+
+
+def main() -> None:
+    argument_spec = dict(
+        database=dict(type="str", required=True),
+        name=dict(type="str", default="latest"),
+        confirm=dict(type="bool", default=False),
+        safety_backup=dict(type="bool", default=True),
+        keep_previous=dict(type="bool", default=False),
+    )
+    argument_spec.update(pg.connection_argument_spec())
+    argument_spec.update(_module.catalog_argument_spec())
+    argument_spec.update(_module.compression_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+
+    def action() -> dict:
+        p = module.params
+        request = pg_ops.RestoreRequest(
+            conn=pg.connection_from(p),
+            catalog=pg_ops.catalog(p["backup_root"], p["series"]),
+            name=p["name"],
+            database=p["database"],
+            confirm=p["confirm"],
+            safety_backup=p["safety_backup"],
+            keep_previous=p["keep_previous"],
+            compression=_module.compression_from(p),
+            lock_timeout=p["lock_timeout"],
+            file_mode=_module.file_mode_from(p),
+        )
+        return pg_ops.Restore(request).run(module.check_mode)
+
+    _module.run(module, action)
+
+
+if __name__ == "__main__":
+    main()

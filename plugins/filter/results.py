@@ -1,0 +1,90 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Filters that turn registered module results into the run's result records."""
+
+from __future__ import annotations
+
+import typing as t
+
+
+def _record(result: t.Mapping[str, t.Any], store: str, action: str) -> dict[str, t.Any]:
+    artifact = result.get("artifact") or (result.get("restored_from") if action == "restore" else None) or {}
+    item = result.get("item")
+    record: dict[str, t.Any] = {
+        "store": store,
+        "action": action,
+        "target": item if isinstance(item, str) else result.get("database", ""),
+        "status": "failed" if result.get("failed") else "ok",
+        "artifact": artifact.get("path"),
+        "size": artifact.get("size"),
+        "sha256": artifact.get("sha256"),
+        "duration": artifact.get("duration"),
+        "problems": list(result.get("problems") or []),
+        "message": result.get("msg", ""),
+    }
+    if result.get("failed"):
+        record["error"] = result.get("msg") or "failed"
+    elif record["problems"]:
+        record["status"] = "problems"
+    return record
+
+
+def run_results(registered: t.Mapping[str, t.Any], store: str, action: str) -> list[dict[str, t.Any]]:
+    """One record per item of a (possibly looped, possibly failed) registered result."""
+    items = registered.get("results")
+    if isinstance(items, list):
+        return [_record(r, store, action) for r in items if not r.get("skipped")]
+    return [_record(registered, store, action)]
+
+
+def _size(size: t.Any) -> str:
+    if not isinstance(size, int):
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
+        value /= 1024
+    return "%d B" % size
+
+
+def run_line(record: t.Mapping[str, t.Any]) -> str:
+    """One readable line for a run record."""
+    parts = [record.get("store", "?"), record.get("action", "?")]
+    if record.get("target"):
+        parts.append(record["target"])
+    parts.append(str(record.get("status", "?")).upper())
+    if record.get("artifact"):
+        parts.append(str(record["artifact"]).rsplit("/", 1)[-1])
+        parts.append(_size(record.get("size")))
+    if record.get("duration") is not None:
+        parts.append("%.1fs" % record["duration"])
+    text = " | ".join(parts)
+    if record.get("error"):
+        text += " | " + record["error"]
+    elif record.get("problems"):
+        text += " | " + "; ".join(record["problems"])
+    return text
+
+
+def catalog_lines(catalog: t.Mapping[str, t.Any]) -> list[str]:
+    """The listing of every store as lines: name, date, size, verification state."""
+    lines = []
+    for store, results in catalog.items():
+        for result in results:
+            backups = result.get("backups") or []
+            lines.append("%s (%s): %d backup(s)" % (store, result.get("directory", "?"), len(backups)))
+            for backup in backups:
+                state = (backup.get("verification") or {}).get("state", "not checked")
+                legacy = " legacy" if backup.get("legacy") else ""
+                lines.append("  %s  %s  %s  %s%s" % (backup["name"], backup["created"][:19], _size(backup["size"]), state, legacy))
+            for problem in result.get("problems") or []:
+                lines.append("  problem: %s" % problem)
+    return lines
+
+
+class FilterModule:
+    def filters(self) -> dict[str, t.Callable[..., t.Any]]:
+        return {"run_results": run_results, "run_line": run_line, "catalog_lines": catalog_lines}

@@ -127,6 +127,7 @@ def explain(message: str, conn: Connection) -> str:
         ("is not running", "start the container (docker compose up -d)"),
         ("Connection refused", "is PostgreSQL running and listening on that host and port?"),
         ("could not connect", "is PostgreSQL running? check login_host / login_port / login_unix_socket"),
+        ("Is the server running", "is PostgreSQL running? check login_host / login_port / login_unix_socket"),
     )
     for needle, hint in hints:
         if needle in message:

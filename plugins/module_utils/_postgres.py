@@ -286,7 +286,10 @@ class DumpComplete:
 
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        self._tail = (self._tail + chunk)[-self.WINDOW:]
+        if len(chunk) >= self.WINDOW:  # the whole window is in this chunk: copy only its end
+            self._tail = chunk[-self.WINDOW:]
+        else:
+            self._tail = (self._tail + chunk)[-self.WINDOW:]
 
     def result(self) -> str | None:
         if DUMP_COMPLETE not in self._tail:

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+# Copyright (c) cclite.backup contributors
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Benchmark: the collection's PostgreSQL backup against the raw `pg_dump | gzip` pipeline.
+
+Creates a throwaway PostgreSQL cluster with a database of about --size-mb MB, then, in one run:
+  1. raw      `pg_dump DB | gzip -6 > file` (bash, pipefail)
+  2. playbook `ansible-playbook playbooks/backup.yml` (gzip level 6, the default)
+  3. playbook with compression zstd
+and a second, small database through the playbook, to show that the module's memory does not
+grow with the database. Prints wall times, ratios and the module's peak RSS (VmHWM, sampled
+from /proc while the module runs). Targets: playbook <= 1.10x raw; zstd >= 3x faster than raw
+gzip; module peak memory <= 100 MB and independent of size.
+
+Run from the repository root after `make setup`:  .venv/bin/python bench/bench_postgresql.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def sh(cmd: str, **kw: object) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, **kw)  # noqa: S603
+
+
+def psql(port: int, sql: str, db: str = "postgres") -> str:
+    out = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+         "-p", str(port), "-d", db, "-c", sql],
+        check=True, capture_output=True, text=True, cwd="/", env=dict(os.environ, PGPASSWORD="bench"),
+    )
+    return out.stdout.strip()
+
+
+class Cluster:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.dir = tempfile.mkdtemp(prefix="cclite-bench-pg-")
+        os.chmod(self.dir, 0o755)
+        shutil.chown(self.dir, "postgres")
+
+    def start(self) -> None:
+        pw = os.path.join(self.dir, "pw")
+        with open(pw, "w") as f:
+            f.write("bench")
+        shutil.chown(pw, "postgres")
+        run = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(run + [PG_BIN + "/initdb", "-D", self.dir + "/data", "-U", "postgres", "--pwfile", pw,
+                              "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
+                       check=True, cwd="/", stdout=subprocess.DEVNULL)
+        subprocess.run(run + [PG_BIN + "/pg_ctl", "-D", self.dir + "/data", "-w", "-l", self.dir + "/log", "-o",
+                              "-p %d -k %s -c listen_addresses=127.0.0.1 -c shared_buffers=256MB" % (self.port, self.dir),
+                              "start"], check=True, cwd="/", stdout=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", PG_BIN + "/pg_ctl", "-D", self.dir + "/data", "-m", "fast",
+                        "stop"], cwd="/", stdout=subprocess.DEVNULL, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def make_db(self, name: str, size_mb: int) -> int:
+        psql(self.port, "CREATE DATABASE %s" % name)
+        # ~135 bytes of dump text per row: ids, a timestamp, a hex digest, a sentence, JSON.
+        rows = max(1000, size_mb * 1024 * 1024 // 135)
+        psql(self.port, """
+            CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, digest text, body text, meta jsonb);
+            INSERT INTO events
+            SELECT g, timestamptz '2025-01-01' + g * interval '1 second', md5(g::text),
+                   'user ' || (g % 5000) || ' did action ' || (g % 37) || ' on item ' || (g * 7 % 100003),
+                   jsonb_build_object('k', g % 11, 'ok', g % 2 = 0)
+              FROM generate_series(1, ROWS) g;
+        """.replace("ROWS", str(rows)), name)
+        return int(psql(self.port, "SELECT pg_database_size('%s')" % name))
+
+
+class PeakRss:
+    """Samples VmHWM of the module processes (AnsiballZ_postgresql_backup) while they run."""
+
+    def __init__(self, needle: str) -> None:
+        self.needle = needle.encode()
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        if self.needle not in f.read():
+                            continue
+                    with open("/proc/%s/status" % pid) as f:
+                        for line in f:
+                            if line.startswith("VmHWM:"):
+                                self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+                except OSError:
+                    continue
+            time.sleep(0.05)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def playbook(port: int, db: str, root: str, compression: str) -> tuple[float, float, dict]:
+    os.makedirs(root)
+    inventory = os.path.join(root, "inventory.json")
+    with open(inventory, "w") as f:
+        json.dump({"cclite_backup": {"hosts": {"localhost": {"ansible_connection": "local",
+                                                             "ansible_python_interpreter": sys.executable}}}}, f)
+    extra = {
+        "backup_root": root, "backup_stores": ["postgresql"], "postgresql_backup_mode": "host",
+        "postgresql_backup_login_host": "127.0.0.1", "postgresql_backup_login_port": port,
+        "postgresql_backup_login_password": "bench", "postgresql_backup_databases": [db],
+        "postgresql_backup_compression": compression,
+    }
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_STDOUT_CALLBACK="json")
+    start = time.monotonic()
+    with PeakRss("AnsiballZ_postgresql_backup") as peak:
+        out = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+             os.path.join(ROOT, "playbooks", "backup.yml"), "-e", json.dumps(extra)],
+            capture_output=True, text=True, env=env, check=False,
+        )
+    wall = time.monotonic() - start
+    if out.returncode != 0:
+        sys.exit("playbook failed:\n" + out.stdout[-3000:] + out.stderr[-3000:])
+    link = os.path.join(root, "postgresql", "latest.sql" + (".gz" if compression == "gzip" else ".zst"))
+    with open(os.path.realpath(link) + ".manifest.json") as f:
+        manifest = json.load(f)
+    return wall, peak.peak_kb / 1024.0, manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1024, help="size of the large database (default 1024)")
+    parser.add_argument("--small-mb", type=int, default=64, help="size of the small database (default 64)")
+    parser.add_argument("--port", type=int, default=55499)
+    args = parser.parse_args()
+
+    cluster = Cluster(args.port)
+    work = tempfile.mkdtemp(prefix="cclite-bench-")
+    try:
+        cluster.start()
+        print("creating databases (%d MB and %d MB)..." % (args.size_mb, args.small_mb), flush=True)
+        big = cluster.make_db("bench_big", args.size_mb)
+        small = cluster.make_db("bench_small", args.small_mb)
+        psql(args.port, "CHECKPOINT")
+        print("bench_big: %.0f MB on disk; bench_small: %.0f MB" % (big / 2**20, small / 2**20), flush=True)
+
+        raw_file = os.path.join(work, "raw.sql.gz")
+        start = time.monotonic()
+        sh("PGPASSWORD=bench pg_dump -h 127.0.0.1 -U postgres -p %d -d bench_big | gzip -6 > %s" % (args.port, raw_file))
+        raw = time.monotonic() - start
+        raw_size = os.path.getsize(raw_file)
+        os.unlink(raw_file)
+        print("raw pipeline: %.1f s" % raw, flush=True)
+
+        gz_wall, gz_peak, gz_manifest = playbook(args.port, "bench_big", os.path.join(work, "gz"), "gzip")
+        zs_wall, zs_peak, zs_manifest = playbook(args.port, "bench_big", os.path.join(work, "zst"), "zstd")
+        sm_wall, sm_peak, _ = playbook(args.port, "bench_small", os.path.join(work, "small"), "gzip")
+
+        print()
+        print("raw pg_dump | gzip -6          %7.1f s   %8.1f MB" % (raw, raw_size / 2**20))
+        print("playbook, gzip -6 (%s)    %7.1f s   %8.1f MB   module peak RSS %.1f MB"
+              % (gz_manifest["compression"]["program"], gz_wall, gz_manifest["artifact"]["size"] / 2**20, gz_peak))
+        print("playbook, zstd -3              %7.1f s   %8.1f MB   module peak RSS %.1f MB"
+              % (zs_wall, zs_manifest["artifact"]["size"] / 2**20, zs_peak))
+        print("playbook, small db (%d MB)     %7.1f s                module peak RSS %.1f MB" % (args.small_mb, sm_wall, sm_peak))
+        print()
+        print("ratio playbook gzip / raw gzip   %.2fx   (target <= 1.10x)" % (gz_wall / raw))
+        print("speed zstd playbook vs raw gzip  %.2fx   (target >= 3x)" % (raw / zs_wall))
+        print("speed zstd vs gzip playbook      %.2fx" % (gz_wall / zs_wall))
+        print("module peak RSS big / small      %.1f MB / %.1f MB   (target <= 100 MB, independent of size)" % (max(gz_peak, zs_peak), sm_peak))
+        print("rows recorded in the manifest    %d" % gz_manifest["source"]["total_rows"])
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

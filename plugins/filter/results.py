@@ -36,6 +36,8 @@ def run_results(registered: t.Mapping[str, t.Any], store: str, action: str) -> l
     items = registered.get("results")
     if isinstance(items, list):
         return [_record(r, store, action) for r in items if not r.get("skipped")]
+    if registered.get("skipped"):
+        return []
     return [_record(registered, store, action)]
 
 

@@ -29,7 +29,7 @@ import typing as t
 import zlib
 
 from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._process import Command, redact, tail
+from ansible_collections.cclite.backup.plugins.module_utils._process import Command, spooled_tail
 
 CHUNK = 1024 * 1024
 EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}
@@ -121,10 +121,7 @@ class _Stage:
             raise ConfigError("cannot run %s: %s is not installed or not on PATH" % (cmd.name, exc.filename)) from exc
 
     def stderr(self) -> str:
-        self.err.seek(0, os.SEEK_END)
-        size = self.err.tell()
-        self.err.seek(max(0, size - 4096))
-        return redact(tail(self.err.read()), self.cmd.secrets())
+        return spooled_tail(self.err, self.cmd.secrets())
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -138,7 +135,8 @@ class _Stage:
 def _failure(stages: list[_Stage], feeder_error: BaseException | None) -> StageError | None:
     """The error to report, naming the root cause first (a producer before its consumer)."""
     failed = [s for s in stages if s.proc.returncode != 0]
-    if feeder_error is not None:
+    if feeder_error is not None and not (isinstance(feeder_error, BrokenPipeError) and failed):
+        # a broken pipe only means the compressor died: its own failure is reported below
         return StageError("the data source failed: %s" % feeder_error, stage="source")
     for stage in failed:
         downstream_failed = any(o is not stage and stages.index(o) > stages.index(stage) for o in failed)
@@ -176,14 +174,15 @@ def write_artifact(
     if os.path.lexists(dest):
         raise ConfigError("%s already exists; refusing to overwrite an artifact" % dest)
     started = utcnow()
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(dest), suffix=".partial")
-    os.fchmod(fd, mode)
+    fd, tmp = -1, ""
     stages: list[_Stage] = []
     feeder: threading.Thread | None = None
     feeder_error: list[BaseException] = []
     digest = hashlib.sha256()
     size = 0
     try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(dest), suffix=".partial")
+        os.fchmod(fd, mode)
         compressor = compression.compressor()
         if isinstance(source, Command):
             stages.append(_Stage(source, subprocess.DEVNULL))
@@ -250,7 +249,7 @@ def write_artifact(
             stage.close()
         if feeder is not None:
             feeder.join(timeout=5)
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -266,6 +265,7 @@ class ArtifactReader:
         self.algorithm = algorithm or algorithm_of(path)
         self.sha256 = ""
         self.size = 0
+        self.content_size = 0  # decompressed bytes
 
     def _raw(self, digest: t.Any) -> t.Iterator[bytes]:
         try:
@@ -282,13 +282,16 @@ class ArtifactReader:
 
     def chunks(self) -> t.Iterator[bytes]:
         digest = hashlib.sha256()
-        self.size = 0
+        self.size = self.content_size = 0
         if self.algorithm == "gzip":
-            yield from self._gunzip(self._raw(digest))
+            stream = self._gunzip(self._raw(digest))
         elif self.algorithm == "zstd":
-            yield from self._unzstd(self._raw(digest))
+            stream = self._unzstd(self._raw(digest))
         else:
-            yield from self._raw(digest)
+            stream = self._raw(digest)
+        for chunk in stream:
+            self.content_size += len(chunk)
+            yield chunk
         self.sha256 = digest.hexdigest()
 
     def _gunzip(self, raw: t.Iterator[bytes]) -> t.Iterator[bytes]:

@@ -21,16 +21,17 @@ import dataclasses
 import datetime
 import os
 import re
+import stat
 import statistics
 import time
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils import _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._artifact import EXTENSIONS, algorithm_of
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, VerifyError
 
 STAMP = "%Y%m%d_%H%M%S"
-SERIES_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(?:_[A-Za-z0-9.-]+)*$")
+SERIES_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*(?:_[A-Za-z0-9.-]+)*")
 SIDECARS = (_manifest.SUFFIX,)
 STALE_PARTIAL_SECONDS = 24 * 3600
 
@@ -68,6 +69,7 @@ class Entry:
     series: str
     size: int
     manifest: dict[str, t.Any] | None
+    manifest_error: str | None = None  # the manifest exists but cannot be read
 
     @property
     def algorithm(self) -> str:
@@ -75,7 +77,7 @@ class Entry:
 
     @property
     def legacy(self) -> bool:
-        return self.manifest is None
+        return self.manifest is None and self.manifest_error is None
 
     @property
     def created(self) -> datetime.datetime:
@@ -116,7 +118,7 @@ class Catalog:
     def __init__(self, root: str, layout: Layout, series: str = "") -> None:
         if not root or not os.path.isabs(root):
             raise ConfigError("backup_root must be an absolute path, got %r" % root)
-        if series and not SERIES_RE.match(series):
+        if series and not SERIES_RE.fullmatch(series):
             raise ConfigError(
                 "cannot use %r in backup file names: use letters, digits, '.', '-' and single '_'" % series
             )
@@ -126,7 +128,7 @@ class Catalog:
         self.directory = os.path.join(root, layout.relative_dir)
         infix = "_%s" % series if series else ""
         self._pattern = re.compile(
-            r"^%s%s_(?P<stamp>\d{8}_\d{6})%s(?P<comp>%s)$"
+            r"%s%s_(?P<stamp>\d{8}_\d{6})%s(?P<comp>%s)"
             % (
                 re.escape(layout.prefix),
                 re.escape(infix),
@@ -149,7 +151,7 @@ class Catalog:
         return "%s%s_%s%s%s" % (self.layout.prefix, infix, stamp.strftime(STAMP), self.layout.content, extension)
 
     def parse(self, name: str) -> datetime.datetime | None:
-        match = self._pattern.match(name)
+        match = self._pattern.fullmatch(name)
         if not match:
             return None
         try:
@@ -212,7 +214,7 @@ class Catalog:
             path = os.path.join(self.directory, name)
             if stamp is None or os.path.islink(path) or not os.path.isfile(path):
                 continue
-            found.append(Entry(name, path, stamp, self.series, os.path.getsize(path), _manifest.read(path)))
+            found.append(self._entry(name, path, stamp))
         found.sort(key=lambda e: (e.stamp, e.name), reverse=True)
         return found
 
@@ -255,7 +257,13 @@ class Catalog:
         path = os.path.join(self.directory, base)
         if os.path.islink(path) or not os.path.isfile(path):
             raise ConfigError("backup %s not found in %s: list the backups to see what exists" % (base, self.directory))
-        return Entry(base, path, stamp, self.series, os.path.getsize(path), _manifest.read(path))
+        return self._entry(base, path, stamp)
+
+    def _entry(self, name: str, path: str, stamp: datetime.datetime) -> Entry:
+        try:
+            return Entry(name, path, stamp, self.series, os.path.getsize(path), _manifest.read(path))
+        except VerifyError as exc:
+            return Entry(name, path, stamp, self.series, os.path.getsize(path), None, exc.msg)
 
     # retention -----------------------------------------------------------------------------
 
@@ -309,9 +317,15 @@ class Catalog:
             return
         limit = time.time() - STALE_PARTIAL_SECONDS
         for name in names:
+            if not (name.startswith(".") and name.endswith(".partial")):
+                continue
             path = os.path.join(self.directory, name)
-            if name.startswith(".") and name.endswith(".partial") and os.path.getmtime(path) < limit:
-                os.unlink(path)
+            try:
+                info = os.lstat(path)  # a link left by point_latest may dangle
+                if not stat.S_ISDIR(info.st_mode) and info.st_mtime < limit:
+                    os.unlink(path)
+            except FileNotFoundError:
+                continue
 
 
 def median_size(entries: t.Sequence[Entry]) -> float | None:

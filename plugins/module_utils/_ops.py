@@ -70,6 +70,8 @@ def artifact_result(written: Written, spec: BackupSpec, versions: t.Mapping[str,
 
 def is_good(entry: Entry, content: ContentFactory) -> bool:
     """Whether a backup verifies as good: its data reads back and matches its manifest."""
+    if entry.manifest_error:
+        return False
     report = Report(entry.name, entry.path)
     check_data(report, entry, content())
     return report.state == "good"

@@ -20,7 +20,7 @@ import time
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, RestoreError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._process import Command, Target, redact, run, tail
+from ansible_collections.cclite.backup.plugins.module_utils._process import Command, Target, run, spooled_tail
 
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 SENTINEL = "__CCLITE_BACKUP_END__"
@@ -158,8 +158,11 @@ def database_info(conn: Connection, database: str) -> dict[str, str] | None:
 def parse_counts(lines: t.Iterable[str]) -> dict[str, int]:
     counts = {}
     for line in lines:
-        row = json.loads(line)
-        counts[row["table"]] = int(row["rows"])
+        try:
+            row = json.loads(line)
+            counts[row["table"]] = int(row["rows"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StageError("unexpected output while counting rows: %r (%s)" % (line[:200], exc)) from exc
     return counts
 
 
@@ -187,8 +190,7 @@ class Session:
             raise ConfigError("cannot run psql: %s is not installed or not on PATH" % exc.filename) from exc
 
     def _stderr(self) -> str:
-        self.err.seek(0)
-        return redact(tail(self.err.read()), self.cmd.secrets())
+        return spooled_tail(self.err, self.cmd.secrets())
 
     def execute(self, sql: str) -> list[str]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -370,8 +372,7 @@ def load(conn: Connection, database: str, chunks: t.Iterable[bytes]) -> None:
             pass  # psql stopped reading: its exit status and stderr say why
         proc.wait()
         if proc.returncode != 0:
-            err.seek(0)
-            message = redact(tail(err.read()), cmd.secrets()) or "(no error output)"
+            message = spooled_tail(err, cmd.secrets()) or "(no error output)"
             raise StageError("loading the dump into %s failed: %s" % (database, message), stage="psql")
     finally:
         if proc.poll() is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils import _ops

@@ -113,6 +113,21 @@ def tail(data: bytes, limit: int = STDERR_TAIL) -> str:
     return text
 
 
+def redacted_tail(data: bytes, secrets: t.Sequence[str], limit: int = STDERR_TAIL) -> str:
+    """The end of some output, secrets redacted *before* it is cut (a cut secret would leak)."""
+    margin = max((len(s.encode()) for s in secrets), default=0)
+    text = redact(data[-(limit + margin):].decode("utf-8", errors="replace"), secrets)
+    return text[-limit:].strip()
+
+
+def spooled_tail(handle: t.BinaryIO, secrets: t.Sequence[str], limit: int = STDERR_TAIL) -> str:
+    """:func:`redacted_tail` of what a child wrote into a spooled temp file."""
+    margin = max((len(s.encode()) for s in secrets), default=0)
+    handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, handle.tell() - limit - margin))
+    return redacted_tail(handle.read(), secrets, limit)
+
+
 def run(cmd: Command, stdin: bytes | None = None, timeout: float | None = None, check: bool = True) -> Result:
     """Run a command that produces little output; fail with its redacted stderr."""
     try:
@@ -129,7 +144,7 @@ def run(cmd: Command, stdin: bytes | None = None, timeout: float | None = None, 
         raise ConfigError("cannot run %s: %s is not installed or not on PATH" % (cmd.name, exc.filename)) from exc
     except subprocess.TimeoutExpired as exc:
         raise StageError("%s did not finish within %s seconds" % (cmd.name, timeout)) from exc
-    stderr = redact(tail(proc.stderr), cmd.secrets())
+    stderr = redacted_tail(proc.stderr, cmd.secrets())
     if check and proc.returncode != 0:
         raise StageError(
             "%s failed with exit status %d: %s" % (cmd.name, proc.returncode, stderr or "(no error output)"),

@@ -43,6 +43,7 @@ class Report:
     checks: dict[str, str] = dataclasses.field(default_factory=dict)  # check -> ok | failed | skipped
     problems: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    content_size: int | None = None  # decompressed bytes, once the data was read
 
     def passed(self, check: str) -> None:
         self.checks[check] = "ok"
@@ -89,7 +90,9 @@ def check_rules(
             )
         else:
             report.passed("size")
-    if entry.manifest is None:
+    if entry.manifest_error:
+        report.failed("manifest", entry.manifest_error)
+    elif entry.manifest is None:
         report.skipped("manifest", "no manifest (a legacy backup): size and sha256 cannot be compared")
     else:
         expected = entry.manifest.get("artifact", {}).get("size")
@@ -110,6 +113,10 @@ def check_data(report: Report, entry: Entry, content: ContentCheck | None = None
         report.failed("stream", exc.msg)
         return
     report.passed("stream")
+    report.content_size = reader.content_size
+    if reader.content_size == 0:
+        report.failed("content", "the backup is empty once decompressed")
+        return
     if entry.manifest is not None:
         expected = entry.manifest.get("artifact", {}).get("sha256")
         if reader.sha256 != expected:

@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""PostgreSQL helpers that need no server: connection argv/env, parsing, names, content check.
+
+Where a test needs a client tool (docker, psql), a stand-in script on PATH records what it was
+given: argv and environment are checked at the real process boundary.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.cclite.backup.plugins.module_utils import _postgres as pg
+from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._process import REDACTED, run
+
+PASSWORD = "pa55-w0rd-that-must-not-leak"
+
+
+def test_docker_command_passes_the_password_by_name_only():
+    conn = pg.Connection(mode="docker", container="cc-lite-postgres", login_password=PASSWORD)
+    cmd = conn.command("pg_dump", ["--format=plain", "--no-password"], "app")
+    assert cmd.argv == (
+        "docker", "exec", "-i", "-u", "postgres",
+        "-e", "PGAPPNAME", "-e", "PGCONNECT_TIMEOUT", "-e", "PGDATABASE", "-e", "PGPASSWORD",
+        "-e", "PGPORT", "-e", "PGSSLMODE", "-e", "PGUSER",
+        "cc-lite-postgres", "pg_dump", "--format=plain", "--no-password",
+    )
+    assert not any(PASSWORD in arg for arg in cmd.argv)
+    assert cmd.env == {
+        "PGDATABASE": "app", "PGPORT": "5432", "PGUSER": "postgres", "PGSSLMODE": "prefer",
+        "PGAPPNAME": "cclite.backup", "PGCONNECT_TIMEOUT": "10", "PGPASSWORD": PASSWORD,
+    }
+    assert cmd.environ()["PGPASSWORD"] == PASSWORD
+    assert cmd.secrets() == [PASSWORD] and conn.secrets() == [PASSWORD]
+    assert PASSWORD not in cmd.display() and cmd.name == "pg_dump"
+
+
+def test_docker_command_at_the_process_boundary(tmp_path, fake_program):
+    argv_file, password_file = tmp_path / "argv", tmp_path / "password"
+    fake_program("docker", 'printf "%%s\\n" "$@" > "%s"; printf "%%s" "$PGPASSWORD" > "%s"' % (argv_file, password_file))
+    conn = pg.Connection(mode="docker", container="db", login_password=PASSWORD)
+    run(conn.command("psql", ["-c", "SELECT 1"], "app"))
+    assert password_file.read_text() == PASSWORD  # docker exec -e PGPASSWORD copies it from its environment
+    argv = argv_file.read_text().splitlines()
+    assert PASSWORD not in argv_file.read_text()
+    assert argv[:4] == ["exec", "-i", "-u", "postgres"] and argv[-4:] == ["db", "psql", "-c", "SELECT 1"]
+    assert "PGPASSWORD" in argv
+
+
+def test_no_password_no_variable():
+    cmd = pg.Connection(mode="docker", container="db", container_user="").command("psql", [])
+    assert "PGPASSWORD" not in cmd.env and "PGPASSWORD" not in cmd.argv and "-u" not in cmd.argv
+    assert cmd.env["PGDATABASE"] == "postgres"  # the maintenance database by default
+    assert cmd.secrets() == []
+
+
+def test_host_mode_argv():
+    conn = pg.Connection(mode="host", login_host="db.example.org", login_port=5433, login_password=PASSWORD,
+                         ca_cert="/etc/ssl/ca.pem", ssl_mode="verify-full")
+    cmd = conn.command("pg_dump", ["--format=plain"], "app")
+    assert cmd.argv == ("pg_dump", "--format=plain")
+    assert cmd.env["PGHOST"] == "db.example.org" and cmd.env["PGPORT"] == "5433"
+    assert cmd.env["PGSSLROOTCERT"] == "/etc/ssl/ca.pem" and cmd.env["PGSSLMODE"] == "verify-full"
+    assert cmd.env["PGPASSWORD"] == PASSWORD
+
+
+def test_host_mode_with_run_as_uses_runuser():
+    conn = pg.Connection(mode="host", run_as="postgres", login_unix_socket="/var/run/postgresql")
+    cmd = conn.command("psql", ["-X", "-c", "SELECT 1"], "app")
+    assert cmd.argv == ("runuser", "-u", "postgres", "--", "psql", "-X", "-c", "SELECT 1")
+    assert cmd.env["PGHOST"] == "/var/run/postgresql" and cmd.name == "psql"
+
+
+def test_login_host_wins_over_the_socket():
+    conn = pg.Connection(mode="host", login_host="10.0.0.5", login_unix_socket="/tmp")
+    assert conn.env("x")["PGHOST"] == "10.0.0.5"
+    assert "PGHOST" not in pg.Connection(mode="host").env("x")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mode": "docker", "container": ""}, "mode docker needs the container's name"),
+    ({"mode": "kubernetes"}, "unknown mode 'kubernetes'"),
+])
+def test_bad_connection(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        pg.Connection(**kwargs).command("psql", [])
+    assert message in err.value.msg
+
+
+def test_describe():
+    assert pg.Connection(container="db").describe() == "PostgreSQL at the local socket (port 5432) from container db"
+    assert pg.Connection(mode="host", login_host="h", login_port=6543).describe() == "PostgreSQL at h (port 6543) from this host"
+
+
+def test_connection_from_the_argument_spec_defaults():
+    params = {name: spec.get("default") for name, spec in pg.connection_argument_spec().items()}
+    assert pg.connection_from(params) == pg.Connection()
+    assert pg.connection_argument_spec()["login_password"]["no_log"] is True
+
+
+def test_psql_args():
+    assert pg.psql_args() == ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "--no-password"]
+    assert pg.psql_args(("db", "app"), ("owner", "")) == [
+        "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "--no-password", "-v", "db=app", "-v", "owner=",
+    ]
+
+
+def test_query_at_the_process_boundary(tmp_path, fake_program):
+    sql_seen = tmp_path / "stdin.sql"
+    fake_program("psql", 'cat > "%s"; printf \'{"table": "public.a", "rows": 2}\\n\\n{"table": "s.b", "rows": 0}\\n\'' % sql_seen)
+    conn = pg.Connection(mode="host")
+    lines = pg.query(conn, "SELECT 1;", "app", variables=[("db", "app")])
+    assert lines == ['{"table": "public.a", "rows": 2}', '{"table": "s.b", "rows": 0}']  # empty lines dropped
+    assert sql_seen.read_text() == "SELECT 1;"
+    assert pg.parse_counts(lines) == {"public.a": 2, "s.b": 0}
+
+
+def test_query_failure_is_explained_and_redacted(fake_program):
+    fake_program("psql", 'echo "psql: error: FATAL:  password authentication failed for user \\"postgres\\" (tried $PGPASSWORD)" >&2; exit 2')
+    conn = pg.Connection(mode="host", login_password=PASSWORD)
+    with pytest.raises(StageError) as err:
+        pg.query(conn, "SELECT 1;")
+    assert err.value.msg == (
+        'psql failed with exit status 2: psql: error: FATAL:  password authentication failed for user "postgres" (tried %s)'
+        " (check postgresql_backup_login_password (it is never shown))" % REDACTED
+    )
+    assert err.value.details == {"rc": 2, "stage": "psql"}
+
+
+def test_parse_counts():
+    lines = ['{"table": "public.users", "rows": 3}', '{"table": "sales.\\"Order\\"", "rows": "12"}']
+    assert pg.parse_counts(lines) == {"public.users": 3, 'sales."Order"': 12}
+    assert pg.parse_counts([]) == {}
+
+
+def test_compare_counts():
+    expected = {"public.a": 3, "public.b": 5, "public.c": 1}
+    actual = {"public.a": 3, "public.b": 4, "public.d": 0}
+    assert pg.compare_counts(expected, actual) == [
+        "table public.b has 4 rows, the manifest says 5",
+        "table public.c is missing (1 rows expected)",
+        "table public.d is not in the manifest",
+    ]
+    assert pg.compare_counts(expected, dict(expected)) == []
+
+
+@pytest.mark.parametrize("base, tag, expected", [
+    ("app", "restore", "app__restore"),
+    ("a" * 100, "restore", "a" * 54 + "__restore"),
+    ("x" * 63, "pre_restore_20250101_120000", "x" * 34 + "__pre_restore_20250101_120000"),
+])
+def test_scratch_name(base, tag, expected):
+    name = pg.scratch_name(base, tag)
+    assert name == expected and len(name.encode()) <= pg.MAX_IDENTIFIER
+
+
+def test_scratch_name_never_cuts_a_character():
+    base = "datenbank_" + "ü" * 40  # two bytes each
+    name = pg.scratch_name(base, "restore")
+    assert len(name.encode()) <= 63 and name.endswith("__restore")
+    assert name == "datenbank_" + "ü" * 22 + "__restore"  # 10 + 44 bytes; the 23rd ü would not fit whole
+
+
+def test_dump_complete():
+    check = pg.DumpComplete()
+    for chunk in (b"CREATE TABLE t (id int);\n" * 1000, b"--\n-- PostgreSQL database dump com", b"plete\n--\n\n"):
+        check.feed(chunk)  # the closing line split across two chunks
+    assert check.result() is None
+    assert check.size == 25 * 1000 + len(b"--\n-- PostgreSQL database dump complete\n--\n\n")
+
+
+def test_dump_complete_missing_or_not_at_the_end():
+    cut = pg.DumpComplete()
+    cut.feed(b"CREATE TABLE t (id int);\nCOPY t (id) FROM stdin;\n1\n")
+    assert cut.result() == "the SQL does not end with pg_dump's 'dump complete' line: the dump was cut short"
+    buried = pg.DumpComplete()
+    buried.feed(b"-- PostgreSQL database dump complete\n")
+    buried.feed(b"x" * (pg.DumpComplete.WINDOW + 1))  # a second dump appended and cut
+    assert buried.result() is not None
+    assert pg.DumpComplete().result() is not None  # nothing at all
+
+
+@pytest.mark.parametrize("message, hint", [
+    ('FATAL:  password authentication failed for user "postgres"', "check postgresql_backup_login_password (it is never shown)"),
+    ("fe_sendauth: no password supplied", "set postgresql_backup_login_password, or use peer authentication"),
+    ('FATAL:  database "nope" does not exist', "check the database and role names"),
+    ("Error response from daemon: No such container: cc-lite-postgres", "start the container (docker compose up -d) or set"),
+    ("Error response from daemon: container 0123 is not running", "start the container (docker compose up -d)"),
+    ("connection to server failed: Connection refused", "is PostgreSQL running and listening on that host and port?"),
+    ("psql: error: could not connect to server", "is PostgreSQL running? check login_host"),
+])
+def test_explain(message, hint):
+    explained = pg.explain(message, pg.Connection())
+    assert explained.startswith(message + " (") and hint in explained
+
+
+def test_explain_leaves_other_messages_alone():
+    assert pg.explain("ERROR:  syntax error at or near \"SELEC\"", pg.Connection()) == 'ERROR:  syntax error at or near "SELEC"'

@@ -149,7 +149,7 @@ def playbook(port: int, db: str, root: str, compression: str) -> tuple[float, fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the large database (default 1024)")
     parser.add_argument("--small-mb", type=int, default=64, help="size of the small database (default 64)")
     parser.add_argument("--port", type=int, default=55499)
@@ -175,7 +175,7 @@ def main() -> None:
 
         gz_wall, gz_peak, gz_manifest = playbook(args.port, "bench_big", os.path.join(work, "gz"), "gzip")
         zs_wall, zs_peak, zs_manifest = playbook(args.port, "bench_big", os.path.join(work, "zst"), "zstd")
-        sm_wall, sm_peak, _ = playbook(args.port, "bench_small", os.path.join(work, "small"), "gzip")
+        sm_wall, sm_peak, _manifest = playbook(args.port, "bench_small", os.path.join(work, "small"), "gzip")
 
         print()
         print("raw pg_dump | gzip -6          %7.1f s   %8.1f MB" % (raw, raw_size / 2**20))

@@ -196,7 +196,8 @@ def write_artifact(
                 raise ConfigError("a Python data source needs a compressor; use gzip or zstd")
             stages.append(_Stage(compressor, subprocess.PIPE))
             sink = stages[0].proc.stdin
-            assert sink is not None
+            if sink is None:
+                raise StageError("the compressor has no input pipe")
 
             def feed() -> None:
                 try:
@@ -328,7 +329,8 @@ class ArtifactReader:
         stage = _Stage(Command(("zstd", "-d", "-c", "-q"), stage="zstd"), subprocess.PIPE)
         errors: list[BaseException] = []
         sink = stage.proc.stdin
-        assert sink is not None and stage.proc.stdout is not None
+        if sink is None or stage.proc.stdout is None:
+            raise StageError("zstd has no pipes")
 
         def feed() -> None:
             try:

@@ -193,7 +193,8 @@ class Session:
         return spooled_tail(self.err, self.cmd.secrets())
 
     def execute(self, sql: str) -> list[str]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if self.proc.stdin is None or self.proc.stdout is None:
+            raise StageError("psql has no pipes")
         try:
             self.proc.stdin.write(("%s\n\\echo %s\n" % (sql, SENTINEL)).encode())
             self.proc.stdin.flush()
@@ -362,7 +363,8 @@ def load(conn: Connection, database: str, chunks: t.Iterable[bytes]) -> None:
         err.close()
         out.close()
         raise ConfigError("cannot run psql: %s is not installed or not on PATH" % exc.filename) from exc
-    assert proc.stdin is not None
+    if proc.stdin is None:
+        raise StageError("psql has no input pipe")
     try:
         try:
             for chunk in chunks:

@@ -29,7 +29,7 @@ chown postgres "$pwfile"
 echo "== Starting a disposable PostgreSQL on 127.0.0.1:$CCLITE_DEMO_PGPORT"
 as_pg "$pgbin/initdb" -D "$data" -U postgres --pwfile="$pwfile" --auth=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
 rm -f "$pwfile"
-as_pg "$pgbin/pg_ctl" -D "$data" -w -l "$CCLITE_DEMO_ROOT/pg.log" \
+as_pg "$pgbin/pg_ctl" -D "$data" -w -l "$data/postgresql.log" \
   -o "-p $CCLITE_DEMO_PGPORT -k $data -c listen_addresses=127.0.0.1" start >/dev/null
 PGPASSWORD=$CCLITE_DEMO_PGPASSWORD psql -X -q -h 127.0.0.1 -p "$CCLITE_DEMO_PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 <<'SQL'
 CREATE DATABASE operator_demo;
@@ -50,5 +50,6 @@ ansible-playbook -i "$inv" playbooks/verify.yml
 echo "== ansible-playbook playbooks/list.yml"
 ansible-playbook -i "$inv" playbooks/list.yml
 echo "== The backup tree"
-find "$CCLITE_DEMO_ROOT/backups" -printf '%M %10s  %p%l\n' | sed "s|$CCLITE_DEMO_ROOT/||" | sort -k3
+find "$CCLITE_DEMO_ROOT/backups" \( -type l -printf '%M %10s  %p -> %l\n' \) -o -printf '%M %10s  %p\n' |
+  sed "s|$CCLITE_DEMO_ROOT/||" | sort -k3
 echo "== Demo done; the backups stay in $CCLITE_DEMO_ROOT/backups (the server is stopped)"

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# ansible-test integration from a copy of the checkout; arguments go to ansible-test.
+set -euo pipefail
+exec "$(dirname "$0")/ansible-test.sh" integration "$@"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) cclite.backup contributors
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Benchmark: the collection's PostgreSQL backup against the raw `pg_dump | gzip` pipeline.

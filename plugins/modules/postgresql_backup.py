@@ -24,7 +24,7 @@ description:
   - With O(retention_days), older backups are deleted afterwards, never the newest one that
     verifies as good.
   - Two runs on the same store and host never overlap (see O(lock_timeout)).
-author: cclite.backup contributors
+author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.postgresql
   - cclite.backup.catalog
@@ -102,15 +102,45 @@ artifact:
   returned: always
   type: dict
   contains:
-    path: {description: Absolute path of the artifact., type: str, sample: /var/backups/cc-lite/postgresql/postgres_backup_20251226_020000.sql.gz}
-    name: {description: File name., type: str}
-    size: {description: Size in bytes of the compressed artifact., type: int}
-    sha256: {description: SHA-256 of the artifact., type: str}
-    format: {description: Dump format., type: str, sample: plain}
-    compression: {description: Compression algorithm., type: str, sample: gzip}
-    created: {description: When the artifact was complete (ISO 8601)., type: str}
-    duration: {description: Seconds the dump took., type: float}
-    versions: {description: Server and pg_dump versions., type: dict}
+    path:
+      description: Absolute path of the artifact.
+      type: str
+      sample: /var/backups/cc-lite/postgresql/postgres_backup_20251226_020000.sql.gz
+      returned: always
+    name:
+      description: File name.
+      type: str
+      returned: always
+    size:
+      description: Size in bytes of the compressed artifact.
+      type: int
+      returned: always
+    sha256:
+      description: SHA-256 of the artifact.
+      type: str
+      returned: always
+    format:
+      description: Dump format.
+      type: str
+      sample: plain
+      returned: always
+    compression:
+      description: Compression algorithm.
+      type: str
+      sample: gzip
+      returned: always
+    created:
+      description: When the artifact was complete (ISO 8601).
+      type: str
+      returned: always
+    duration:
+      description: Seconds the dump took.
+      type: float
+      returned: always
+    versions:
+      description: Server and pg_dump versions.
+      type: dict
+      returned: always
 manifest:
   description: Path of the manifest written next to the artifact.
   returned: always
@@ -120,9 +150,18 @@ source:
   returned: always
   type: dict
   contains:
-    tables: {description: Row count of every table (schema.table)., type: dict}
-    table_count: {description: Number of tables., type: int}
-    total_rows: {description: Sum of all row counts., type: int}
+    tables:
+      description: Row count of every table (schema.table).
+      type: dict
+      returned: always
+    table_count:
+      description: Number of tables.
+      type: int
+      returned: always
+    total_rows:
+      description: Sum of all row counts.
+      type: int
+      returned: always
 latest:
   description: Path of the C(latest) link, moved to this backup.
   returned: always
@@ -132,9 +171,19 @@ retention:
   returned: always
   type: dict
   contains:
-    deleted: {description: Paths deleted (in check mode, that would be deleted)., type: list, elements: str}
-    protected: {description: The newest good backup, kept whatever its age., type: str}
-    reason: {description: A sentence on what was kept and why., type: str}
+    deleted:
+      description: Paths deleted (in check mode, that would be deleted).
+      type: list
+      elements: str
+      returned: always
+    protected:
+      description: The newest good backup, kept whatever its age.
+      type: str
+      returned: always
+    reason:
+      description: A sentence on what was kept and why.
+      type: str
+      returned: always
 """
 
 from ansible.module_utils.basic import AnsibleModule

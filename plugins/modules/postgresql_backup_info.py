@@ -17,7 +17,7 @@ description:
     (see O(verify)). Reports every problem found; fails only with O(fail_on_problems).
   - Never changes the catalog. The V(deep) check creates a scratch database on the server and
     drops it afterwards.
-author: cclite.backup contributors
+author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.postgresql
   - cclite.backup.catalog
@@ -84,24 +84,65 @@ backups:
   type: list
   elements: dict
   contains:
-    name: {description: File name., type: str}
-    path: {description: Absolute path., type: str}
-    created: {description: When it was made (ISO 8601)., type: str}
-    size: {description: Size in bytes., type: int}
-    sha256: {description: SHA-256 from the manifest (null for legacy backups)., type: str}
-    compression: {description: gzip, zstd or none., type: str}
-    series: {description: The series., type: str}
-    legacy: {description: True when the backup has no manifest (made by the old scripts)., type: bool}
-    manifest: {description: Path of the manifest., type: str}
+    name:
+      description: File name.
+      type: str
+      returned: always
+    path:
+      description: Absolute path.
+      type: str
+      returned: always
+    created:
+      description: When it was made (ISO 8601).
+      type: str
+      returned: always
+    size:
+      description: Size in bytes.
+      type: int
+      returned: always
+    sha256:
+      description: SHA-256 from the manifest (null for legacy backups).
+      type: str
+      returned: always
+    compression:
+      description: gzip, zstd or none.
+      type: str
+      returned: always
+    series:
+      description: The series.
+      type: str
+      returned: always
+    legacy:
+      description: True when the backup has no manifest (made by the old scripts).
+      type: bool
+      returned: always
+    manifest:
+      description: Path of the manifest.
+      type: str
+      returned: always
     verification:
       description: Result of the checks (absent with O(verify=none)).
       type: dict
       returned: when O(verify) is not V(none)
       contains:
-        state: {description: good, bad or unverified., type: str}
-        checks: {description: Each check and its outcome (ok, failed, skipped)., type: dict}
-        problems: {description: What failed., type: list, elements: str}
-        notes: {description: Checks that could not be made, and why., type: list, elements: str}
+        state:
+          description: good, bad or unverified.
+          type: str
+          returned: always
+        checks:
+          description: Each check and its outcome (ok, failed, skipped).
+          type: dict
+          returned: always
+        problems:
+          description: What failed.
+          type: list
+          elements: str
+          returned: always
+        notes:
+          description: Checks that could not be made, and why.
+          type: list
+          elements: str
+          returned: always
 latest:
   description: The backup C(latest) points to.
   returned: always

@@ -21,7 +21,7 @@ description:
     ended); run ANALYZE; drop the old database (or keep it with O(keep_previous))."
   - Names are file names in the store's directory, C(latest), or C(safety/<name>) for a safety
     backup; names that leave the directory are refused.
-author: cclite.backup contributors
+author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.postgresql
   - cclite.backup.catalog

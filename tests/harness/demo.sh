@@ -15,7 +15,11 @@ data=$CCLITE_DEMO_ROOT/pgdata
 
 [ -x "$pgbin/initdb" ] || { echo "demo: PostgreSQL 15 is not installed (apt-get install -y postgresql-15)" >&2; exit 1; }
 as_pg() { (cd / && runuser -u postgres -- "$@"); }
-stop() { [ -d "$data" ] && as_pg "$pgbin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true; }
+stop() {
+  if [ -d "$data" ]; then
+    as_pg "$pgbin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+  fi
+}
 trap stop EXIT
 
 stop

@@ -81,12 +81,14 @@ def check_rules(
     if entry.size < rules.min_size_bytes:
         report.failed("size", "only %d bytes (floor %d): the dump is probably empty" % (entry.size, rules.min_size_bytes))
     else:
-        median = median_size(older[: rules.size_history])
+        # compressed sizes compare only within one algorithm (zstd is not a drop from gzip)
+        alike = [e for e in older if e.algorithm == entry.algorithm][: rules.size_history]
+        median = median_size(alike)
         if median and entry.size < rules.size_drop_ratio * median:
             report.failed(
                 "size",
                 "%d bytes, %.0f%% of the median of the previous %d backups (%d bytes): data may be missing"
-                % (entry.size, 100.0 * entry.size / median, min(len(older), rules.size_history), median),
+                % (entry.size, 100.0 * entry.size / median, len(alike), median),
             )
         else:
             report.passed("size")

@@ -1,0 +1,584 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Qdrant backup, inspection and restore, on the shared flows of ``_ops``."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import typing as t
+
+from ansible_collections.cclite.backup.plugins.module_utils import _ops
+from ansible_collections.cclite.backup.plugins.module_utils import _qdrant as qd
+from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Compression, Source, utcnow
+from ansible_collections.cclite.backup.plugins.module_utils._catalog import QDRANT, Catalog, Entry
+from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, RestoreError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._process import redact
+from ansible_collections.cclite.backup.plugins.module_utils._verify import Report, Rules
+
+FORMATS = {qd.KIND_COLLECTIONS: "qdrant-snapshots", qd.KIND_FULL: "qdrant-full-snapshot"}
+
+
+def catalog(root: str, series: str = "") -> Catalog:
+    return Catalog(root, QDRANT, series)
+
+
+@dataclasses.dataclass
+class Plan:
+    """What one backup takes: the server and the collections as they were just before."""
+
+    server: dict[str, t.Any]
+    collections: list[dict[str, t.Any]]
+    full: bool = False
+
+    @property
+    def kind(self) -> str:
+        return qd.KIND_FULL if self.full else qd.KIND_COLLECTIONS
+
+    def versions(self) -> dict[str, str]:
+        return {"server": str(self.server["version"])}
+
+
+def describe_collection(client: qd.Client, name: str, aliases: t.Mapping[str, str]) -> dict[str, t.Any]:
+    info = client.collection(name)
+    config = info.get("config") or {}
+    return {
+        "name": name,
+        "points_count": info.get("points_count"),
+        "vectors": (config.get("params") or {}).get("vectors"),
+        "config": config,
+        "aliases": sorted(a for a, c in aliases.items() if c == name),
+    }
+
+
+def survey(client: qd.Client, wanted: t.Sequence[str], full: bool) -> Plan:
+    """Check the server and the collections to back up (``wanted``, or all)."""
+    server = client.server()
+    names = client.collections()
+    aliases = client.aliases()
+    if full and wanted:
+        raise ConfigError("a full-storage snapshot holds every collection: leave collections empty with full_snapshot")
+    for name in wanted:
+        if name not in names:
+            if name in aliases:
+                raise ConfigError("%s is an alias of collection %s: list the collection, its aliases are saved with it" % (name, aliases[name]))
+            raise ConfigError(
+                "collection %s does not exist on %s; it has: %s" % (name, client.conn.describe(), ", ".join(names) or "no collections")
+            )
+    selected = list(dict.fromkeys(wanted)) or names
+    if not selected:
+        raise BackupError("%s has no collections: there is nothing to back up" % client.conn.describe())
+    return Plan(server, [describe_collection(client, name, aliases) for name in selected], full)
+
+
+def summary(collections: t.Sequence[t.Mapping[str, t.Any]], server: t.Mapping[str, t.Any], kind: str) -> dict[str, t.Any]:
+    """The source statistics of the JSON manifest sidecar."""
+    return {
+        "server_version": server.get("version"),
+        "kind": kind,
+        "collections": {
+            c["name"]: {k: c.get(k) for k in ("points_count", "points_count_after", "aliases", "size") if c.get(k) is not None}
+            for c in collections
+        },
+        "collection_count": len(collections),
+        "total_points": sum(c.get("points_count") or 0 for c in collections),
+    }
+
+
+class BundleProducer:
+    """Producer for ``_ops.make_backup``: a Python source that writes the bundle's tar stream.
+
+    For each collection: create a snapshot (``wait=false``, then poll), download it into a
+    temp file in ``workdir`` (the backup directory) checking its sha256 against the server's
+    checksum, add it to the tar stream, delete the temp file and the snapshot on the server.
+    Tar headers need each member's size first, hence the temp file: memory stays constant and
+    the extra disk is one snapshot at a time. ``manifest.json`` goes last.
+    """
+
+    def __init__(self, client: qd.Client, plan: Plan, workdir: str, file_mode: int = 0o600) -> None:
+        self.client = client
+        self.plan = plan
+        self.workdir = workdir
+        self.file_mode = file_mode
+        self.entries: list[dict[str, t.Any]] = []
+        self.full: dict[str, t.Any] | None = None
+        self.notes: list[str] = []
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+        self._guard = threading.Lock()
+        self._on_server: set[tuple[t.Optional[str], str]] = set()
+        self._temps: set[str] = set()
+        self.created = ""
+
+    # Producer protocol -----------------------------------------------------------------------
+
+    def start(self) -> Source:
+        self._done.clear()
+        return self._write
+
+    def finish(self) -> dict[str, t.Any]:
+        return summary(self.entries, self.plan.server, self.plan.kind)
+
+    def close(self) -> None:
+        """Stop a running source, then remove what it left: temp files, server snapshots."""
+        self._cancel.set()
+        self._done.wait(timeout=max(self.client.conn.timeout * 2, 30))
+        for scope, name in list(self._on_server):
+            self._drop(scope, name)
+        for path in list(self._temps):
+            self._unlink(path)
+
+    # the source ------------------------------------------------------------------------------
+
+    def _write(self, sink: t.BinaryIO) -> None:
+        try:
+            self.created = utcnow().isoformat()
+            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                if self.plan.full:
+                    self._add_full(tar)
+                else:
+                    for info in self.plan.collections:
+                        self._add_collection(tar, info)
+                data = json.dumps(self.manifest(), indent=2, sort_keys=True).encode("utf-8")
+                self._add_bytes(tar, qd.MANIFEST_MEMBER, data)
+        finally:
+            self._done.set()
+
+    def manifest(self) -> dict[str, t.Any]:
+        return {
+            "schema": qd.BUNDLE_SCHEMA,
+            "version": 1,
+            "kind": self.plan.kind,
+            "created": self.created,
+            "server": dict(self.plan.server, url=redact(self.client.base, self.client.conn.secrets())),
+            "collections": self.entries,
+            "full_snapshot": self.full,
+        }
+
+    def _snapshot(self, scope: str | None) -> dict[str, t.Any]:
+        if self._cancel.is_set():
+            raise BackupError("the backup stopped")
+        desc = self.client.create_snapshot(scope, self._cancel)
+        with self._guard:
+            self._on_server.add((scope, desc["name"]))
+        return desc
+
+    def _add_collection(self, tar: tarfile.TarFile, info: t.Mapping[str, t.Any]) -> None:
+        name = info["name"]
+        desc = self._snapshot(name)
+        try:
+            path, size, sha256 = self._download(name, desc)
+            after = self.client.count(name)
+            entry = dict(info, snapshot=desc["name"], member=qd.member_name(name), sha256=sha256, size=size)
+            if info.get("points_count") is not None and after != info["points_count"]:
+                entry["points_count_after"] = after  # written to meanwhile: the snapshot holds a count in between
+            self._add_file(tar, entry["member"], path, size)
+            self.entries.append(entry)
+        finally:
+            self._drop(name, desc["name"])
+
+    def _add_full(self, tar: tarfile.TarFile) -> None:
+        desc = self._snapshot(None)
+        try:
+            path, size, sha256 = self._download(None, desc)
+            files, config = qd.inner_snapshots(path)
+            mapping = config.get("collections_mapping") or {}
+            aliases = config.get("collections_aliases") or {}
+            known = {c["name"]: c for c in self.plan.collections}
+            member = qd.FULL_DIR + desc["name"]
+            for name in sorted(mapping):
+                inner = mapping[name]
+                if inner not in files:
+                    raise BackupError("the full-storage snapshot %s lists %s for %s but does not hold it" % (desc["name"], inner, name))
+                info = known.get(name) or describe_collection(self.client, name, {})
+                entry = dict(info, snapshot=inner, member=inner, container=member, size=files[inner][0], sha256=files[inner][1])
+                entry["aliases"] = sorted(a for a, c in aliases.items() if c == name)
+                self.entries.append(entry)
+                self._drop_if_listed(name, inner)
+            self.full = {"name": desc["name"], "member": member, "size": size, "sha256": sha256}
+            self._add_file(tar, member, path, size)
+        finally:
+            self._drop(None, desc["name"])
+
+    def _download(self, scope: str | None, desc: t.Mapping[str, t.Any]) -> tuple[str, int, str]:
+        fd, path = tempfile.mkstemp(dir=self.workdir, prefix=".qdrant-snapshot.", suffix=".partial")
+        with self._guard:
+            self._temps.add(path)
+        os.fchmod(fd, self.file_mode)
+        with os.fdopen(fd, "wb") as out:
+            size, sha256 = self.client.download(scope, desc, out, self._cancel)
+        return path, size, sha256
+
+    def _add_file(self, tar: tarfile.TarFile, member: str, path: str, size: int) -> None:
+        info = tarfile.TarInfo(member)
+        info.size = size
+        info.mtime = int(time.time())
+        info.mode = 0o600
+        with open(path, "rb") as source:
+            tar.addfile(info, source)
+        self._unlink(path)
+
+    @staticmethod
+    def _add_bytes(tar: tarfile.TarFile, member: str, data: bytes) -> None:
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        info.mtime = int(time.time())
+        info.mode = 0o600
+        tar.addfile(info, io.BytesIO(data))
+
+    def _unlink(self, path: str) -> None:
+        with self._guard:
+            self._temps.discard(path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def _drop(self, scope: str | None, name: str) -> None:
+        """Delete a snapshot this backup made from the server, once."""
+        with self._guard:
+            if (scope, name) not in self._on_server:
+                return
+            self._on_server.discard((scope, name))
+        try:
+            self.client.delete_snapshot(scope, name)
+        except BackupError as exc:
+            where = qd.snapshots_path(scope)
+            self.notes.append("could not delete snapshot %s from the server (%s): delete it with DELETE %s/%s" % (name, exc.msg, where, name))
+
+    def _drop_if_listed(self, collection: str, name: str) -> None:
+        """A server may keep the collection snapshots it packed into a full snapshot: delete
+        exactly those (by name), nothing else."""
+        try:
+            listed = {s["name"] for s in self.client.snapshots(collection)}
+        except BackupError:
+            return
+        if name in listed:
+            with self._guard:
+                self._on_server.add((collection, name))
+            self._drop(collection, name)
+
+
+@dataclasses.dataclass
+class BackupRequest:
+    conn: qd.Connection
+    spec: _ops.BackupSpec
+    collections: t.Sequence[str] = ()
+    full: bool = False
+
+
+def backup_spec(
+    catalog_: Catalog,
+    compression: Compression,
+    full: bool = False,
+    **kwargs: t.Any,
+) -> _ops.BackupSpec:
+    return _ops.BackupSpec(
+        catalog=catalog_,
+        compression=compression,
+        fmt=FORMATS[qd.KIND_FULL if full else qd.KIND_COLLECTIONS],
+        content=qd.BundleCheck,
+        **kwargs,
+    )
+
+
+def backup(req: BackupRequest, check_mode: bool) -> dict[str, t.Any]:
+    client = qd.Client(req.conn)
+    plan = survey(client, req.collections, req.full)
+    if check_mode:
+        out = _ops.predict_backup(req.spec)
+        out["artifact"]["versions"] = plan.versions()
+        out["source"] = summary(plan.collections, plan.server, plan.kind)
+        out["notes"] = []
+        return out
+    producer = BundleProducer(client, plan, req.spec.catalog.directory, req.spec.file_mode)
+    out = _ops.make_backup(req.spec, producer, plan.versions())
+    out["notes"] = producer.notes
+    return out
+
+
+# -- inspection ----------------------------------------------------------------------------
+
+
+def deep_check(workdir: str | None = None) -> t.Callable[[Entry, Report], None]:
+    """Load every collection snapshot of a bundle with Qdrant Edge and compare its points
+    count with the manifest; a clear note when the managed host has no ``qdrant_edge``."""
+
+    def check(entry: Entry, report: Report) -> None:
+        edge = qd.edge_module()
+        if edge is None:
+            report.skipped(
+                "deep",
+                "the Python module qdrant_edge is not importable by %s on the managed host; install the "
+                "qdrant-edge-py package for that interpreter to load the snapshots" % sys.executable,
+            )
+            return
+        scratch = tempfile.mkdtemp(prefix=".qdrant-deep-check.", dir=workdir or os.path.dirname(entry.path))
+        counts: dict[str, int] = {}
+        manifest: dict[str, t.Any] | None = None
+        try:
+            manifest = _deep_pass(edge, entry, scratch, counts)
+        except BackupError as exc:
+            report.failed("deep", exc.msg)
+            return
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        problems = []
+        for item in manifest["collections"]:
+            key = "%s/%s" % (item.get("container", ""), item["member"])
+            if key not in counts:
+                problems.append("collection %s: its snapshot was not found" % item["name"])
+                continue
+            problem = qd.count_problem(item, counts[key])
+            if problem:
+                problems.append(problem + " once loaded with Qdrant Edge")
+        if problems:
+            report.failed("deep", "; ".join(problems))
+        else:
+            report.passed("deep")
+            report.notes.append(
+                "%s: loaded %d collection snapshot(s) with Qdrant Edge, %d points, as the manifest says"
+                % (entry.name, len(counts), sum(counts.values()))
+            )
+
+    return check
+
+
+def _deep_pass(edge: t.Any, entry: Entry, scratch: str, counts: dict[str, int]) -> dict[str, t.Any]:
+    """One read of the bundle: count the points of every snapshot, read the manifest."""
+    manifest: dict[str, t.Any] | None = None
+
+    def load(container: str, name: str, stream: t.BinaryIO) -> None:
+        work = tempfile.mkdtemp(dir=scratch)
+        try:
+            counts["%s/%s" % (container, name)] = qd.points_in_snapshot(edge, stream, work)
+        except VerifyError as exc:
+            raise VerifyError("%s: %s" % (name, exc.msg)) from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    try:
+        with tarfile.open(fileobj=t.cast(t.IO[bytes], qd.ChunkStream(ArtifactReader(entry.path).chunks())), mode="r|") as bundle:
+            for member in bundle:
+                if not member.isfile():
+                    continue
+                source = t.cast(t.BinaryIO, bundle.extractfile(member))
+                if member.name == qd.MANIFEST_MEMBER:
+                    manifest = qd.check_manifest(json.loads(source.read(qd.MANIFEST_LIMIT).decode("utf-8")))
+                elif member.name.startswith(qd.FULL_DIR):
+                    with tarfile.open(fileobj=source, mode="r|") as full:
+                        for inner in full:
+                            if inner.isfile() and inner.name.endswith(".snapshot"):
+                                load(member.name, inner.name, t.cast(t.BinaryIO, full.extractfile(inner)))
+                else:
+                    load("", member.name, source)
+    except (tarfile.TarError, ValueError, UnicodeDecodeError) as exc:
+        raise VerifyError("the bundle cannot be read (%s)" % exc) from None
+    if manifest is None:
+        raise VerifyError("the bundle has no manifest.json")
+    return manifest
+
+
+def info(catalog_: Catalog, rules: Rules, level: str, now: datetime.datetime | None = None) -> dict[str, t.Any]:
+    deep = deep_check() if level == "deep" else None
+    backups, problems = _ops.inspect(catalog_, rules, level, qd.BundleCheck, now, deep)
+    latest = catalog_.latest()
+    return {
+        "directory": catalog_.directory,
+        "backups": backups,
+        "latest": latest.as_dict() if latest else None,
+        "problems": problems,
+        "healthy": not problems,
+    }
+
+
+# -- restore -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RestoreRequest:
+    conn: qd.Connection
+    catalog: Catalog
+    name: str
+    confirm: bool
+    collections: t.Sequence[str] = ()
+    safety_backup: bool = True
+    compression: Compression = dataclasses.field(default_factory=Compression)
+    lock_timeout: float = 600.0
+    file_mode: int = 0o600
+
+
+class Restore:
+    """Restore collections from a bundle so that nothing changes before the file is proven good.
+
+    confirmation -> version rule -> full read of the file (stream, sha256 against the
+    manifest, every snapshot's sha256 against the server's checksum) -> safety backup of the
+    collections about to be replaced -> for each collection: upload its snapshot
+    (``priority=snapshot``, ``checksum``), recreate its aliases, compare its points count,
+    delete the uploaded file from the server.
+    """
+
+    def __init__(self, req: RestoreRequest) -> None:
+        self.req = req
+        self.client = qd.Client(req.conn)
+
+    def resolve(self) -> Entry:
+        name = self.req.name
+        if name.startswith("safety/"):  # rolling back to what an earlier restore replaced
+            safety = Catalog(self.req.catalog.root, self.req.catalog.layout.safety(), self.req.catalog.series)
+            return safety.resolve(name[len("safety/"):])
+        return self.req.catalog.resolve(name)
+
+    def _refuse_version(self, made: str | None, server: str) -> None:
+        if not made:
+            return
+        problem = qd.version_problem(made, server)
+        if problem:
+            raise RestoreError("refusing to restore onto %s, nothing was changed: %s" % (self.req.conn.describe(), problem))
+
+    def _select(self, manifest: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
+        entries = {e["name"]: e for e in manifest["collections"]}
+        wanted = list(dict.fromkeys(self.req.collections)) or sorted(entries)
+        missing = [n for n in wanted if n not in entries]
+        if missing:
+            raise ConfigError(
+                "the backup has no collection %s; it has: %s" % (", ".join(missing), ", ".join(sorted(entries)) or "none")
+            )
+        return [entries[n] for n in wanted]
+
+    def run(self, check_mode: bool) -> dict[str, t.Any]:
+        req = self.req
+        entry = self.resolve()
+        server = str(self.client.server()["version"])
+        existing = self.client.collections()  # proves the key works before anything else
+        self._refuse_version(((entry.manifest or {}).get("versions") or {}).get("server"), server)
+        out: dict[str, t.Any] = {
+            "restored_from": entry.as_dict(),
+            "server_version": server,
+            "safety_backup": None,
+            "collections": None,
+            "changed": True,
+        }
+        check = qd.BundleCheck()
+        if not check_mode and not req.confirm:
+            raise RestoreError(
+                "refusing to restore %s onto %s without confirmation: set confirm: true "
+                "(restore_confirm=true for the playbooks) once you are sure" % (entry.name, req.conn.describe())
+            )
+        _ops.check_before_restore(entry, lambda: check)
+        manifest = t.cast(t.Dict[str, t.Any], check.manifest)
+        self._refuse_version(manifest["server"].get("version"), server)
+        selected = self._select(manifest)
+        names = [e["name"] for e in selected]
+        if check_mode:
+            replaced = [n for n in names if n in existing]
+            out["msg"] = "would restore %s from %s (check mode: file checked, nothing changed)%s" % (
+                ", ".join(names), entry.name, "; would replace %s" % ", ".join(replaced) if replaced else "")
+            return out
+        with StoreLock(req.catalog.directory, "qdrant", "qdrant restore", req.lock_timeout):
+            replaced = [n for n in names if n in existing]
+            if replaced and req.safety_backup:
+                out["safety_backup"] = self._safety_backup(replaced)
+            out["collections"] = self._restore_all(entry, manifest, selected, out["safety_backup"])
+        out["msg"] = self._message(entry, out)
+        return out
+
+    def _safety_backup(self, names: list[str]) -> dict[str, t.Any]:
+        req = self.req
+        safety = Catalog(req.catalog.root, req.catalog.layout.safety(), req.catalog.series)
+        spec = backup_spec(
+            safety, req.compression, kind="safety", move_latest=False, lock_timeout=req.lock_timeout, file_mode=req.file_mode
+        )
+        try:
+            plan = survey(self.client, names, False)
+            producer = BundleProducer(self.client, plan, safety.directory, req.file_mode)
+            result = _ops.make_backup(spec, producer, plan.versions())
+        except BackupError as exc:
+            raise RestoreError("the safety backup of %s failed, nothing was changed: %s" % (", ".join(names), exc.msg)) from exc
+        return result["artifact"]
+
+    def _restore_all(
+        self, entry: Entry, manifest: t.Mapping[str, t.Any], selected: list[dict[str, t.Any]], safety: t.Mapping[str, t.Any] | None
+    ) -> list[dict[str, t.Any]]:
+        done: list[dict[str, t.Any]] = []
+
+        def handle(item: t.Mapping[str, t.Any], stream: t.BinaryIO, size: int) -> None:
+            done.append(self._restore_one(item, stream, size))
+
+        try:
+            qd.read_bundle(ArtifactReader(entry.path).chunks(), manifest, {e["name"] for e in selected}, handle)
+        except BackupError as exc:
+            state = "restored so far: %s" % (", ".join(d["name"] for d in done) or "none")
+            back = "; to roll back, restore safety/%s" % safety["name"] if safety else ""
+            raise RestoreError("%s (%s%s)" % (exc.msg, state, back)) from exc
+        missing = [e["name"] for e in selected if e["name"] not in {d["name"] for d in done}]
+        if missing:
+            raise RestoreError("the bundle did not hold the snapshot of %s" % ", ".join(missing))
+        order = [e["name"] for e in selected]
+        return sorted(done, key=lambda d: order.index(d["name"]))
+
+    def _restore_one(self, item: t.Mapping[str, t.Any], stream: t.BinaryIO, size: int) -> dict[str, t.Any]:
+        name = item["name"]
+        client = self.client
+        try:
+            client.upload(name, stream, size, item["snapshot"], item["sha256"])
+        finally:
+            removed = self._remove_upload(name, item["snapshot"])
+        self._aliases(name, item.get("aliases") or [])
+        count = client.count(name)
+        problem = qd.count_problem(item, count)
+        if problem:
+            raise RestoreError("%s after the restore" % problem)
+        return {"name": name, "points_count": count, "aliases": list(item.get("aliases") or []), "uploaded_snapshot_removed": removed}
+
+    def _remove_upload(self, collection: str, filename: str) -> bool:
+        """The server keeps an uploaded snapshot file: delete it (by the name we gave it)."""
+        try:
+            if filename in {s["name"] for s in self.client.snapshots(collection)}:
+                self.client.delete_snapshot(collection, filename)
+                return True
+        except BackupError:
+            pass
+        return False
+
+    def _aliases(self, collection: str, aliases: t.Sequence[str]) -> None:
+        current = self.client.aliases()
+        actions: list[dict[str, t.Any]] = []
+        for alias in aliases:
+            target = current.get(alias)
+            if target == collection:
+                continue
+            if target is not None:
+                actions.append({"delete_alias": {"alias_name": alias}})
+            actions.append({"create_alias": {"collection_name": collection, "alias_name": alias}})
+        if actions:
+            try:
+                self.client.update_aliases(actions)
+            except BackupError as exc:
+                raise RestoreError("collection %s was restored but its aliases could not be recreated: %s" % (collection, exc.msg)) from exc
+
+    @staticmethod
+    def _message(entry: Entry, out: t.Mapping[str, t.Any]) -> str:
+        restored = out["collections"]
+        msg = "restored %s from %s (%d points)" % (
+            ", ".join(c["name"] for c in restored), entry.name, sum(c["points_count"] for c in restored))
+        if out["safety_backup"]:
+            msg += "; the collections it replaced are saved in %s (to roll back, restore safety/%s)" % (
+                out["safety_backup"]["path"], out["safety_backup"]["name"])
+        kept = [c["name"] for c in restored if not c["uploaded_snapshot_removed"]]
+        if kept:
+            msg += "; the uploaded snapshot file of %s was not found on the server to delete" % ", ".join(kept)
+        return msg

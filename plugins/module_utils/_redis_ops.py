@@ -1,0 +1,917 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Redis backup, inspection and restore, on the shared flows of ``_ops``."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+import typing as t
+
+from ansible_collections.cclite.backup.plugins.module_utils import _ops
+from ansible_collections.cclite.backup.plugins.module_utils import _redis as rd
+from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Compression, Source
+from ansible_collections.cclite.backup.plugins.module_utils._catalog import REDIS, Catalog, Entry, Layout
+from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, RestoreError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._process import Command, run
+from ansible_collections.cclite.backup.plugins.module_utils._verify import Report, Rules
+
+# The logical method's files sit beside the RDBs: redis/redis_backup_YYYYMMDD_HHMMSS.keys.gz
+LOGICAL = Layout("redis", "redis_backup", ".keys")
+LAYOUTS = {"rdb": REDIS, "logical": LOGICAL}
+SAVE_ATTEMPTS = 3
+
+
+def catalog(root: str, method: str = "rdb", series: str = "") -> Catalog:
+    if method not in LAYOUTS:
+        raise ConfigError("unknown method %r: use rdb or logical" % method)
+    return Catalog(root, LAYOUTS[method], series)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How a backup is taken."""
+
+    method: str = "rdb"
+    transfer: str = "auto"  # auto | file | replication
+    pause_ms: int = 1000
+    sample_keys: int = 3
+    bgsave_timeout: float = 3600.0
+
+
+def content_factory(conn: rd.Connection, method: str, tool: bool = True) -> _ops.ContentFactory:
+    """The content check of a method; redis-check-rdb's place is looked up once, when first needed.
+
+    ``tool=False`` checks an RDB's structure only: for a backup's read-back, whose source went
+    through redis-check-rdb while it was copied (:class:`RdbProducer`).
+    """
+    if method == "logical":
+        return rd.LogicalCheck
+    if not tool:
+        return lambda: rd.RdbCheck(None)
+    found: list[tuple[Command | None, str]] = []
+
+    def make() -> rd.RdbCheck:
+        if not found:
+            found.append(rd.checker_command(conn))
+        return rd.RdbCheck(found[0])
+
+    return make
+
+
+def plan_transfer(session: rd.Session, conn: rd.Connection, requested: str) -> tuple[str, str | None]:
+    """How the RDB gets here: ``("file", path)`` or ``("replication", None)``."""
+    if requested not in ("auto", "file", "replication"):
+        raise ConfigError("unknown rdb_transfer %r: use auto, file or replication" % requested)
+    path = rd.rdb_location(session) if conn.is_local else None
+    if conn.mode == "docker":
+        if requested == "replication":
+            raise ConfigError("rdb_transfer replication runs redis-cli on the managed host: use mode host for it")
+        if path is None:
+            raise ConfigError(
+                "the server refuses CONFIG GET dir/dbfilename, so its RDB cannot be found in %s; allow CONFIG for the "
+                "backup user, or use method logical" % conn.container
+            )
+        return "file", path
+    directory = os.path.dirname(path) if path else ""
+    reachable = bool(path) and os.path.isdir(directory) and os.access(directory, os.R_OK | os.X_OK)
+    if requested == "file":
+        if not reachable:
+            raise ConfigError(
+                "rdb_transfer file needs the server's RDB on this host, but %s: use rdb_transfer auto or replication"
+                % ("%s is not readable here" % directory if path else "the server is remote or refuses CONFIG GET dir")
+            )
+        return "file", path
+    if requested == "replication" or not reachable:
+        return "replication", None
+    return "file", path
+
+
+def totals(databases: t.Mapping[str, t.Mapping[str, int]]) -> tuple[int, int]:
+    return sum(d.get("keys", 0) for d in databases.values()), sum(d.get("expires", 0) for d in databases.values())
+
+
+class RdbProducer:
+    """BGSAVE (keys counted with writes paused at the fork), then the RDB file through the writer;
+    or, for a server elsewhere, ``redis-cli --rdb`` to a temp file first."""
+
+    def __init__(
+        self, session: rd.Session, conn: rd.Connection, settings: Settings, facts: t.Mapping[str, t.Any],
+        transfer: str, path: str | None, tmp_dir: str,
+    ) -> None:
+        self.session = session
+        self.conn = conn
+        self.settings = settings
+        self.facts = facts
+        self.transfer = transfer
+        self.path = path
+        self.tmp_dir = tmp_dir
+        self.tmp: str | None = None
+        self.header = b""
+        self.snapshot: rd.Snapshot | None = None
+        self.check: rd.SourceCheck | None = None
+
+    def start(self) -> Source:
+        if self.transfer == "replication":
+            return self._replicate()
+        v7 = rd.version_tuple(self.facts["redis_version"]) >= (7,)
+        self.snapshot = rd.bgsave(
+            self.session, self.conn, pause_ms=self.settings.pause_ms, sample_keys=self.settings.sample_keys,
+            timeout=self.settings.bgsave_timeout, v7=v7,
+        )
+        path = t.cast(str, self.path)  # plan_transfer gives "file" a path
+        try:
+            self.header = rd.read_header(self.conn, path)
+        except OSError as exc:
+            raise StageError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
+        self.check = rd.SourceCheck(self.conn, path, local=self.conn.mode == "host")
+        if self.conn.mode == "docker":
+            return self.conn.tool(["cat", path], stage="cat")
+        return Command(("cat", path), stage="cat")
+
+    def _replicate(self) -> Source:
+        databases = rd.parse_keyspace(self.session.info("keyspace"))
+        started = time.monotonic()
+        fd, self.tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix=".redis-rdb-", suffix=".partial")
+        os.close(fd)
+        try:
+            run(self.conn.cli(["--rdb", self.tmp], stage="redis-cli --rdb"), timeout=self.settings.bgsave_timeout)
+        except StageError as exc:
+            raise StageError(
+                rd.explain("the RDB transfer over replication failed: %s" % exc.msg, self.conn)
+                + "; the server must allow SYNC for this user (managed Redis often does not: use method logical)",
+                stage="redis-cli --rdb",
+            ) from exc
+        with open(self.tmp, "rb") as handle:
+            self.header = handle.read(9)
+        self.check = rd.SourceCheck(self.conn, self.tmp, local=True)
+        self.snapshot = rd.Snapshot(
+            None, databases, False, None, [],
+            ["counted with INFO keyspace just before the transfer; the server kept changing, so the counts are approximate"],
+            started, round(time.monotonic() - started, 3),
+        )
+        return Command(("cat", self.tmp), stage="cat")
+
+    def finish(self) -> dict[str, t.Any]:
+        snap = t.cast(rd.Snapshot, self.snapshot)  # start() ran: make_backup finishes only what it started
+        if self.transfer == "file" and snap.saves is not None:
+            now = rd.rdb_saves(self.session)
+            if now != snap.saves:
+                raise rd.RdbReplaced("another save (rdb_saves %s, ours %s) replaced the RDB while it was copied" % (now, snap.saves))
+        version = rd.rdb_version(self.header)
+        if version is None:
+            raise StageError("the copied file is not an RDB (it starts with %r)" % self.header)
+        keys, expires = totals(snap.databases)
+        checked, problem = self.check.result(self.settings.bgsave_timeout) if self.check else (None, None)
+        if problem:
+            raise StageError("the RDB Redis wrote did not pass redis-check-rdb: %s" % problem, stage="redis-check-rdb")
+        if checked is None:
+            snap.notes.append("redis-check-rdb is not installed here: only the RDB's header and end marker were checked")
+        elif snap.exact and checked.get("keys") != keys:
+            raise rd.RdbReplaced(
+                "the RDB holds %s keys but %d were counted at the fork: it is not the file of our save" % (checked.get("keys"), keys)
+            )
+        return {
+            "method": "rdb",
+            "transfer": self.transfer,
+            "redis_version": self.facts["redis_version"],
+            "rdb_version": version,
+            "used_memory": self.facts["used_memory"],
+            "aof_enabled": self.facts["aof_enabled"],
+            "databases": snap.databases,
+            "keys": keys,
+            "expires": expires,
+            "counts_exact": snap.exact,
+            "writes_paused_ms": snap.paused_ms,
+            "save_seconds": snap.seconds,
+            "rdb_saves": snap.saves,
+            "sample": snap.sample,
+            "rdb_check": {"tool": "redis-check-rdb", **checked} if checked is not None else None,
+            "notes": snap.notes,
+        }
+
+    def close(self) -> None:
+        if self.check is not None:
+            self.check.close()
+        if self.tmp and os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+
+LOGICAL_NOTE = (
+    "a logical dump is not a point-in-time image: keys are read one batch at a time while the server keeps "
+    "changing, so keys written, deleted or renamed during the dump may be missing, stale, or present twice"
+)
+
+
+class LogicalProducer:
+    """SCAN + DUMP + expiry of every key into the logical format, from its own redis-cli session."""
+
+    def __init__(self, conn: rd.Connection, facts: t.Mapping[str, t.Any]) -> None:
+        self.conn = conn
+        self.facts = facts
+        self.stats: dict[str, t.Any] = {}
+
+    def start(self) -> Source:
+        header = {
+            "redis_version": self.facts["redis_version"],
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        }
+
+        def source(sink: t.BinaryIO) -> None:
+            with rd.Session(self.conn, timeout=600) as session:
+                databases = rd.parse_keyspace(session.info("keyspace"))
+                self.stats = rd.dump_logical(session, sink, list(databases), header)
+
+        return source
+
+    def finish(self) -> dict[str, t.Any]:
+        keys, expires = totals(self.stats["databases"])
+        return {
+            "method": "logical",
+            "format_version": rd.LOGICAL_VERSION,
+            "redis_version": self.facts["redis_version"],
+            "rdb_version": self.stats["rdb_version"],
+            "used_memory": self.facts["used_memory"],
+            "databases": self.stats["databases"],
+            "keys": keys,
+            "expires": expires,
+            "skipped": self.stats["skipped"],
+            "counts_exact": False,
+            "notes": [LOGICAL_NOTE],
+        }
+
+    def close(self) -> None:
+        pass
+
+
+def connect(conn: rd.Connection, what: str) -> rd.Session:
+    try:
+        return rd.Session(conn)
+    except StageError as exc:
+        raise StageError("cannot %s: %s" % (what, exc.msg), **exc.details) from exc
+
+
+def versions(conn: rd.Connection, facts: t.Mapping[str, t.Any]) -> dict[str, str]:
+    return {"server": facts["redis_version"], "tool": rd.cli_version(conn)}
+
+
+@dataclasses.dataclass
+class BackupRequest:
+    conn: rd.Connection
+    spec: _ops.BackupSpec
+    settings: Settings = dataclasses.field(default_factory=Settings)
+
+
+def make(
+    session: rd.Session, conn: rd.Connection, spec: _ops.BackupSpec, settings: Settings,
+    facts: t.Mapping[str, t.Any], transfer: str, path: str | None,
+) -> dict[str, t.Any]:
+    """One backup through the shared flow; a save replaced by a later one is taken again."""
+    found = versions(conn, facts)
+    for attempt in range(1, SAVE_ATTEMPTS + 1):
+        if settings.method == "logical":
+            producer: _ops.Producer = LogicalProducer(conn, facts)
+        else:
+            producer = RdbProducer(session, conn, settings, facts, transfer, path, spec.catalog.directory)
+        try:
+            return _ops.make_backup(spec, producer, found)
+        except rd.RdbReplaced as exc:
+            if attempt == SAVE_ATTEMPTS:
+                raise StageError(
+                    "%s, %d times in a row: the server saves very often (save rules, replicas syncing); run the "
+                    "backup again later or relax the save rules" % (exc.msg, SAVE_ATTEMPTS)
+                ) from exc
+    raise AssertionError("unreachable")
+
+
+def backup(req: BackupRequest, check_mode: bool) -> dict[str, t.Any]:
+    conn, settings = req.conn, req.settings
+    with connect(conn, "back up %s" % conn.describe()) as session:
+        facts = rd.server_facts(session)
+        transfer, path = ("logical", None) if settings.method == "logical" else plan_transfer(session, conn, settings.transfer)
+        if check_mode:
+            out = _ops.predict_backup(req.spec)
+            out["artifact"]["versions"] = versions(conn, facts)
+            keys, expires = totals(facts["databases"])
+            out["source"] = {
+                "method": settings.method,
+                "transfer": transfer,
+                "redis_version": facts["redis_version"],
+                "used_memory": facts["used_memory"],
+                "databases": facts["databases"],
+                "keys": keys,
+                "expires": expires,
+            }
+            return out
+        return make(session, conn, req.spec, settings, facts, transfer, path)
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+def deep_check(conn: rd.Connection, method: str) -> t.Callable[[Entry, Report], None]:
+    """Load the backup into a throwaway redis-server and compare it with its manifest."""
+
+    def check(entry: Entry, report: Report) -> None:
+        manifest = entry.manifest or {}
+        source = manifest.get("source", {})
+        try:
+            scratch = rd.ScratchServer(ArtifactReader(entry.path).chunks() if method == "rdb" else None)
+        except ConfigError as exc:
+            report.skipped("deep", exc.msg)
+            return
+        except BackupError as exc:
+            if "Can't handle RDB format version" in exc.msg:
+                report.skipped("deep", "this host's redis-server is older than the backup's RDB format: %s" % exc.msg)
+            else:
+                report.failed("deep", "a throwaway redis-server could not load it: %s" % exc.msg)
+            return
+        problems: list[str] = []
+        with scratch:
+            session = t.cast(rd.Session, scratch.session)
+            expected = source.get("databases")
+            try:
+                if method == "logical":
+                    stats = rd.restore_logical(session, ArtifactReader(entry.path).chunks(), empty=True)
+                    expected = rd.expected_after_load(stats)
+                actual = rd.parse_keyspace(session.info("keyspace"))
+                loaded = session.info("persistence")
+                if expected is not None and (method == "logical" or source.get("counts_exact")):
+                    problems += rd.compare_databases(expected, actual)
+                    if method == "rdb" and "rdb_last_load_keys_loaded" in loaded and "keys" in source:
+                        in_file = int(loaded["rdb_last_load_keys_loaded"]) + int(loaded.get("rdb_last_load_keys_expired", "0"))
+                        if in_file != source["keys"]:
+                            problems.append("the RDB holds %d keys, the manifest says %d" % (in_file, source["keys"]))
+                elif expected is not None:
+                    report.notes.append("%s: key counts in the manifest are approximate; not compared" % entry.name)
+                sample = source.get("sample") or []
+                sample_problems, compared = rd.check_sample(session, sample, int(time.time() * 1000))
+                problems += sample_problems
+            except BackupError as exc:
+                problems.append("checking the throwaway server failed: %s" % exc.msg)
+                actual, compared = {}, 0
+        if problems:
+            report.failed("deep", "; ".join(problems))
+            return
+        report.passed("deep")
+        keys = totals(actual)[0]
+        report.notes.append(
+            "%s: a throwaway redis-server loaded %d keys in %d database(s); %d sampled key(s) matched"
+            % (entry.name, keys, len(actual), compared)
+        )
+
+    return check
+
+
+def info(
+    catalog_: Catalog,
+    rules: Rules,
+    level: str,
+    conn: rd.Connection,
+    method: str,
+    now: datetime.datetime | None = None,
+) -> dict[str, t.Any]:
+    deep = deep_check(conn, method) if level == "deep" else None
+    backups, problems = _ops.inspect(catalog_, rules, level, content_factory(conn, method), now, deep)
+    latest = catalog_.latest()
+    return {
+        "directory": catalog_.directory,
+        "method": method,
+        "backups": backups,
+        "latest": latest.as_dict() if latest else None,
+        "problems": problems,
+        "healthy": not problems,
+    }
+
+
+# --- restore ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RestoreRequest:
+    conn: rd.Connection
+    catalog: Catalog
+    name: str
+    confirm: bool
+    method: str = "rdb"
+    safety_backup: bool = True
+    service: str = "redis-server"
+    service_manager: str = "auto"
+    start_timeout: float = 300.0
+    stop_timeout: float = 120.0
+    replace_all: bool = True
+    settings: Settings = dataclasses.field(default_factory=Settings)
+    compression: Compression = dataclasses.field(default_factory=Compression)
+    lock_timeout: float = 600.0
+    file_mode: int = 0o600
+
+
+@dataclasses.dataclass
+class Files:
+    """Where the server keeps its data (paths as the server sees them) and how it persists."""
+
+    directory: str
+    rdb: str
+    owner: tuple[int, int]
+    mode: int
+    aof: bool = False
+    aof_dir: str = ""  # Redis 7 multi-part AOF directory; empty with a single-file AOF
+    aof_file: str = ""  # appendfilename
+    aof_existing: list[str] = dataclasses.field(default_factory=list)
+    aof_seq: int = 0
+    aof_owner: tuple[int, int] = (0, 0)
+    current_rdb_version: int | None = None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process still runs; a zombie (exited, not yet reaped by its parent) does not."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
+            state = handle.read().rsplit(")", 1)[-1].split()[0]
+        return state not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+MANIFEST_LINE = re.compile(r"^file (\S+) seq (\d+) type ([bhi])$")
+
+
+def aof_manifest(appendfilename: str, seq: int) -> tuple[str, str, str]:
+    """Names of a new base (our RDB), an empty incr file and the manifest that lists them."""
+    base = "%s.%d.base.rdb" % (appendfilename, seq)
+    incr = "%s.%d.incr.aof" % (appendfilename, seq)
+    text = "file %s seq %d type b\nfile %s seq %d type i\n" % (base, seq, incr, seq)
+    return base, incr, text
+
+
+def highest_seq(manifest_text: str) -> int:
+    seqs = [int(m.group(2)) for m in (MANIFEST_LINE.match(line.strip()) for line in manifest_text.splitlines()) if m]
+    return max(seqs, default=0)
+
+
+class Restore:
+    """Restore so that a failure before the server is stopped changes nothing.
+
+    RDB: check the file (stream, sha256, redis-check-rdb) -> safety backup (BGSAVE + copy) ->
+    stage the new files beside the old -> stop -> move them into place -> start -> wait for the
+    load -> compare key counts with the manifest -> remove the replaced AOF files.
+    Logical: check the file -> safety backup (logical) -> FLUSHALL -> RESTORE every key -> compare.
+    """
+
+    def __init__(self, req: RestoreRequest) -> None:
+        self.req = req
+        self.conn = req.conn
+        self.actions: list[str] = []
+
+    # planning ------------------------------------------------------------------------------
+
+    def resolve(self) -> Entry:
+        name = self.req.name
+        if name.startswith("safety/"):  # rolling back to the copy an earlier restore kept
+            safety = Catalog(self.req.catalog.root, self.req.catalog.layout.safety(), self.req.catalog.series)
+            return safety.resolve(name[len("safety/"):])
+        return self.req.catalog.resolve(name)
+
+    def _docker(self, *args: str, timeout: float | None = 120) -> bytes:
+        target = self.conn.target()
+        return run(Command((target.docker_bin,) + args, stage="docker"), timeout=timeout).stdout
+
+    def _stat(self, path: str) -> tuple[int, int, int] | None:
+        """uid, gid and mode of a path where the server is; ``None`` when it does not exist."""
+        if self.conn.mode == "docker":
+            result = run(self.conn.tool(["stat", "-c", "%u %g %a", path], stage="stat"), check=False)
+            if result.rc != 0:
+                return None
+            uid, gid, mode = result.stdout.decode().split()
+            return int(uid), int(gid), int(mode, 8)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+
+    def _read(self, path: str) -> str | None:
+        if self.conn.mode == "docker":
+            result = run(self.conn.tool(["cat", path], stage="cat"), check=False)
+            return result.stdout.decode("utf-8", errors="replace") if result.rc == 0 else None
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def _list(self, directory: str) -> list[str]:
+        if self.conn.mode == "docker":
+            result = run(self.conn.tool(["ls", "-1A", directory], stage="ls"), check=False)
+            return result.stdout.decode().split() if result.rc == 0 else []
+        try:
+            return sorted(os.listdir(directory))
+        except FileNotFoundError:
+            return []
+
+    def files(self, session: rd.Session) -> Files:
+        """The server's data files and their owner, found through CONFIG GET."""
+        if not self.conn.is_local:
+            raise ConfigError(
+                "an RDB restore replaces the server's files, so it must run where they are (mode docker, or mode "
+                "host on the Redis host); for a server elsewhere use method logical"
+            )
+        path = rd.rdb_location(session)
+        if path is None:
+            raise ConfigError("the server refuses CONFIG GET dir/dbfilename: cannot find where to put the RDB")
+        directory = os.path.dirname(path)
+        existing = self._stat(path)
+        found = existing or self._stat(directory)
+        if found is None:
+            raise ConfigError("Redis' dir %s does not exist %s" % (directory, "in %s" % self.conn.container if self.conn.mode == "docker" else "on this host"))
+        mode = existing[2] if existing else 0o660  # a new dump.rdb: as Redis' service umask (007) makes it
+        files = Files(directory, path, (found[0], found[1]), mode & 0o666)
+        files.aof = session.config_get("appendonly") == "yes"
+        files.aof_file = session.config_get("appendfilename") or "appendonly.aof"
+        dirname = session.config_get("appenddirname")
+        if files.aof:
+            if dirname:  # Redis 7: a directory with a manifest, base and incr files
+                files.aof_dir = os.path.join(directory, dirname)
+                files.aof_existing = self._list(files.aof_dir)
+                files.aof_seq = highest_seq(self._read(os.path.join(files.aof_dir, files.aof_file + ".manifest")) or "")
+                aof_stat = self._stat(files.aof_dir)
+                files.aof_owner = (aof_stat[0], aof_stat[1]) if aof_stat else files.owner
+            else:
+                files.aof_owner = files.owner
+        if existing is not None:
+            try:
+                files.current_rdb_version = rd.rdb_version(rd.read_header(self.conn, path))
+            except (OSError, StageError):
+                files.current_rdb_version = None
+        return files
+
+    def _service_command(self, action: str) -> Command:
+        manager = self.req.service_manager
+        if manager == "auto":
+            if os.path.isdir("/run/systemd/system") and shutil.which("systemctl"):
+                manager = "systemd"
+            elif shutil.which("service"):
+                manager = "sysv"
+            else:
+                raise ConfigError("no service manager found (systemctl or service): set service_manager")
+        if not self.req.service:
+            raise ConfigError("a host-mode RDB restore stops and starts Redis: set service (redis_backup_service)")
+        if manager == "systemd":
+            return Command(("systemctl", action, self.req.service), stage="systemctl")
+        if manager == "sysv":
+            return Command(("service", self.req.service, action), stage="service")
+        raise ConfigError("unknown service_manager %r: use auto, systemd or sysv" % manager)
+
+    # running -------------------------------------------------------------------------------
+
+    def run(self, check_mode: bool) -> dict[str, t.Any]:
+        req = self.req
+        entry = self.resolve()
+        session = connect(self.conn, "restore into %s (it must be running)" % self.conn.describe())
+        try:
+            facts = rd.server_facts(session)
+            out: dict[str, t.Any] = {
+                "restored_from": entry.as_dict(),
+                "method": req.method,
+                "server_version": facts["redis_version"],
+                "safety_backup": None,
+                "databases": None,
+                "aof": None,
+                "actions": self.actions,
+                "changed": True,
+            }
+            files: Files | None = None
+            checked: rd.RdbCheck | None = None
+            if req.method == "rdb":
+                files = self.files(session)
+                if self.conn.mode == "host":
+                    self._service_command("stop")  # fails now, not after the safety backup
+                out["aof"] = {"enabled": files.aof}
+            if not check_mode and not req.confirm:
+                raise RestoreError(
+                    "refusing to restore %s into %s without confirmation: set confirm: true "
+                    "(restore_confirm=true for the playbooks) once you are sure" % (entry.name, self.conn.describe())
+                )
+            if files is not None:
+                checked = rd.RdbCheck(rd.checker_command(self.conn))
+                _ops.check_before_restore(entry, lambda: checked)
+                # what the server reads: at least the format of its current RDB and of its release
+                readable = max([v for v in (files.current_rdb_version, rd.rdb_format_of(facts["redis_version"])) if v], default=0)
+                if readable and checked.version and checked.version > readable:
+                    raise RestoreError(
+                        "refusing to restore %s, nothing was changed: its RDB format %d is newer than the %d this "
+                        "Redis %s writes, so it could not load it" % (entry.name, checked.version, readable, facts["redis_version"])
+                    )
+            else:
+                _ops.check_before_restore(entry, rd.LogicalCheck)
+            if check_mode:
+                out["msg"] = "would restore %s into %s (check mode: file checked, nothing changed)" % (entry.name, self.conn.describe())
+                return out
+            with StoreLock(req.catalog.directory, "redis", "redis restore", req.lock_timeout):
+                if req.safety_backup:
+                    out["safety_backup"] = self._safety_backup(session, facts)
+                if checked is not None and files is not None:  # an RDB restore
+                    session.close()
+                    session = self._restore_rdb(entry, checked, files, facts, out)
+                else:
+                    self._restore_logical(entry, session, out)
+        finally:
+            session.close()
+        out["msg"] = self._message(entry, out)
+        return out
+
+    def _safety_backup(self, session: rd.Session, facts: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+        req = self.req
+        safety = Catalog(req.catalog.root, req.catalog.layout.safety(), req.catalog.series)
+        spec = _ops.BackupSpec(
+            catalog=safety,
+            compression=req.compression,
+            fmt=req.method,
+            content=content_factory(self.conn, req.method, tool=False),
+            kind="safety",
+            move_latest=False,
+            lock_timeout=req.lock_timeout,
+            file_mode=req.file_mode,
+        )
+        transfer, path = ("logical", None) if req.method == "logical" else ("file", rd.rdb_location(session))
+        try:
+            settings = dataclasses.replace(req.settings, method=req.method, transfer="file")
+            result = make(session, self.conn, spec, settings, facts, transfer, path)
+        except BackupError as exc:
+            raise RestoreError("the safety backup failed, nothing was changed: %s" % exc.msg) from exc
+        self.actions.append("saved the current data in %s" % result["artifact"]["path"])
+        return result["artifact"]
+
+    # RDB -----------------------------------------------------------------------------------
+
+    def _stage(self, entry: Entry, files: Files, work: str) -> dict[str, str]:
+        """Write the new files before anything stops: decompressed RDB, and the AOF files.
+
+        Host mode writes them as hidden files beside the ones they replace (one rename each
+        later); docker mode writes them in ``work`` on this host, owned as the container's.
+        """
+        staged: dict[str, str] = {}
+        host = self.conn.mode == "host"
+        rdb_tmp = os.path.join(files.directory if host else work, ".%s.cclite-restore" % os.path.basename(files.rdb))
+        reader = ArtifactReader(entry.path)
+        with open(rdb_tmp, "wb") as out:
+            for chunk in reader.chunks():
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        expected = (entry.manifest or {}).get("artifact", {}).get("sha256")
+        if expected and reader.sha256 != expected:
+            os.unlink(rdb_tmp)
+            raise RestoreError("%s changed while it was being restored; nothing was changed" % entry.name)
+        self._own(rdb_tmp, files.owner, files.mode)
+        staged[rdb_tmp] = files.rdb
+        if files.aof and files.aof_dir:
+            seq = files.aof_seq + 1
+            base, incr, manifest = aof_manifest(files.aof_file, seq)
+            where = files.aof_dir if host else work
+            base_tmp, incr_tmp, manifest_tmp = (os.path.join(where, ".%s.cclite-restore" % n) for n in (base, incr, files.aof_file + ".manifest"))
+            if host:
+                os.link(rdb_tmp, base_tmp)  # same data, same file system: no second copy
+            else:
+                shutil.copyfile(rdb_tmp, base_tmp)
+            with open(incr_tmp, "wb"):
+                pass
+            with open(manifest_tmp, "w", encoding="utf-8") as handle:
+                handle.write(manifest)
+            for path in (base_tmp, incr_tmp, manifest_tmp):
+                self._own(path, files.aof_owner, files.mode)
+            staged[base_tmp] = os.path.join(files.aof_dir, base)
+            staged[incr_tmp] = os.path.join(files.aof_dir, incr)
+            staged[manifest_tmp] = os.path.join(files.aof_dir, files.aof_file + ".manifest")  # renamed last
+        elif files.aof:  # before Redis 7: one AOF file, which may be a plain RDB ("RDB preamble")
+            aof_tmp = os.path.join(files.directory if host else work, ".%s.cclite-restore" % files.aof_file)
+            if host:
+                os.link(rdb_tmp, aof_tmp)
+            else:
+                shutil.copyfile(rdb_tmp, aof_tmp)
+            self._own(aof_tmp, files.aof_owner, files.mode)
+            staged[aof_tmp] = os.path.join(files.directory, files.aof_file)
+        return staged
+
+    @staticmethod
+    def _own(path: str, owner: tuple[int, int], mode: int) -> None:
+        os.chmod(path, mode)
+        if (os.stat(path).st_uid, os.stat(path).st_gid) != owner:
+            try:
+                os.chown(path, owner[0], owner[1])
+            except PermissionError as exc:
+                raise RestoreError(
+                    "cannot give the new files Redis' owner %d:%d (run the restore as root: become: true); "
+                    "nothing was changed" % owner
+                ) from exc
+
+    def _stop(self, facts: t.Mapping[str, t.Any]) -> None:
+        req = self.req
+        if self.conn.mode == "docker":
+            self._docker("stop", "-t", str(int(req.stop_timeout)), self.conn.container, timeout=req.stop_timeout + 60)
+            self.actions.append("stopped the container %s" % self.conn.container)
+            return
+        run(self._service_command("stop"), timeout=req.stop_timeout + 60)
+        pid = facts.get("process_id") or 0
+        deadline = time.monotonic() + req.stop_timeout
+        while True:  # service managers may return before Redis has saved and exited
+            gone = not (pid and process_alive(pid))
+            if gone:
+                try:
+                    rd.Session(dataclasses.replace(self.conn, connect_timeout=1)).close()
+                    gone = False
+                except BackupError:
+                    pass
+            if gone:
+                break
+            if time.monotonic() > deadline:
+                raise RestoreError(
+                    "Redis (pid %s) still runs %g seconds after '%s'; nothing was replaced. Check service "
+                    "(redis_backup_service) names the service that runs it" % (pid, req.stop_timeout, " ".join(self._service_command("stop").argv))
+                )
+            time.sleep(0.2)
+        self.actions.append("stopped Redis (%s)" % " ".join(self._service_command("stop").argv))
+
+    def _start(self) -> None:
+        if self.conn.mode == "docker":
+            self._docker("start", self.conn.container)
+            self.actions.append("started the container %s" % self.conn.container)
+        else:
+            run(self._service_command("start"), timeout=self.req.start_timeout)
+            self.actions.append("started Redis (%s)" % " ".join(self._service_command("start").argv))
+
+    def _place(self, staged: t.Mapping[str, str]) -> None:
+        for tmp, final in staged.items():
+            if self.conn.mode == "docker":
+                self._docker("cp", "-a", tmp, "%s:%s" % (self.conn.container, final), timeout=None)
+            else:
+                os.replace(tmp, final)
+        if self.conn.mode == "host":
+            for directory in {os.path.dirname(f) for f in staged.values()}:
+                fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def _wait_loaded(self) -> rd.Session:
+        deadline = time.monotonic() + self.req.start_timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                session = rd.Session(dataclasses.replace(self.conn, connect_timeout=2))
+            except BackupError as exc:
+                last = exc.msg
+                time.sleep(0.3)
+                continue
+            try:
+                p = session.info("persistence")
+                if p.get("loading") == "0" and p.get("async_loading", "0") == "0":
+                    return session
+                last = "still loading (%s%% done)" % p.get("loading_loaded_perc", "?")
+            except BackupError as exc:
+                last = exc.msg
+            session.close()
+            time.sleep(0.3)
+        raise RestoreError(
+            "Redis did not come back within %g seconds after the restore (%s); see %s"
+            % (self.req.start_timeout, last, "docker logs %s" % self.conn.container if self.conn.mode == "docker" else "the Redis log")
+        )
+
+    def _restore_rdb(
+        self, entry: Entry, checked: rd.RdbCheck, files: Files, facts: t.Mapping[str, t.Any], out: dict[str, t.Any]
+    ) -> rd.Session:
+        work = tempfile.mkdtemp(dir=self.req.catalog.directory, prefix=".restore-")
+        staged: dict[str, str] = {}
+        try:
+            staged = self._stage(entry, files, work)
+            self._stop(facts)
+            try:
+                self._place(staged)
+            except BaseException as exc:
+                self._start()
+                raise RestoreError(
+                    "putting the RDB in place failed (%s); Redis was started again with the data it had"
+                    % (exc.msg if isinstance(exc, BackupError) else exc)
+                ) from exc
+            staged = {}
+            self.actions.append("put %s in place as %s" % (entry.name, files.rdb))
+            if files.aof:
+                out["aof"]["action"] = (
+                    "appendonly is yes, so Redis loads the AOF and ignores %s: installed the backup as the AOF "
+                    "base (%s) with a new manifest" % (os.path.basename(files.rdb), files.aof_dir or files.aof_file)
+                    if files.aof_dir
+                    else "appendonly is yes: replaced %s with the backup (an AOF may be a plain RDB)" % files.aof_file
+                )
+                self.actions.append(out["aof"]["action"])
+            try:
+                self._start()
+            except BackupError as exc:
+                raise RestoreError(
+                    "the backup is in place but Redis did not start: %s. %s" % (exc.msg, self._rollback_hint(out))
+                ) from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            for tmp in staged:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        session = self._wait_loaded()
+        actual = rd.parse_keyspace(session.info("keyspace"))
+        out["databases"] = actual
+        self.actions.append("Redis loaded the data (%d keys)" % totals(actual)[0])
+        problems = self._compare(entry, checked, actual)
+        if files.aof and files.aof_dir:
+            out["aof"]["removed"] = self._remove_old_aof(files)
+        if problems:
+            raise RestoreError(
+                "the restored data does not match the manifest: %s. %s" % ("; ".join(problems), self._rollback_hint(out))
+            )
+        return session
+
+    def _compare(self, entry: Entry, checked: rd.RdbCheck, actual: t.Mapping[str, t.Mapping[str, int]]) -> list[str]:
+        problems: list[str] = []
+        source = (entry.manifest or {}).get("source", {})
+        if source.get("counts_exact") and source.get("databases") is not None:
+            problems += rd.compare_databases(source["databases"], actual)
+        if checked.keys is not None:
+            have = totals(actual)[0]
+            low = checked.keys - (checked.expires or 0)
+            if not low <= have <= checked.keys:
+                problems.append(
+                    "Redis holds %d keys, the RDB %d (%d with a TTL)" % (have, checked.keys, checked.expires or 0)
+                )
+        return problems
+
+    def _remove_old_aof(self, files: Files) -> list[str]:
+        """The replaced AOF files, now referenced by no manifest."""
+        keep = set(aof_manifest(files.aof_file, files.aof_seq + 1)[:2]) | {files.aof_file + ".manifest"}
+        old = [os.path.join(files.aof_dir, n) for n in files.aof_existing if n not in keep and not n.startswith(".")]
+        if not old:
+            return []
+        if self.conn.mode == "docker":
+            run(self.conn.tool(["rm", "-f", "--"] + old, stage="rm"))
+        else:
+            for path in old:
+                if os.path.lexists(path):
+                    os.unlink(path)
+        self.actions.append("removed the replaced AOF files (%d)" % len(old))
+        return old
+
+    # logical -------------------------------------------------------------------------------
+
+    def _restore_logical(self, entry: Entry, session: rd.Session, out: dict[str, t.Any]) -> None:
+        req = self.req
+        if req.replace_all:
+            session.call("FLUSHALL", timeout=3600)
+            self.actions.append("deleted every key (FLUSHALL)")
+        try:
+            stats = rd.restore_logical(session, ArtifactReader(entry.path).chunks(), empty=req.replace_all)
+        except BackupError as exc:
+            raise RestoreError("%s. The server now holds part of the backup. %s" % (exc.msg, self._rollback_hint(out))) from exc
+        self.actions.append("restored %d keys (RESTORE ... ABSTTL)" % stats["keys"])
+        actual = rd.parse_keyspace(session.info("keyspace"))
+        out["databases"] = actual
+        out["duplicates"] = sum(stats["duplicates"].values())
+        if req.replace_all:
+            problems = rd.compare_databases(rd.expected_after_load(stats), actual)
+            if problems:
+                raise RestoreError(
+                    "the restored data does not match the dump: %s. %s" % ("; ".join(problems), self._rollback_hint(out))
+                )
+
+    # messages ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _rollback_hint(out: t.Mapping[str, t.Any]) -> str:
+        safety = out.get("safety_backup")
+        if safety:
+            return "The data it replaced is in %s (restore safety/%s to go back)" % (safety["path"], safety["name"])
+        return "No safety backup was taken"
+
+    def _message(self, entry: Entry, out: t.Mapping[str, t.Any]) -> str:
+        keys = totals(out["databases"] or {})[0]
+        msg = "restored %s into %s (%d keys in %d database(s))" % (entry.name, self.conn.describe(), keys, len(out["databases"] or {}))
+        if out.get("aof") and out["aof"].get("action"):
+            msg += "; %s" % out["aof"]["action"]
+        if out["safety_backup"]:
+            msg += "; the data it replaced is saved in %s (to roll back, restore safety/%s)" % (
+                out["safety_backup"]["path"], out["safety_backup"]["name"],
+            )
+        return msg

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError
+from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._verify import Rules
 
 DEFAULT_LEVELS = {"gzip": 6, "zstd": 3, "none": 0}
@@ -39,6 +39,27 @@ def rules_argument_spec() -> dict[str, t.Any]:
         "min_size_bytes": {"type": "int", "default": 1024},
         "size_drop_ratio": {"type": "float", "default": 0.5},
     }
+
+
+def info_argument_spec() -> dict[str, t.Any]:
+    """What every *_backup_info module takes: the catalog, the level, the rules."""
+    spec: dict[str, t.Any] = {
+        "verify": {"type": "str", "default": "full", "choices": ["none", "quick", "full", "deep"]},
+        "fail_on_problems": {"type": "bool", "default": False},
+    }
+    spec.update(catalog_argument_spec())
+    spec.update(rules_argument_spec())
+    return spec
+
+
+def info_result(result: dict[str, t.Any], fail_on_problems: bool) -> dict[str, t.Any]:
+    """An info module's result with its summary; fails listing every problem when asked to."""
+    problems = result["problems"]
+    if fail_on_problems and problems:
+        raise VerifyError("%d problem(s): %s" % (len(problems), "; ".join(problems)), **result)
+    state = "healthy" if result["healthy"] else "%d problem(s)" % len(problems)
+    result["msg"] = "%d backup(s); %s" % (len(result["backups"]), state)
+    return dict(changed=False, **result)
 
 
 def compression_from(params: t.Mapping[str, t.Any]) -> Compression:

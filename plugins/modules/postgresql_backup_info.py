@@ -163,18 +163,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cclite.backup.plugins.module_utils import _module
 from ansible_collections.cclite.backup.plugins.module_utils import _postgres as pg
 from ansible_collections.cclite.backup.plugins.module_utils import _postgres_ops as pg_ops
-from ansible_collections.cclite.backup.plugins.module_utils._errors import VerifyError
 
 
 def main() -> None:
     argument_spec = dict(
-        verify=dict(type="str", default="full", choices=["none", "quick", "full", "deep"]),
         database=dict(type="str", default=""),
-        fail_on_problems=dict(type="bool", default=False),
     )
     argument_spec.update(pg.connection_argument_spec())
-    argument_spec.update(_module.catalog_argument_spec())
-    argument_spec.update(_module.rules_argument_spec())
+    argument_spec.update(_module.info_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -186,11 +182,7 @@ def main() -> None:
             pg.connection_from(p),
             p["database"],
         )
-        if p["fail_on_problems"] and result["problems"]:
-            raise VerifyError("%d problem(s): %s" % (len(result["problems"]), "; ".join(result["problems"])), **result)
-        count = len(result["backups"])
-        result["msg"] = "%d backup(s); %s" % (count, "healthy" if result["healthy"] else "%d problem(s)" % len(result["problems"]))
-        return dict(changed=False, **result)
+        return _module.info_result(result, p["fail_on_problems"])
 
     _module.run(module, action)
 

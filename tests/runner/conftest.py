@@ -1,0 +1,212 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fixtures for running the shipped playbooks the way AWX does: through ansible-runner, with
+extra vars only, against a real PostgreSQL started here, with a local HTTP server (127.0.0.1)
+that captures what the webhook and the dead-man's switch receive."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import typing as t
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PGBIN = "/usr/lib/postgresql/15/bin"
+PG_PASSWORD = "Runner-Secret-9d2f7"
+WEBHOOK_TOKEN = "T000-B000-hookTokenZ9"
+PING_UUID = "5f0c2a1e-ping-uuid-4b7d"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclasses.dataclass
+class Request:
+    method: str
+    path: str
+    body: bytes
+
+    def json(self) -> t.Any:
+        return json.loads(self.body)
+
+
+class Capture:
+    """Requests received; a path under /broken/ answers 500, anything else 200."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        capture = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                capture.requests.append(Request("POST", self.path, self.rfile.read(length)))
+                code = 500 if self.path.startswith("/broken/") else 200
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok" if code == 200 else b"server error")
+
+            do_GET = do_POST
+
+            def log_message(self, *args: t.Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def take(self) -> list[Request]:
+        taken, self.requests = self.requests, []
+        return taken
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def capture() -> t.Iterator[Capture]:
+    server = Capture()
+    yield server
+    server.close()
+
+
+def _as_postgres(*argv: str, **kwargs: t.Any) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], cwd="/", check=True, capture_output=True, text=True, **kwargs)
+
+
+@dataclasses.dataclass
+class Postgres:
+    port: int
+    data: str
+
+    def psql(self, sql: str, database: str = "operator_demo") -> str:
+        env = dict(os.environ, PGPASSWORD=PG_PASSWORD)
+        out = subprocess.run(["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+                              "-v", "ON_ERROR_STOP=1", "-c", sql], env=env, check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> t.Iterator[Postgres]:
+    if not os.path.exists(os.path.join(PGBIN, "initdb")):
+        pytest.skip("PostgreSQL 15 is not installed (apt-get install postgresql-15)")
+    base = tempfile.mkdtemp(prefix="cclite-runner-pg-", dir="/var/tmp")
+    os.chmod(base, 0o755)
+    data = os.path.join(base, "data")
+    os.mkdir(data, 0o700)
+    shutil.chown(data, "postgres")
+    pwfile = os.path.join(base, "pw")
+    with open(pwfile, "w", encoding="utf-8") as handle:
+        handle.write(PG_PASSWORD)
+    shutil.chown(pwfile, "postgres")
+    port = free_port()
+    _as_postgres(os.path.join(PGBIN, "initdb"), "-D", data, "-U", "postgres", "--pwfile=" + pwfile,
+                 "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+    os.unlink(pwfile)
+    _as_postgres(os.path.join(PGBIN, "pg_ctl"), "-D", data, "-w", "-l", os.path.join(data, "pg.log"),
+                 "-o", "-p %d -k %s -c listen_addresses=127.0.0.1" % (port, data), "start")
+    server = Postgres(port, data)
+    try:
+        server.psql("CREATE DATABASE operator_demo", database="postgres")
+        server.psql(
+            "CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL);"
+            "INSERT INTO users (email) SELECT 'agent' || g || '@example.com' FROM generate_series(1, 3000) g;"
+        )
+        yield server
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(PGBIN, "pg_ctl"), "-D", data, "-m", "fast", "stop"],
+                       cwd="/", check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class Job:
+    """What AWX looks at after a job: status, rc, stdout, events and the set_stats artifacts."""
+
+    status: str
+    rc: int
+    stdout: str
+    artifacts: dict[str, t.Any]
+
+
+@dataclasses.dataclass
+class Site:
+    root: str  # backup_root
+    metrics: str  # backup_metrics_dir
+    inventory: str
+    postgres: Postgres
+
+    def run(self, playbook: str, **extravars: t.Any) -> Job:
+        import ansible_runner  # imported late: only these tests need it
+
+        private = tempfile.mkdtemp(prefix="cclite-runner-job-")
+        try:
+            env = {
+                "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".collections"),
+                "PATH": os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""),
+                "ANSIBLE_NOCOLOR": "1",
+            }
+            result = ansible_runner.run(
+                private_data_dir=private,
+                project_dir=ROOT,
+                playbook="playbooks/%s.yml" % playbook,
+                inventory=self.inventory,
+                extravars=extravars,
+                envvars=env,
+                quiet=True,
+                timeout=600,
+            )
+            stdout = result.stdout.read()
+            stats = [e for e in result.events if e.get("event") == "playbook_on_stats"]
+            artifacts = stats[0]["event_data"].get("artifact_data", {}) if stats else {}
+            return Job(result.status, result.rc, stdout, artifacts)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+
+@pytest.fixture(scope="session")
+def site(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Site:
+    base = tmp_path_factory.mktemp("site")
+    root, metrics = str(base / "backups"), str(base / "metrics")
+    inventory = str(base / "hosts.yml")
+    with open(inventory, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(
+            {
+                "cclite_backup": {
+                    "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": os.path.join(ROOT, ".venv", "bin", "python")}},
+                    "vars": {
+                        "backup_root": root,
+                        "backup_metrics_dir": metrics,
+                        "backup_stores": ["postgresql"],
+                        "postgresql_backup_mode": "host",
+                        "postgresql_backup_login_host": "127.0.0.1",
+                        "postgresql_backup_login_port": postgres.port,
+                        "postgresql_backup_login_password": PG_PASSWORD,
+                        "postgresql_backup_databases": ["operator_demo"],
+                    },
+                }
+            },
+            handle,
+        )
+    return Site(root, metrics, inventory, postgres)

@@ -17,16 +17,18 @@ SANITY_ARGS ?=
 UNITS_ARGS ?=
 # pytest suites outside ansible-test's layout, run directly by `make units`.
 PYTEST_DIRS ?= $(wildcard tests/qdrant_server_tests)
+# The shipped playbooks run through ansible-runner, as AWX runs them (`make runner`).
+RUNNER_ARGS ?=
 INTEGRATION_ARGS ?=
 BENCH_ARGS ?=
 # Scenarios under molecule/ that `make molecule` leaves out, e.g. MOLECULE_SKIP='smoke'.
 MOLECULE_SKIP ?=
 SCENARIOS := $(filter-out $(MOLECULE_SKIP),$(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup collections docker image lint sanity units integration molecule test build demo bench
+.PHONY: help setup collections docker image lint sanity units integration runner molecule test build demo bench
 
 help:
-	@echo 'make setup | docker | image | lint | sanity | units | integration | molecule | test | build | demo | bench'
+	@echo 'make setup | docker | image | lint | sanity | units | integration | runner | molecule | test | build | demo | bench'
 
 setup: $(VENV)/.requirements collections
 
@@ -58,6 +60,10 @@ units:
 integration: image
 	tests/harness/integration.sh $(INTEGRATION_ARGS)
 
+# ansible-runner jobs against a PostgreSQL started by the tests, with a local webhook server.
+runner:
+	tests/harness/pytest.sh -p no:cacheprovider tests/runner $(RUNNER_ARGS)
+
 molecule: image
 	@echo 'Scenarios: $(SCENARIOS) (skipped: $(or $(MOLECULE_SKIP),none))'
 	for s in $(SCENARIOS); do \
@@ -66,7 +72,7 @@ molecule: image
 	done
 
 test:
-	@for t in lint sanity units integration molecule; do \
+	@for t in lint sanity units integration runner molecule; do \
 	  echo "=== make $$t ($$(date +%T))"; \
 	  $(MAKE) --no-print-directory $$t; \
 	done

@@ -10,6 +10,8 @@ packages=(
   python3 python3-venv python3-psycopg2 sudo acl ca-certificates curl
   postgresql-15 postgresql-client-15 redis-server redis-tools
   gzip pigz zstd tar coreutils findutils procps iproute2 cron
+  # systemd as PID 1 for the schedule scenario's timers (other scenarios run `sleep infinity`)
+  systemd systemd-sysv dbus
 )
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -74,7 +76,8 @@ docker run --rm "$tag" bash -ec '
   redis-server --daemonize yes >/dev/null
   for _ in 1 2 3 4 5 6 7 8 9 10; do redis-cli ping 2>/dev/null | grep -q PONG && break; sleep 0.5; done
   redis-cli ping | grep -qx PONG
-  python3 -c "import psycopg2, venv"'
+  python3 -c "import psycopg2, venv"
+  test -x /lib/systemd/systemd'
 new=$(docker image inspect -f '{{.Id}}' "$tag")
 # Drop the image this build replaced, unless a container still uses it.
 if [ -n "$old" ] && [ "$old" != "$new" ]; then docker image rm "$old" >/dev/null 2>&1 || true; fi

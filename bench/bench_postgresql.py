@@ -166,7 +166,8 @@ def main() -> None:
 
         raw_file = os.path.join(work, "raw.sql.gz")
         start = time.monotonic()
-        sh("PGPASSWORD=bench pg_dump -h 127.0.0.1 -U postgres -p %d -d bench_big | gzip -6 > %s" % (args.port, raw_file))
+        sh("pg_dump -h 127.0.0.1 -U postgres -p %d -d bench_big | gzip -6 > %s" % (args.port, raw_file),
+           env=dict(os.environ, PGPASSWORD="bench"))
         raw = time.monotonic() - start
         raw_size = os.path.getsize(raw_file)
         os.unlink(raw_file)

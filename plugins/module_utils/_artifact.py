@@ -11,6 +11,11 @@ status of every stage, fsyncs, and renames into place. On any failure the temp f
 and the error names the failing stage with its (redacted) stderr. Memory stays constant: one
 chunk is in flight at a time.
 
+``write_artifact`` can also check the data as it is written (``check=``): a thread decompresses
+the very bytes that go to the file and hashed, and feeds them to a content check, so a backup
+is proven readable without a second pass over it once written. (A second pass would read the
+page cache, not the disk: it proves nothing more than checking the bytes on their way.)
+
 ``ArtifactReader`` is the inverse: it yields the decompressed content of an artifact in chunks
 and computes the sha256 and size of the stored (compressed) bytes in the same pass.
 """
@@ -21,6 +26,7 @@ import dataclasses
 import datetime
 import hashlib
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +34,7 @@ import threading
 import typing as t
 import zlib
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._process import Command, spooled_tail
 
 CHUNK = 1024 * 1024
@@ -90,6 +96,23 @@ def algorithm_of(path: str) -> str:
     return "none"
 
 
+class Consumer(t.Protocol):
+    """A content check fed the decompressed data chunk by chunk (see ``_verify.ContentCheck``)."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def result(self) -> str | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamChecked:
+    """What the check in flight found: ``stream`` is the decompression error, if any."""
+
+    stream: str | None
+    content_size: int
+    content: str | None
+
+
 @dataclasses.dataclass(frozen=True)
 class Written:
     path: str
@@ -97,6 +120,7 @@ class Written:
     sha256: str
     started: datetime.datetime
     ended: datetime.datetime
+    checked: StreamChecked | None = None
 
     @property
     def duration(self) -> float:
@@ -150,6 +174,83 @@ def _failure(stages: list[_Stage], feeder_error: BaseException | None) -> StageE
     return None
 
 
+class _StreamCheck:
+    """Decompresses the bytes being written, in a thread, and feeds a content check.
+
+    The writer hands over each chunk through a small bounded queue (memory stays constant).
+    Once the check has failed it drops what the writer hands over, so the writer never
+    blocks; the error is reported when the pipeline has ended.
+    """
+
+    DEPTH = 8
+    _END = b""
+
+    def __init__(self, label: str, algorithm: str, consumer: Consumer | None) -> None:
+        self.reader = ArtifactReader(label, algorithm)
+        self.consumer = consumer
+        self.chunks: queue.Queue[bytes] = queue.Queue(self.DEPTH)
+        self.error: str | None = None
+        self.content_size = 0
+        self.done = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def put(self, chunk: bytes) -> None:
+        if not self.done:
+            self.chunks.put(chunk)
+
+    def _incoming(self) -> t.Iterator[bytes]:
+        while True:
+            chunk = self.chunks.get()
+            if not chunk:  # _END
+                return
+            yield chunk
+
+    def _run(self) -> None:
+        try:
+            for data in self.reader.decompress(self._incoming()):
+                self.content_size += len(data)
+                if self.consumer is not None:
+                    self.consumer.feed(data)
+        except BackupError as exc:
+            self.error = exc.msg
+        except Exception as exc:  # a content check that breaks must not hang the writer
+            self.error = "checking the data failed: %s" % exc
+        finally:
+            self.done = True
+            self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.chunks.get_nowait()
+            except queue.Empty:
+                return
+
+    def _end(self) -> None:
+        while self.thread.is_alive():
+            try:
+                self.chunks.put(self._END, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> StreamChecked:
+        self._end()
+        self.thread.join()
+        content = None
+        if self.error is None and self.consumer is not None:
+            content = self.consumer.result()
+        return StreamChecked(self.error, self.content_size, content)
+
+    def abandon(self) -> None:
+        """The write failed: stop the thread without waiting for data that will not come."""
+        self.done = True
+        self._drain()
+        self._end()
+        self.thread.join(timeout=5)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -164,9 +265,12 @@ def write_artifact(
     compression: Compression,
     mode: int = 0o600,
     before_commit: t.Callable[[str, Written], None] | None = None,
+    check: Consumer | bool | None = None,
 ) -> Written:
     """Stream ``source`` through ``compression`` into ``dest``; see the module docstring.
 
+    With ``check`` (a content check, or ``True`` for the stream only) the written bytes are
+    decompressed as they go and ``written.checked`` says what was found.
     ``before_commit(temp_path, written)`` runs after every stage succeeded and before the
     rename: a check that raises there keeps the artifact from ever appearing.
     """
@@ -180,6 +284,7 @@ def write_artifact(
     feeder_error: list[BaseException] = []
     digest = hashlib.sha256()
     size = 0
+    inflight: _StreamCheck | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(dest), suffix=".partial")
         os.fchmod(fd, mode)
@@ -213,6 +318,8 @@ def write_artifact(
             feeder = threading.Thread(target=feed, daemon=True)
             feeder.start()
             upstream = stages[0].proc.stdout
+        if check is not None and check is not False:
+            inflight = _StreamCheck(dest, compression.algorithm, None if check is True else check)
         with os.fdopen(fd, "wb", closefd=True) as out:
             fd = -1
             while True:
@@ -221,6 +328,8 @@ def write_artifact(
                     break
                 digest.update(chunk)
                 out.write(chunk)
+                if inflight is not None:
+                    inflight.put(chunk)
                 size += len(chunk)
             out.flush()
             os.fsync(out.fileno())
@@ -234,7 +343,8 @@ def write_artifact(
             raise error
         if size == 0:
             raise StageError("the pipeline produced no data; nothing was written")
-        written = Written(dest, size, digest.hexdigest(), started, utcnow())
+        checked = inflight.finish() if inflight is not None else None
+        written = Written(dest, size, digest.hexdigest(), started, utcnow(), checked)
         if before_commit is not None:
             before_commit(tmp, written)
         os.rename(tmp, dest)
@@ -250,6 +360,8 @@ def write_artifact(
             stage.close()
         if feeder is not None:
             feeder.join(timeout=5)
+        if inflight is not None:
+            inflight.abandon()
         if tmp and os.path.exists(tmp):
             os.unlink(tmp)
 
@@ -284,16 +396,19 @@ class ArtifactReader:
     def chunks(self) -> t.Iterator[bytes]:
         digest = hashlib.sha256()
         self.size = self.content_size = 0
-        if self.algorithm == "gzip":
-            stream = self._gunzip(self._raw(digest))
-        elif self.algorithm == "zstd":
-            stream = self._unzstd(self._raw(digest))
-        else:
-            stream = self._raw(digest)
-        for chunk in stream:
+        for chunk in self.decompress(self._raw(digest)):
             self.content_size += len(chunk)
             yield chunk
         self.sha256 = digest.hexdigest()
+
+    def decompress(self, raw: t.Iterator[bytes]) -> t.Iterator[bytes]:
+        """The decompressed content of ``raw``, the stored bytes from anywhere (a file, the
+        writer's pipeline, a download); errors name :attr:`path`."""
+        if self.algorithm == "gzip":
+            return self._gunzip(raw)
+        if self.algorithm == "zstd":
+            return self._unzstd(raw)
+        return raw
 
     def _gunzip(self, raw: t.Iterator[bytes]) -> t.Iterator[bytes]:
         inflater = zlib.decompressobj(wbits=31)

@@ -9,7 +9,8 @@ content check; the order of the steps, which is what makes a backup trustworthy,
 
 1. take the store's lock; check the catalog can take a new backup;
 2. stream the producer into a temp file (every stage's exit status checked);
-3. finish the producer (source statistics), re-read the temp file (stream, sha256, content);
+3. check the data as it is written (the stream decompresses, the engine's content check
+   passes), then finish the producer (source statistics);
 4. write the manifest, then rename the artifact into place;
 5. only then move ``latest``, and apply retention (never deleting the newest good backup).
 """
@@ -22,7 +23,7 @@ import os
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils import _manifest
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Source, Written, write_artifact
+from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Source, StreamChecked, Written, write_artifact
 from ansible_collections.cclite.backup.plugins.module_utils._catalog import Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._errors import VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
@@ -50,6 +51,7 @@ class BackupSpec:
     move_latest: bool = True
     retention_days: int | None = None
     verify_after: bool = True
+    content_stats: bool = False  # the content check's stats() are the source statistics
     lock_timeout: float = 600.0
     file_mode: int = 0o600
 
@@ -66,6 +68,16 @@ def artifact_result(written: Written, spec: BackupSpec, versions: t.Mapping[str,
         "duration": written.duration,
         "versions": dict(versions),
     }
+
+
+def checked_problems(checked: StreamChecked) -> list[str]:
+    """The read-back check, made on the bytes as they were written (see ``_artifact``): the
+    stream decompresses to the end, is not empty, and passes the engine's content check."""
+    if checked.stream:
+        return [checked.stream]
+    if checked.content_size == 0:
+        return ["the backup is empty once decompressed"]
+    return [checked.content] if checked.content else []
 
 
 def is_good(entry: Entry, content: ContentFactory) -> bool:
@@ -86,14 +98,16 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
         path = catalog.new_path(spec.compression.extension)
         manifest_path = _manifest.path_for(path)
 
+        content = spec.content() if spec.verify_after or spec.content_stats else None
+
         def commit(tmp: str, written: Written) -> None:
             stats = producer.finish()
-            if spec.verify_after:
-                entry = Entry(os.path.basename(path), tmp, local_now(), catalog.series, written.size, None)
-                report = Report(entry.name, tmp)
-                check_data(report, entry, spec.content())
-                if report.problems:
-                    raise VerifyError("the new backup failed its read-back check: %s" % "; ".join(report.problems))
+            if spec.content_stats and content is not None:
+                stats = dict(stats, **getattr(content, "stats")())
+            if written.checked is not None:
+                problems = checked_problems(written.checked)
+                if problems:
+                    raise VerifyError("the new backup failed its read-back check: %s" % "; ".join(problems))
             manifest = _manifest.build(
                 catalog.layout.store,
                 written,
@@ -108,9 +122,10 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
             _manifest.write(path, manifest, spec.file_mode)
             result["manifest"] = manifest
 
+        check: t.Any = content if content is not None else (True if spec.verify_after else None)
         try:
             try:
-                written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit)
+                written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit, check)
             finally:
                 producer.close()
         except BaseException:

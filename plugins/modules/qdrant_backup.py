@@ -26,8 +26,10 @@ description:
   - Memory stays constant. A tar member needs its size before its data, so each snapshot is
     downloaded into a temp file in the backup directory first, then copied into the bundle
     and deleted; the extra disk needed there is the size of the largest snapshot.
-  - The artifact is written to a temp file, read back (stream, sha256, the bundle's structure
-    and every snapshot's sha256) and only then renamed into place next to a JSON manifest.
+  - The artifact is written to a temp file and checked as it is written (the bytes that go to
+    the file, whose sha256 is recorded, are decompressed on their way: stream, the bundle's
+    structure and every snapshot's sha256), and only then renamed into place next to a JSON
+    manifest.
     A failure or timeout at any step leaves no artifact and does not move C(latest).
   - With O(retention_days), older backups are deleted afterwards, never the newest one that
     verifies as good. Two runs on the same store and host never overlap (see O(lock_timeout)).
@@ -68,8 +70,8 @@ options:
     default: false
   verify:
     description:
-      - Read the new artifact back (decompress, sha256, bundle structure, every snapshot's
-        sha256) before it is put in place.
+      - Check the new artifact as it is written (decompress, bundle structure, every
+        snapshot's sha256) before it is put in place.
     type: bool
     default: true
   retention_days:

@@ -33,9 +33,10 @@ description:
     memory at a time. See the notes for the format and what it does not guarantee.
   - While the RDB is copied, C(redis-check-rdb) reads the same file where Redis wrote it (in the
     container in O(mode=docker)), in parallel; it must pass, and find exactly the keys counted at
-    the fork. The artifact is written to a temp file, read back (stream integrity, whose CRC
-    covers every byte, sha256, the RDB's header and end marker; or the logical file's full
-    structure) and only then renamed into place, next to a JSON manifest (sizes, sha256,
+    the fork. The artifact is written to a temp file and checked as it is written (the bytes
+    that go to the file, whose sha256 is recorded, are decompressed on their way: stream
+    integrity, whose CRC covers every byte, the RDB's header and end marker; or the logical
+    file's full structure) and only then renamed into place, next to a JSON manifest (sizes, sha256,
     versions, key counts per database, C(used_memory), Redis and RDB versions, key sample, what
     C(redis-check-rdb) counted). C(latest.rdb.gz) moves only after that.
   - With O(retention_days), older backups are deleted afterwards, never the newest one that
@@ -100,7 +101,7 @@ options:
     type: int
     default: 3
   verify:
-    description: Read the new artifact back (see the description) before it is put in place.
+    description: Check the new artifact as it is written (see the description) before it is put in place.
     type: bool
     default: true
   retention_days:

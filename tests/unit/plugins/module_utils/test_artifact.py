@@ -470,3 +470,76 @@ def test_reader_zstd_round_trip_and_truncation(tmp_path):
     garbage.write_bytes(b"this is not zstd at all")
     with pytest.raises(VerifyError):
         read_back(garbage)
+
+
+# the check in flight: the written bytes decompressed as they go ------------------------------
+
+
+class Tail:
+    """A content check like pg's DumpComplete: remembers the end and the amount fed."""
+
+    def __init__(self, needle: bytes) -> None:
+        self.needle = needle
+        self.fed = 0
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.fed += len(chunk)
+        self.tail = (self.tail + chunk)[-64:]
+
+    def result(self):
+        return None if self.tail.endswith(self.needle) else "no end marker"
+
+
+@pytest.mark.parametrize(
+    "compression",
+    [pytest.param(GZIP1, id="gzip"), pytest.param(Compression("zstd", 3, 1), id="zstd", marks=needs_zstd),
+     pytest.param(Compression("none", 0), id="none")],
+)
+def test_check_in_flight_sees_every_byte(tmp_path, store, payload, compression):
+    (tmp_path / "payload.bin").open("ab").write(b"-- dump complete\n")
+    size = (tmp_path / "payload.bin").stat().st_size
+    check = Tail(b"-- dump complete\n")
+    dest = store / ("dump.sql" + compression.extension)
+    written = write_artifact(Command(("cat", str(tmp_path / "payload.bin"))), str(dest), compression, check=check)
+    assert written.checked is not None
+    assert written.checked.stream is None and written.checked.content is None
+    assert written.checked.content_size == size == check.fed
+    assert written.sha256 == sha256_of(dest)
+
+
+def test_check_in_flight_reports_the_content_problem(tmp_path, store):
+    written = write_artifact(Command(("printf", "SELECT 1;\n")), str(store / "x.sql.gz"), GZIP1, check=Tail(b"complete\n"))
+    assert written.checked.content == "no end marker"
+    assert written.checked.content_size == len("SELECT 1;\n")
+
+
+def test_check_in_flight_catches_a_compressor_that_writes_garbage(tmp_path, store, monkeypatch):
+    # a "gzip" that passes its input through: 40 MB of not-gzip. The check fails on the first
+    # chunk, then must drop the rest without ever blocking the writer.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "gzip"
+    fake.write_text("#!/bin/sh\nexec cat\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+    source = Command(("head", "-c", str(40 * CHUNK), "/dev/zero"))
+    written = write_artifact(source, str(store / "x.sql.gz"), GZIP1, check=True)
+    assert written.size == 40 * CHUNK
+    assert "gzip stream is corrupt" in written.checked.stream
+
+
+@pytest.mark.parametrize("compression", [GZIP1, pytest.param(Compression("zstd", 3, 1), marks=needs_zstd)], ids=["gzip", "zstd"])
+def test_check_in_flight_sees_an_empty_stream(store, compression):
+    written = write_artifact(Command(("printf", "")), str(store / ("x.sql" + compression.extension)), compression, check=True)
+    assert written.checked.stream is None and written.checked.content_size == 0
+
+
+def test_a_failed_write_stops_the_check(store):
+    import threading
+
+    before = threading.active_count()
+    with pytest.raises(StageError):
+        write_artifact(Command(("sh", "-c", "head -c 3000000 /dev/urandom; exit 3")), str(store / "x.gz"), GZIP1, check=True)
+    assert threading.active_count() == before
+    assert os.listdir(store) == []

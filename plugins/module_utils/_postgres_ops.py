@@ -14,7 +14,7 @@ from ansible_collections.cclite.backup.plugins.module_utils import _ops
 from ansible_collections.cclite.backup.plugins.module_utils import _postgres as pg
 from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Compression, Source
 from ansible_collections.cclite.backup.plugins.module_utils._catalog import POSTGRESQL, Catalog, Entry, local_now
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, RestoreError
+from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, RestoreError
 from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
 from ansible_collections.cclite.backup.plugins.module_utils._verify import Report, Rules
 
@@ -25,18 +25,25 @@ def catalog(root: str, series: str = "") -> Catalog:
     return Catalog(root, POSTGRESQL, series)
 
 
-class DumpProducer:
-    """pg_dump of one database, with the row counts of the same snapshot."""
+COUNT_ROWS = ("dump", "snapshot", "none")
+INSERT_OPTIONS = ("--inserts", "--column-inserts", "--attribute-inserts", "--rows-per-insert")
 
-    def __init__(self, conn: pg.Connection, database: str, dump_options: t.Sequence[str], count_rows: bool) -> None:
-        self.dump = pg.ConsistentDump(conn, database, dump_options, count_rows)
+
+class DumpProducer:
+    """pg_dump of one database; with ``count_rows=snapshot``, the row counts of the same snapshot."""
+
+    def __init__(self, conn: pg.Connection, database: str, dump_options: t.Sequence[str], count_rows: str) -> None:
+        self.count_rows = count_rows
+        self.dump = pg.ConsistentDump(conn, database, dump_options, count_rows == "snapshot")
 
     def start(self) -> Source:
         return self.dump.start()
 
     def finish(self) -> dict[str, t.Any]:
         counts = self.dump.finish()
-        return {"tables": counts, "table_count": len(counts), "total_rows": sum(counts.values())}
+        if self.count_rows != "snapshot":
+            return {}  # counted from the dump by DumpStats, or not at all
+        return {"tables": counts, "table_count": len(counts), "total_rows": sum(counts.values()), "counted": "snapshot"}
 
     def close(self) -> None:
         self.dump.close()
@@ -61,7 +68,22 @@ class BackupRequest:
     database: str
     spec: _ops.BackupSpec
     dump_options: t.Sequence[str] = ()
-    count_rows: bool = True
+    count_rows: str = "dump"
+
+
+def content_for(count_rows: str, dump_options: t.Sequence[str]) -> tuple[type[pg.DumpComplete], bool]:
+    """The content check of a new dump, and whether its row counts go to the manifest."""
+    if count_rows not in COUNT_ROWS:
+        raise ConfigError("count_rows must be one of %s, not %r" % (", ".join(COUNT_ROWS), count_rows))
+    if count_rows == "dump":
+        inserts = [o for o in dump_options if o.split("=")[0] in INSERT_OPTIONS]
+        if inserts:
+            raise ConfigError(
+                "count_rows=dump counts the rows of COPY blocks, and %s makes INSERT statements instead: "
+                "use count_rows=snapshot with it" % inserts[0]
+            )
+        return pg.DumpStats, True
+    return pg.DumpComplete, False
 
 
 def backup(req: BackupRequest, check_mode: bool) -> dict[str, t.Any]:
@@ -195,7 +217,8 @@ class Restore:
             catalog=safety,
             compression=req.compression,
             fmt=FORMAT,
-            content=pg.DumpComplete,
+            content=pg.DumpStats,
+            content_stats=True,
             database=req.database,
             kind="safety",
             move_latest=False,

@@ -49,10 +49,18 @@ options:
     required: true
   count_rows:
     description:
-      - Count the rows of every table in the dump's snapshot and record them in the manifest.
-        Verification and restore compare against these counts.
-    type: bool
-    default: true
+      - How the row count of every table is taken for the manifest; verification and restore
+        compare against these counts.
+      - V(dump) counts the rows in the dump itself as it is written (the lines of each table's
+        C(COPY) block), at almost no cost. The counts are exactly what the dump holds, so a
+        table left out with C(--exclude-table-data) is not counted. Needs C(COPY) data, so
+        not with C(--inserts) and its kin.
+      - V(snapshot) runs C(count(*)) on every table in the dump's exported snapshot while the
+        dump runs, an independent count from the server at the cost of a scan of every table.
+      - V(none) records no counts.
+    type: str
+    choices: [dump, snapshot, none]
+    default: dump
   dump_options:
     description:
       - Extra C(pg_dump) options, for example C(--exclude-table-data=audit_log). The format
@@ -62,8 +70,10 @@ options:
     default: []
   verify:
     description:
-      - Read the new artifact back (decompress, sha256, pg_dump's closing line) before it is
-        put in place.
+      - Check the new artifact before it is put in place - the bytes written to the file (the
+        ones whose sha256 goes to the manifest) are decompressed on their way, in parallel
+        with the dump, and must end with pg_dump's closing line. Reading the file again once
+        written would read the page cache, which proves nothing more.
     type: bool
     default: true
   retention_days:
@@ -197,7 +207,7 @@ from ansible_collections.cclite.backup.plugins.module_utils import _postgres_ops
 def main() -> None:
     argument_spec = dict(
         database=dict(type="str", required=True),
-        count_rows=dict(type="bool", default=True),
+        count_rows=dict(type="str", default="dump", choices=["dump", "snapshot", "none"]),
         dump_options=dict(type="list", elements="str", default=[]),
         verify=dict(type="bool", default=True),
         retention_days=dict(type="int"),
@@ -209,11 +219,13 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
+        content, content_stats = pg_ops.content_for(p["count_rows"], p["dump_options"])
         spec = _ops.BackupSpec(
             catalog=pg_ops.catalog(p["backup_root"], p["series"]),
             compression=_module.compression_from(p),
             fmt=pg_ops.FORMAT,
-            content=pg.DumpComplete,
+            content=content,
+            content_stats=content_stats,
             database=p["database"],
             retention_days=p["retention_days"],
             verify_after=p["verify"],

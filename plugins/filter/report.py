@@ -31,6 +31,28 @@ def run_table(hosts: t.Mapping[str, t.Sequence[t.Mapping[str, t.Any]]], unreacha
     return _report.table(hosts, unreachable or [])
 
 
+def size_trend(
+    records: t.Sequence[t.Mapping[str, t.Any]],
+    history: int = 7,
+    min_history: int = 3,
+    smaller_ratio: float = 0.5,
+    larger_ratio: float = 2.0,
+) -> list[dict[str, t.Any]]:
+    """The records with their size trend, from the sizes the backup modules returned
+    (``history``); records without them come back unchanged (with a ``warnings`` list)."""
+    if not isinstance(records, t.Sequence) or isinstance(records, (str, bytes)):
+        raise AnsibleFilterError("size_trend expects a list of run records")
+    out = []
+    for record in records:
+        sizes = record.get("history")
+        if record.get("action") == "backup" and isinstance(sizes, list):
+            trimmed = {k: v for k, v in record.items() if k != "history"}
+            out.append(_report.trend(trimmed, [int(s) for s in sizes], history, min_history, smaller_ratio, larger_ratio))
+        else:
+            out.append(dict(record, warnings=list(record.get("warnings") or [])))
+    return out
+
+
 def _where(host: str, record: t.Mapping[str, t.Any]) -> str:
     return " ".join(str(p) for p in (host, record.get("store"), record.get("action"), record.get("target")) if p)
 
@@ -209,6 +231,7 @@ def secret_values(hostvars: t.Mapping[str, t.Any], hosts: t.Sequence[str], patte
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {
+            "size_trend": size_trend,
             "run_table": run_table,
             "run_summary": run_summary,
             "notification_payload": notification_payload,

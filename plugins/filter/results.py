@@ -24,6 +24,10 @@ def _record(result: t.Mapping[str, t.Any], store: str, action: str) -> dict[str,
         "problems": list(result.get("problems") or []),
         "message": result.get("msg", ""),
     }
+    if isinstance(artifact.get("history"), list) and action == "backup":
+        # the sizes before it, for the size trend (see the size_trend filter)
+        record["created"] = artifact.get("created")
+        record["history"] = artifact["history"]
     if result.get("failed"):
         record["error"] = result.get("msg") or "failed"
     elif record["problems"]:

@@ -146,7 +146,22 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
                 spec.retention_days, lambda e: e.path == written.path or is_good(e, spec.content)
             )
             out["retention"] = dataclasses.asdict(pruned)
+        out["artifact"]["history"] = size_history(catalog, written.path)
     return out
+
+
+HISTORY = 30
+
+
+def size_history(catalog: Catalog, path: str) -> list[int]:
+    """Sizes of the backups of the series made before ``path``, newest first (at most HISTORY):
+    what the report compares a new backup with, without another pass over the catalog."""
+    entries = catalog.entries()
+    names = [e.path for e in entries]
+    if path not in names:
+        return []
+    index = names.index(path)
+    return [e.size for e in entries[index + 1:index + 1 + HISTORY]]
 
 
 def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
@@ -157,7 +172,7 @@ def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
     out: dict[str, t.Any] = {
         "artifact": {"path": path, "name": os.path.basename(path), "size": None, "sha256": None,
                      "format": spec.fmt, "compression": spec.compression.algorithm, "created": None,
-                     "duration": None, "versions": {}},
+                     "duration": None, "versions": {}, "history": [e.size for e in catalog.entries()][:HISTORY]},
         "manifest": _manifest.path_for(path),
         "source": {},
         "latest": os.path.join(catalog.directory, catalog.latest_name(spec.compression.extension)) if spec.move_latest else None,

@@ -10,7 +10,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.cclite.backup.plugins.filter.report import (
-    notification_outcome, notification_payload, redact, run_summary, run_table, secret_values)
+    notification_outcome, notification_payload, redact, run_summary, run_table, secret_values, size_trend)
 from ansible_collections.cclite.backup.plugins.filter.schedule import cron_weekday, schedule_calendar
 
 OK = {"store": "postgresql", "action": "backup", "target": "operator_demo", "status": "ok",
@@ -107,3 +107,17 @@ def test_schedule_calendar_refuses_what_it_cannot_translate(job):
     if "weekday" in job:
         with pytest.raises(AnsibleFilterError):
             cron_weekday(dict(job, name="j"))
+
+
+def test_size_trend_uses_the_history_the_module_returned():
+    new = {"store": "postgresql", "action": "backup", "status": "ok", "artifact": "/b/postgresql/x.sql.gz",
+           "size": 400, "history": [1000, 1100, 900, 1000], "created": "2026-11-27T02:00:00+00:00"}
+    verify = {"store": "postgresql", "action": "verify", "status": "ok", "artifact": None}
+    out = size_trend([new, verify], min_history=3)
+    assert "history" not in out[0]
+    assert out[0]["previous_size"] == 1000 and out[0]["size_change"] == -600 and out[0]["median_size"] == 1000
+    assert out[0]["warnings"] == ["size trend: 400 B is 40% of the median of the previous 4 backups (1000 B): much smaller, data may be missing"]
+    assert out[1] == dict(verify, warnings=[])
+    assert size_trend([dict(new, history=[1000])], min_history=3)[0]["warnings"] == []  # too little history
+    with pytest.raises(AnsibleFilterError):
+        size_trend("not a list")

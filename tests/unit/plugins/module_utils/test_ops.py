@@ -257,6 +257,7 @@ def test_predict_backup_writes_nothing_and_has_the_same_shape(catalog, tmp_path)
     before = snapshot(catalog.directory)
     spec = spec_for(catalog, retention_days=7)
     predicted = predict_backup(spec)
+    sizes = {path: os.path.getsize(path) for path in (ten, twenty)}
     assert snapshot(catalog.directory) == before
     assert os.path.dirname(predicted["artifact"]["path"]) == catalog.directory
     assert predicted["artifact"]["name"].endswith(".sql.gz") and predicted["artifact"]["sha256"] is None
@@ -266,6 +267,10 @@ def test_predict_backup_writes_nothing_and_has_the_same_shape(catalog, tmp_path)
     assert predicted["retention"] == {"deleted": [twenty], "protected": ten, "reason": "kept %s, the newest good backup" % os.path.basename(ten)}
     real = make_backup(spec, FakeProducer(), VERSIONS)
     assert set(predicted) == set(real) and set(predicted["artifact"]) == set(real["artifact"])
+    # the sizes before the new backup, newest first (for the size trend); the real run reports
+    # them once retention is done, which deleted both (the new backup is the newest good now)
+    assert predicted["artifact"]["history"] == [sizes[ten], sizes[twenty]]
+    assert real["artifact"]["history"] == [] and real["retention"]["deleted"] == [ten, twenty]
     assert set(predicted["retention"]) == set(real["retention"])
 
 

@@ -42,7 +42,7 @@ def defaults(spec: dict[str, t.Any]) -> dict[str, t.Any]:
 
 @pytest.mark.parametrize("algorithm, level, expected", [
     ("gzip", None, Compression("gzip", 6, 0)),
-    ("zstd", None, Compression("zstd", 3, 0)),
+    ("zstd", None, Compression("zstd", 1, 0)),
     ("zstd", 19, Compression("zstd", 19, 0)),
 ])
 def test_compression_from(algorithm, level, expected):

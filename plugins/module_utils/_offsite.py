@@ -15,9 +15,18 @@ names as in ``<backup_root>/<store>/``. The remote manifest is the local one plu
   of the ciphertext. ``artifact`` keeps the size and SHA-256 of the plaintext, so a download is
   checked twice: the stored bytes, then the decrypted ones.
 
-The manifest is uploaded last, once the artifact is complete and its checksum checked: a copy
-without a manifest is incomplete and never counts as good. The local artifact stays as it was
-(plaintext): it remains the good copy when an upload fails.
+The manifest is uploaded last, once the artifact is complete and its checksum checked. Every
+object this collection uploads carries the metadata ``x-amz-meta-cclite-backup`` (older
+versions: ``cclite-sha256``): such an object without its manifest is an upload that did not
+finish and never counts as good. The local artifact stays as it was (plaintext): it remains the
+good copy when an upload fails.
+
+Copies made by the guide's scripts (``aws s3 cp`` to the same layout) have neither manifest nor
+marker: they are *legacy* copies. They are listed as such; the checks that need no manifest
+apply (exists, age, size floor, and - with a download - the compressed stream to its end); a
+legacy copy counts as good for retention and ``latest`` only once its stream checked out, which
+costs a download (done only when no newer copy of its series is good). ``adopt`` turns them
+into first-class copies by uploading a manifest for them, never rewriting the object.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils import _crypto, _manifest
 from ansible_collections.cclite.backup.plugins.module_utils import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import CHUNK, EXTENSIONS, algorithm_of, utcnow
+from ansible_collections.cclite.backup.plugins.module_utils._artifact import CHUNK, EXTENSIONS, ArtifactReader, algorithm_of, utcnow
 from ansible_collections.cclite.backup.plugins.module_utils._catalog import POSTGRESQL, QDRANT, REDIS, SERIES_RE, STAMP, Catalog, Layout, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
@@ -42,6 +51,28 @@ from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLo
 LAYOUTS = {layout.store: layout for layout in (POSTGRESQL, REDIS, QDRANT)}
 STORES = tuple(LAYOUTS)
 STALE_UPLOAD = datetime.timedelta(days=1)
+# Object metadata (x-amz-meta-*) that marks an upload of this collection; cclite-sha256 marks
+# the uploads of 0.1.0 before the marker had its own name.
+MARKERS = ("cclite-backup", "cclite-sha256")
+# The size floor of a copy without a manifest (the store roles' *_backup_min_size_bytes).
+MIN_SIZE = {"postgresql": 1024, "redis": 128, "qdrant": 1024}
+AWS_CLI_PART = 8 * 1024 * 1024  # the part size of ``aws s3 cp`` and boto3's upload_file
+
+
+def min_size_argument_spec() -> dict[str, t.Any]:
+    """The size floor of copies without a manifest, per store (modules that judge them)."""
+    return {"min_size_bytes": {"type": "dict", "default": {}}}
+
+
+def min_sizes_from(params: t.Mapping[str, t.Any]) -> dict[str, int]:
+    sizes = {}
+    for store, value in (params.get("min_size_bytes") or {}).items():
+        layout_for(store)
+        try:
+            sizes[store] = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError("min_size_bytes.%s must be a number of bytes, got %r" % (store, value)) from None
+    return sizes
 
 
 def layout_for(store: str) -> Layout:
@@ -109,6 +140,20 @@ class RemoteEntry:
     manifest_key: str | None
     manifest: dict[str, t.Any] | None = None
     manifest_error: str | None = None
+    etag: str = ""
+    head: dict[str, t.Any] | None = None  # read for objects without a manifest only
+    marked: bool = False  # carries the metadata of an upload of this collection
+    stream: dict[str, t.Any] | None = None  # a legacy copy's stream check, once made
+
+    @property
+    def legacy(self) -> bool:
+        """A copy made by the guide's scripts: no manifest, no marker of ours."""
+        return self.manifest_key is None and not self.marked
+
+    @property
+    def incomplete(self) -> bool:
+        """An upload of ours that did not finish: marked, but no manifest."""
+        return self.manifest_key is None and self.marked
 
     @property
     def created(self) -> datetime.datetime:
@@ -135,7 +180,9 @@ class RemoteEntry:
             "stored_sha256": self.record.get("sha256"),
             "compression": algorithm_of(self.name),
             "series": self.series,
-            "legacy": self.manifest is None and self.manifest_error is None,
+            "legacy": self.legacy,
+            "incomplete": self.incomplete,
+            "adopted": bool(self.record.get("adopted")),
             "manifest": conn.url(self.store, self.name + _manifest.SUFFIX) if self.manifest_key else None,
             "encrypted": enc is not None,
             "key_id": enc.get("key_id") if enc else None,
@@ -146,9 +193,14 @@ class RemoteEntry:
 class Remote:
     """The objects of the off-site copy, with the calls that read and write them."""
 
-    def __init__(self, conn: s3.Connection, client: t.Any = None) -> None:
+    def __init__(self, conn: s3.Connection, client: t.Any = None, min_size: t.Mapping[str, int] | None = None) -> None:
         self.conn = conn
         self.client = client if client is not None else conn.client()
+        self.min_size = dict(MIN_SIZE, **(min_size or {}))
+
+    def min_size_for(self, store: str) -> int:
+        """The size floor of a copy without a manifest (one with a manifest is held to its size)."""
+        return int(self.min_size.get(store, 1024))
 
     def call(self, doing: str, method: str, **kwargs: t.Any) -> t.Any:
         try:
@@ -209,12 +261,21 @@ class Remote:
             entry = RemoteEntry(
                 store, name, obj["Key"], match.group("series") or "", stamp, int(obj["Size"]),
                 obj.get("LastModified"), prefix + manifest_name if manifest_name in objects else None,
+                etag=str(obj.get("ETag", "")).strip('"'),
             )
             if load_manifests and entry.manifest_key:
                 try:
                     entry.manifest = self.get_json(entry.manifest_key)
                 except VerifyError as exc:
                     entry.manifest_error = exc.msg
+            elif entry.manifest_key is None:
+                # one HEAD per object without a manifest: ours (an unfinished upload) or the scripts'
+                entry.head = self.head(entry.key, "checking %s" % entry.key)
+                if entry.head is None:
+                    continue  # deleted since the listing
+                metadata = {k.lower(): v for k, v in (entry.head.get("Metadata") or {}).items()}
+                entry.marked = any(m in metadata for m in MARKERS)
+                entry.etag = str(entry.head.get("ETag", entry.etag)).strip('"')
             found.append(entry)
         found.sort(key=lambda e: (e.stamp, e.name), reverse=True)
         return found
@@ -232,6 +293,9 @@ def check_object(remote: Remote, entry: RemoteEntry, report: dict[str, t.Any]) -
     if entry.manifest_error:
         checks["manifest"] = "failed"
         problems.append("%s: %s" % (entry.name, entry.manifest_error))
+        return
+    if entry.legacy:
+        check_legacy(remote, entry, report)
         return
     if entry.manifest is None:
         checks["manifest"] = "failed"
@@ -284,22 +348,113 @@ def check_object(remote: Remote, entry: RemoteEntry, report: dict[str, t.Any]) -
         problems.append("%s: the manifest records no checksum of the object" % entry.name)
 
 
+def check_legacy(remote: Remote, entry: RemoteEntry, report: dict[str, t.Any]) -> None:
+    """The checks a copy made by the guide's scripts allows without a download: it exists, and
+    it is not smaller than the store's floor. Says which checks it cannot do."""
+    checks, problems = report["checks"], report["problems"]
+    checks["manifest"] = "skipped"
+    checks["checksum"] = "skipped"
+    report["notes"].append(
+        "%s: no manifest on S3 (a copy made by the guide's scripts): checksum not compared; "
+        "s3_backup_adopt can make it a first-class copy" % entry.name
+    )
+    head = entry.head if entry.head is not None else remote.head(entry.key, "checking %s" % entry.key)
+    if head is None:
+        checks["exists"] = "failed"
+        problems.append("%s: the object is gone from S3" % entry.name)
+        return
+    checks["exists"] = "ok"
+    size = int(head.get("ContentLength", entry.size))
+    floor = remote.min_size_for(entry.store)
+    if size < floor:
+        checks["size"] = "failed"
+        problems.append("%s: only %d bytes on S3 (floor %d): the dump is probably empty" % (entry.name, size, floor))
+    else:
+        checks["size"] = "ok"
+    if entry.stream is not None:
+        apply_stream(entry, report)
+
+
+def apply_stream(entry: RemoteEntry, report: dict[str, t.Any]) -> None:
+    """Record a legacy copy's stream check (made by :func:`check_stream`) in a report."""
+    stream = entry.stream or {}
+    if stream.get("error"):
+        report["checks"]["stream"] = "failed"
+        report["problems"].append("%s: %s" % (entry.name, stream["error"]))
+    else:
+        report["checks"]["stream"] = "ok"
+        report["notes"].append(
+            "%s: downloaded and decompressed to the end (%d bytes of content, sha256 %s); "
+            "content not compared with a manifest" % (entry.name, stream["content_size"], stream["sha256"])
+        )
+
+
 def new_report(entry: RemoteEntry) -> dict[str, t.Any]:
     return {"state": "unverified", "checks": {}, "problems": [], "notes": []}
 
 
 def settle(report: dict[str, t.Any]) -> dict[str, t.Any]:
+    checks = report["checks"]
     if report["problems"]:
         report["state"] = "bad"
-    elif report["checks"].get("checksum") == "ok" or report["checks"].get("download") == "ok":
+    elif "ok" in (checks.get("checksum"), checks.get("download"), checks.get("stream")):
         report["state"] = "good"
     return report
 
 
 def is_good(remote: Remote, entry: RemoteEntry) -> bool:
+    """Whether a copy can be trusted. A legacy copy must pass its cheap checks, then be
+    downloaded and decompressed to the end: this costs a download of the whole object."""
     report = new_report(entry)
     check_object(remote, entry, report)
+    if entry.legacy and not report["problems"] and entry.stream is None:
+        check_stream(remote, entry)
+        apply_stream(entry, report)
     return settle(report)["state"] == "good"
+
+
+def check_stream(remote: Remote, entry: RemoteEntry, sink: Sink | None = None) -> dict[str, t.Any]:
+    """Download a copy without a manifest and decompress it to the end (constant memory),
+    writing the stored bytes to ``sink``. Records the result in ``entry.stream`` (``error`` set
+    when the stream is cut, corrupt or empty) and returns it; S3 errors raise."""
+    what = remote.conn.url(entry.store, entry.name)
+    digest = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
+    counted = {"size": 0}
+    body = remote.call("downloading %s" % entry.key, "get_object", Bucket=remote.conn.bucket, Key=entry.key)["Body"]
+
+    def raw() -> t.Iterator[bytes]:
+        while True:
+            data = body.read(CHUNK)
+            if not data:
+                return
+            digest.update(data)
+            md5.update(data)
+            counted["size"] += len(data)
+            if sink is not None:
+                sink.write(data)
+            yield data
+
+    content_size = 0
+    error = None
+    try:
+        for chunk in ArtifactReader(what, algorithm_of(entry.name)).decompress(raw()):
+            content_size += len(chunk)
+        for _rest in raw():  # an uncompressed copy, or bytes after the end of the stream
+            pass
+        if content_size == 0:
+            error = "the copy is empty once decompressed"
+    except VerifyError as exc:
+        error = exc.msg
+    except (s3.ClientError, s3.BotoCoreError) as exc:
+        raise remote.conn.error(exc, "downloading %s" % entry.key) from exc
+    finally:
+        body.close()
+    if error is None and counted["size"] != entry.size:
+        error = "%d bytes downloaded, the listing said %d: the object changed meanwhile" % (counted["size"], entry.size)
+    entry.stream = {"error": error, "size": counted["size"], "sha256": digest.hexdigest(), "md5": md5.hexdigest(),
+                    "content_size": content_size}
+    return entry.stream
 
 
 class Sink(t.Protocol):
@@ -400,6 +555,14 @@ class Uploader:
         prefix = self.conn.store_prefix(plan.store)
         manifest_key = prefix + plan.name + _manifest.SUFFIX
         if self.remote.head(manifest_key, "checking %s" % manifest_key) is None:
+            head = self.remote.head(prefix + plan.name, "checking %s" % (prefix + plan.name))
+            metadata = {k.lower() for k in ((head or {}).get("Metadata") or {})}
+            if head is not None and not metadata & set(MARKERS) and int(head.get("ContentLength", -1)) != plan.stored_size:
+                raise VerifyError(
+                    "%s already exists on S3 without a manifest (a copy made by the guide's scripts) and with another "
+                    "size (%s bytes, local %d): refusing to overwrite it"
+                    % (self.conn.url(plan.store, plan.name), head.get("ContentLength"), plan.stored_size)
+                )
             return None
         entry = RemoteEntry(plan.store, plan.name, prefix + plan.name, "", local_now(), 0, None, manifest_key)
         try:
@@ -419,6 +582,7 @@ class Uploader:
         key = self.conn.key(plan.store, plan.name)
         expected_sha = plan.manifest["artifact"]["sha256"]
         metadata = {
+            "cclite-backup": _manifest.COLLECTION_VERSION,  # marks our uploads (see MARKERS)
             "cclite-store": plan.store,
             "cclite-sha256": expected_sha,
             "cclite-encryption": _crypto.ALGORITHM if self.key else "none",
@@ -709,8 +873,8 @@ def inspect(
     downloads: set[str] = set()
     if level == "full" and sample > 0:
         # the newest copy of each series always, then others at random up to ``sample``
-        downloads = {e.name for e in newest.values() if e.manifest}
-        others = [e.name for e in entries if e.manifest and e.name not in downloads]
+        downloads = {e.name for e in newest.values() if e.manifest or e.legacy}
+        others = [e.name for e in entries if (e.manifest or e.legacy) and e.name not in downloads]
         (rng or random.Random()).shuffle(others)
         downloads.update(others[: max(0, sample - len(downloads))])
     for entry in entries:
@@ -738,13 +902,20 @@ def inspect(
                     )
                 else:
                     report["checks"]["key"] = "ok"
-            if entry.name in downloads and not report["problems"]:
+            if entry.name in downloads and not report["problems"] and entry.legacy:
+                if entry.stream is None:
+                    check_stream(remote, entry)
+                apply_stream(entry, report)
+            elif entry.name in downloads and not report["problems"]:
                 try:
                     download(remote, entry, key, None)
                     report["checks"]["download"] = "ok"
                 except BackupError as exc:
                     report["checks"]["download"] = "failed"
                     report["problems"].append("%s: %s" % (entry.name, exc.msg))
+            elif entry.legacy and level == "full" and not report["problems"]:
+                report["checks"]["stream"] = "skipped"
+                report["notes"].append("%s: stream not checked: not in this run's download sample" % entry.name)
             item["verification"] = settle(report)
             problems.extend(report["problems"])
         backups.append(item)
@@ -765,8 +936,10 @@ def is_latest(name: str) -> bool:
     return name == "latest" or bool(re.fullmatch(r"latest(_.+)?\.[a-z]+(\.gz|\.zst)?", name))
 
 
-def resolve(remote: Remote, store: str, name: str, series: t.Sequence[str]) -> list[RemoteEntry]:
-    """What to download: the newest good copy of each series for ``latest``, or one named copy."""
+def resolve(remote: Remote, store: str, name: str, series: t.Sequence[str]) -> list[list[RemoteEntry]]:
+    """What to download: for ``latest``, the candidates of each series newest first - legacy
+    copies that pass the cheap checks, ending with the newest good copy that has a manifest
+    (the first one whose stream checks out is taken); or the one named copy."""
     if not name:
         raise ConfigError("no backup name given: use a file name from the list, or 'latest'")
     if "/" in name or name in (".", ".."):
@@ -782,13 +955,21 @@ def resolve(remote: Remote, store: str, name: str, series: t.Sequence[str]) -> l
             by_series.setdefault(entry.series, []).append(entry)
         wanted = list(series) or sorted(by_series)
         for one in wanted:
-            good = next((e for e in by_series.get(one, []) if is_good(remote, e)), None)
-            if good is None:
+            candidates = []
+            for entry in by_series.get(one, []):
+                report = new_report(entry)
+                check_object(remote, entry, report)
+                if report["problems"]:
+                    continue
+                candidates.append(entry)
+                if not entry.legacy and settle(report)["state"] == "good":
+                    break
+            if not candidates:
                 raise ConfigError(
                     "no good %s copy%s on %s: list.yml shows what is there"
                     % (store, " of series %s" % one if one else "", remote.conn.url(store))
                 )
-            chosen.append(good)
+            chosen.append(candidates)
         if not chosen:
             raise ConfigError("there is no %s copy on %s" % (store, remote.conn.url(store)))
         return chosen
@@ -801,7 +982,7 @@ def resolve(remote: Remote, store: str, name: str, series: t.Sequence[str]) -> l
     check_object(remote, found, report)
     if report["problems"]:
         raise VerifyError("refusing to download %s: %s" % (name, "; ".join(report["problems"])))
-    return [found]
+    return [[found]]
 
 
 def fetch(
@@ -816,57 +997,107 @@ def fetch(
     check_mode: bool = False,
     lock_timeout: float = 600.0,
 ) -> dict[str, t.Any]:
+    """Download copies into the local catalog. A copy with a manifest is checked against it and
+    gets a local manifest; a legacy copy is checked to the end of its compressed stream and
+    lands as a local legacy backup (no manifest: nothing vouches for its content but its
+    stream, and the local adopt is the one place that makes a backup first-class)."""
     layout = layout_for(store)
     chosen = resolve(remote, store, name, series)
     # every key problem shows before the first byte is downloaded
-    for entry in chosen:
-        enc = entry.encryption
-        if enc:
-            _crypto.check_key(key, enc.get("key_id", "?"), remote.conn.url(store, entry.name))
+    for candidates in chosen:
+        for entry in candidates:
+            enc = entry.encryption
+            if enc:
+                _crypto.check_key(key, enc.get("key_id", "?"), remote.conn.url(store, entry.name))
     fetched = []
     changed = False
-    for entry in chosen:
-        catalog = Catalog(root, layout, entry.series)
-        path = os.path.join(catalog.directory, entry.name)
-        item = {"name": entry.name, "path": path, "url": remote.conn.url(store, entry.name), "series": entry.series,
-                "size": entry.manifest["artifact"]["size"], "sha256": entry.manifest["artifact"]["sha256"],
-                "encrypted": entry.encryption is not None, "downloaded": False, "latest": None}
-        if os.path.isfile(path) and _same_file(path, item["sha256"]):
-            item["state"] = "present"
-        elif os.path.lexists(path):
-            raise VerifyError(
-                "%s exists locally with other content than the copy on S3: move it away first; nothing was downloaded" % path
-            )
-        else:
-            item["state"] = "download"
-        if check_mode:
-            changed = changed or item["state"] == "download"
+    for candidates in chosen:
+        skipped: list[str] = []
+        for entry in candidates:
+            item = _fetch_one(remote, root, layout, entry, key, name, move_latest, file_mode, check_mode, lock_timeout)
+            if item is None:  # a legacy candidate whose stream is broken: the next one, if any
+                skipped.append("%s: %s" % (entry.name, (entry.stream or {}).get("error")))
+                continue
+            item["skipped"] = skipped
+            changed = changed or item.pop("changed")
             fetched.append(item)
-            continue
-        catalog.ensure()
-        with StoreLock(catalog.directory, store, "%s download from S3" % store, lock_timeout):
-            if item["state"] == "download":
-                _download_into(remote, entry, key, path, file_mode)
-                item["downloaded"] = True
-                changed = True
-            elif _manifest.read(path) is None:
-                _write_local_manifest(remote, entry, path, file_mode)
-                changed = True
-            if move_latest and is_latest(name):
-                link = os.path.join(catalog.directory, catalog.latest_name(EXTENSIONS[algorithm_of(entry.name)]))
-                if not (os.path.islink(link) and os.readlink(link) == entry.name):
-                    catalog.point_latest(path)
-                    changed = True
-                item["latest"] = link
-        fetched.append(item)
+            break
+        else:
+            if not is_latest(name):
+                raise VerifyError("refusing %s: %s; nothing was downloaded into the catalog" % (name, "; ".join(skipped)))
+            raise VerifyError(
+                "no good %s copy on %s: %s; nothing was downloaded into the catalog"
+                % (store, remote.conn.url(store), "; ".join(skipped))
+            )
     names = ", ".join(i["name"] for i in fetched)
     if check_mode:
         msg = "would download %s from %s (check mode)" % (names, remote.conn.url(store))
     elif any(i["downloaded"] for i in fetched):
-        msg = "downloaded %s from %s; sha256 matches the manifest" % (names, remote.conn.url(store))
+        how = "; ".join(
+            "%s: %s" % (i["name"], "no manifest on S3 (a legacy copy), the compressed stream is intact" if i["legacy"]
+                        else "sha256 matches the manifest")
+            for i in fetched if i["downloaded"]
+        )
+        msg = "downloaded %s from %s; %s" % (names, remote.conn.url(store), how)
     else:
-        msg = "%s already in %s with the same sha256" % (names, os.path.join(root, layout.relative_dir))
+        msg = "%s already in %s with the same content" % (names, os.path.join(root, layout.relative_dir))
     return {"changed": changed, "store": store, "backups": fetched, "msg": msg}
+
+
+def _fetch_one(
+    remote: Remote, root: str, layout: Layout, entry: RemoteEntry, key: _crypto.Key | None, name: str,
+    move_latest: bool, file_mode: int, check_mode: bool, lock_timeout: float,
+) -> dict[str, t.Any] | None:
+    catalog = Catalog(root, layout, entry.series)
+    path = os.path.join(catalog.directory, entry.name)
+    legacy = entry.legacy
+    artifact = (entry.manifest or {}).get("artifact", {})
+    item = {"name": entry.name, "path": path, "url": remote.conn.url(layout.store, entry.name), "series": entry.series,
+            "size": entry.size if legacy else artifact["size"], "sha256": None if legacy else artifact["sha256"],
+            "encrypted": entry.encryption is not None, "legacy": legacy, "downloaded": False, "latest": None,
+            "changed": False}
+    if os.path.isfile(path) and (_matches_local(remote, entry, path)[0] if legacy else _same_file(path, item["sha256"])):
+        item["state"] = "present"
+        if legacy:
+            item["sha256"] = _file_digests(path, 0)["sha256"]
+    elif os.path.lexists(path):
+        raise VerifyError(
+            "%s exists locally with other content than the copy on S3: move it away first; nothing was downloaded" % path
+        )
+    else:
+        item["state"] = "download"
+    if check_mode:
+        if legacy and item["state"] == "download":
+            # the prediction needs the stream checked: the download is made, nothing is written
+            if entry.stream is None:
+                check_stream(remote, entry)
+            if entry.stream and entry.stream.get("error"):
+                return None
+            item["sha256"] = entry.stream["sha256"] if entry.stream else None
+        item["changed"] = item["state"] == "download"
+        return item
+    catalog.ensure()
+    with StoreLock(catalog.directory, layout.store, "%s download from S3" % layout.store, lock_timeout):
+        if item["state"] == "download":
+            if legacy:
+                stream = _download_legacy_into(remote, entry, path, file_mode)
+                if stream.get("error"):
+                    return None
+                item["sha256"] = stream["sha256"]
+            else:
+                _download_into(remote, entry, key, path, file_mode)
+            item["downloaded"] = True
+            item["changed"] = True
+        elif not legacy and _manifest.read(path) is None:
+            _write_local_manifest(remote, entry, path, file_mode)
+            item["changed"] = True
+        if move_latest and is_latest(name):
+            link = os.path.join(catalog.directory, catalog.latest_name(EXTENSIONS[algorithm_of(entry.name)]))
+            if not (os.path.islink(link) and os.readlink(link) == entry.name):
+                catalog.point_latest(path)
+                item["changed"] = True
+            item["latest"] = link
+    return item
 
 
 def _same_file(path: str, sha256: str) -> bool:
@@ -875,6 +1106,80 @@ def _same_file(path: str, sha256: str) -> bool:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest() == sha256
+
+
+def _file_digests(path: str, part_size: int) -> dict[str, t.Any]:
+    """One pass over a local file: its sha256 and md5, and with ``part_size`` the ETag S3
+    gives it when uploaded in parts of that size."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    part_md5s: list[bytes] = []
+    part = hashlib.md5(usedforsecurity=False)
+    in_part = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            sha.update(block)
+            md5.update(block)
+            while part_size and block:
+                take = block[: part_size - in_part]
+                block = block[len(take):]
+                part.update(take)
+                in_part += len(take)
+                if in_part == part_size:
+                    part_md5s.append(part.digest())
+                    part = hashlib.md5(usedforsecurity=False)
+                    in_part = 0
+    if in_part:
+        part_md5s.append(part.digest())
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest(),
+            "etag": s3.multipart_etag(part_md5s) if part_size and part_md5s else None}
+
+
+def _part_sizes(size: int, parts: int) -> list[int]:
+    """Part sizes that split ``size`` bytes into ``parts`` parts: the aws cli's 8 MiB first,
+    then the whole-MiB size the aws cli picks for files too big for 10,000 parts of 8 MiB."""
+    found: list[int] = []
+    if parts < 1:
+        return found
+    per_part = -(-size // parts)
+    for part_size in (AWS_CLI_PART, -(-per_part // s3.MiB) * s3.MiB):
+        if part_size >= s3.MIN_PART and -(-size // part_size) == parts and part_size not in found:
+            found.append(part_size)
+    return found
+
+
+def _matches_local(remote: Remote, entry: RemoteEntry, path: str) -> tuple[bool, str, dict[str, t.Any]]:
+    """Whether a legacy copy holds the same bytes as a local file, cheapest proof first: the
+    size, then the ETag (the MD5 of a single-part upload, or the multipart ETag computed from
+    the local file with the aws cli's part size), else a streamed download's sha256. Returns
+    (match, how, the local file's digests)."""
+    size = os.path.getsize(path)
+    if size != entry.size:
+        return False, "S3 holds %d bytes, the local file %d" % (entry.size, size), {}
+    etag = entry.etag
+    head = entry.head or {}
+    kms = head.get("ServerSideEncryption") == "aws:kms"
+    if etag and not kms and "-" not in etag:
+        local = _file_digests(path, 0)
+        if local["md5"] == etag:
+            return True, "etag", local
+        return False, "the ETag %s differs from the local file's MD5 %s" % (etag, local["md5"]), local
+    if etag and not kms:
+        try:
+            parts = int(etag.rsplit("-", 1)[1])
+        except ValueError:
+            parts = 0
+        local: dict[str, t.Any] = {}
+        for part_size in _part_sizes(size, parts):
+            local = _file_digests(path, part_size)
+            if local["etag"] == etag:
+                local["part_size"], local["parts"] = part_size, parts
+                return True, "multipart etag", local
+    # the ETag proves nothing here (SSE-KMS, unknown part size): compare a download's sha256
+    local = _file_digests(path, 0)
+    stream = check_stream(remote, entry)
+    if stream["sha256"] != local["sha256"]:
+        return False, "the downloaded copy has sha256 %s, the local file %s" % (stream["sha256"], local["sha256"]), local
+    return True, "sha256", local
 
 
 def _local_manifest(remote: Remote, entry: RemoteEntry) -> dict[str, t.Any]:
@@ -914,6 +1219,168 @@ def _download_into(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, 
             os.close(fd)
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _download_legacy_into(remote: Remote, entry: RemoteEntry, path: str, mode: int) -> dict[str, t.Any]:
+    """Download a legacy copy into a temp file while checking its stream; rename it into place
+    only when the stream is intact. Returns the stream check (``error`` set: nothing written)."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".partial")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            fd = -1
+            stream = check_stream(remote, entry, out)
+            out.flush()
+            os.fsync(out.fileno())
+        if not stream.get("error"):
+            os.rename(tmp, path)
+        return stream
+    except OSError as exc:
+        raise StageError("writing %s failed: %s; check free space and permissions there" % (path, exc.strerror or exc)) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# Adopting the copies made by the guide's scripts ------------------------------------------
+
+
+def adopt(
+    remote: Remote,
+    root: str,
+    store: str,
+    fetch_missing: bool = False,
+    file_mode: int = 0o600,
+    check_mode: bool = False,
+    lock_timeout: float = 600.0,
+) -> dict[str, t.Any]:
+    """Give each legacy copy of ``store`` a remote manifest when the local catalog holds the
+    same file with a manifest (made by the collection or by the local adopt) and the object is
+    proven to hold the same bytes. The object itself is never rewritten. A copy without such a
+    local counterpart is checked to the end of its stream and reported as needing the local
+    adopt first, or (``fetch_missing``) downloaded into the catalog as a local legacy backup."""
+    layout = layout_for(store)
+    items = []
+    problems: list[str] = []
+    changed = False
+    for entry in remote.entries(store):
+        if not entry.legacy:
+            continue
+        catalog = Catalog(root, layout, entry.series)
+        path = os.path.join(catalog.directory, entry.name)
+        item: dict[str, t.Any] = {"name": entry.name, "url": remote.conn.url(store, entry.name), "key": entry.key,
+                                  "series": entry.series, "size": entry.size, "local": path, "sha256": None,
+                                  "matched_by": None}
+        try:
+            local_manifest = _manifest.read(path) if os.path.isfile(path) else None
+        except VerifyError as exc:
+            item.update(state="mismatch", reason=exc.msg)
+            problems.append("%s: %s" % (entry.name, exc.msg))
+            items.append(item)
+            continue
+        if local_manifest is not None:
+            item.update(_adopt_one(remote, entry, path, local_manifest, check_mode))
+            if item["state"] == "adopted":
+                changed = True
+            else:
+                problems.append("%s: %s" % (entry.name, item["reason"]))
+        elif os.path.lexists(path):
+            item.update(state="needs_local_adoption",
+                        reason="the local catalog holds %s without a manifest: run the local adopt of %s, then this again" % (path, store))
+        elif fetch_missing:
+            if check_mode:
+                item.update(state="fetched", reason="would download it into %s as a legacy backup (check mode)" % catalog.directory)
+                changed = True
+            else:
+                catalog.ensure()
+                with StoreLock(catalog.directory, store, "%s download from S3" % store, lock_timeout):
+                    stream = _download_legacy_into(remote, entry, path, file_mode)
+                if stream.get("error"):
+                    item.update(state="bad", reason=stream["error"])
+                    problems.append("%s: %s" % (entry.name, stream["error"]))
+                else:
+                    changed = True
+                    item.update(state="fetched", sha256=stream["sha256"],
+                                reason="downloaded into %s as a legacy backup (stream intact): run the local adopt of %s, "
+                                       "then this again" % (catalog.directory, store))
+        else:
+            stream = entry.stream or check_stream(remote, entry)
+            if stream.get("error"):
+                item.update(state="bad", reason=stream["error"])
+                problems.append("%s: %s" % (entry.name, stream["error"]))
+            else:
+                item.update(state="needs_local_adoption", sha256=stream["sha256"],
+                            reason="no local backup of that name with a manifest: needs local adoption first - fetch it "
+                                   "(s3_backup_fetch name=%s, or fetch_missing=true) and run the local adopt of %s"
+                                   % (entry.name, store))
+        items.append(item)
+    adopted = [i["name"] for i in items if i["state"] == "adopted"]
+    waiting = [i["name"] for i in items if i["state"] in ("needs_local_adoption", "fetched")]
+    return {"store": store, "directory": remote.conn.url(store), "changed": changed, "backups": items,
+            "adopted": adopted, "waiting": waiting, "problems": problems}
+
+
+def _adopt_one(remote: Remote, entry: RemoteEntry, path: str, local_manifest: dict[str, t.Any], check_mode: bool) -> dict[str, t.Any]:
+    """Prove a legacy copy holds the bytes of a local backup with a manifest, then upload the
+    remote manifest for it (the local one plus the offsite record) and check the result."""
+    expected = local_manifest.get("artifact", {})
+    if local_manifest.get("encryption"):
+        return {"state": "mismatch", "reason": "the local manifest describes an encrypted file; the copy on S3 is plaintext"}
+    match, how, local = _matches_local(remote, entry, path)
+    if not match:
+        return {"state": "mismatch", "reason": "%s: the copy on S3 is not the local backup; left as it is" % how}
+    if local.get("sha256") != expected.get("sha256") or os.path.getsize(path) != expected.get("size"):
+        return {"state": "mismatch",
+                "reason": "%s no longer matches its local manifest (sha256 %s, the manifest says %s): check the local backup first"
+                          % (path, local.get("sha256"), expected.get("sha256"))}
+    head = entry.head or remote.head(entry.key, "checking %s" % entry.key) or {}
+    etag = entry.etag
+    checksum: dict[str, t.Any] = {"algorithm": "MD5", "type": "ETAG", "value": etag}
+    if "-" in etag:
+        checksum.update(parts=local.get("parts"), part_size=local.get("part_size"))
+    else:
+        checksum.update(parts=1, part_size=entry.size)
+    last_modified = head.get("LastModified") or entry.last_modified
+    record = {
+        "bucket": remote.conn.bucket,
+        "key": entry.key,
+        "size": entry.size,
+        "sha256": local["sha256"],
+        "checksum": checksum,
+        "uploaded": last_modified.isoformat() if isinstance(last_modified, datetime.datetime) else None,
+        "storage_class": head.get("StorageClass") or "STANDARD",
+        "server_side_encryption": head.get("ServerSideEncryption"),
+        "adopted": True,
+        "adopted_at": utcnow().isoformat(),
+        "matched_by": how,
+    }
+    remote_manifest = {k: v for k, v in local_manifest.items() if k != "fetched_from"}
+    remote_manifest["offsite"] = record
+    remote_manifest["encryption"] = None
+    result = {"state": "adopted", "sha256": local["sha256"], "matched_by": how,
+              "reason": "the copy on S3 matches the local backup (%s); %s" % (
+                  how, "would upload its manifest (check mode)" if check_mode else "its manifest was uploaded")}
+    if check_mode:
+        return result
+    manifest_key = entry.key + _manifest.SUFFIX
+    body = (json.dumps(remote_manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    remote.call("uploading the manifest %s" % manifest_key, "put_object", Bucket=remote.conn.bucket, Key=manifest_key,
+                Body=body, ContentType="application/json",
+                ContentMD5=s3.b64(hashlib.md5(body, usedforsecurity=False).digest()))
+    adopted = dataclasses.replace(entry, manifest_key=manifest_key, manifest=remote_manifest, head=None, stream=None)
+    report = new_report(adopted)
+    check_object(remote, adopted, report)
+    if settle(report)["state"] != "good" and not (record["server_side_encryption"] == "aws:kms" and not report["problems"]):
+        try:
+            remote.delete(manifest_key)
+        except BackupError:
+            pass
+        return {"state": "mismatch", "reason": "the adopted copy does not check out (%s); its manifest was removed again"
+                                               % "; ".join(report["problems"] or report["notes"])}
+    return result
 
 
 # Retention ----------------------------------------------------------------------------------

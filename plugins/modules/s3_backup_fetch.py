@@ -23,6 +23,13 @@ description:
     C(fetched_from)). The local file is plaintext.
   - With O(name=latest), the catalog's C(latest) link of each series points at the downloaded
     copy afterwards, so the store's restore of C(latest) restores it.
+  - "A copy made by the guide's scripts (no manifest on S3, see M(cclite.backup.s3_backup_info))
+    can be fetched by name, or as V(latest) when no newer copy of its series is good. It must
+    not be smaller than O(min_size_bytes); it is downloaded into a temp file while its
+    compressed stream is decompressed to the end, and renamed into place only when the stream
+    is intact - without a local manifest: it becomes a local legacy backup, which the store's
+    restore reads in full before any change, as any legacy backup. For V(latest), a copy whose
+    stream is broken is skipped for the next older one."
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.s3
@@ -31,7 +38,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Resolves the name on S3 and checks the copy and the key; downloads nothing.
+      - Resolves the name on S3 and checks the copy and the key; downloads nothing, except that
+        a legacy copy is downloaded and its stream checked (nothing is written).
   diff_mode:
     support: none
   idempotent:
@@ -72,6 +80,14 @@ options:
     description: Seconds to wait for another run on the same store to finish.
     type: int
     default: 600
+  min_size_bytes:
+    description:
+      - Size floor per store (V(postgresql), V(redis), V(qdrant)) of the copies without a manifest
+        on S3 (made by the guide's scripts); a smaller one is bad. Copies with a manifest are held
+        to the size it records instead.
+      - Defaults to V(1024) for postgresql and qdrant and V(128) for redis, the store roles' floors.
+    type: dict
+    default: {}
 seealso:
   - module: cclite.backup.s3_backup_info
   - module: cclite.backup.postgresql_restore
@@ -107,7 +123,9 @@ backups:
     url: {description: C(s3://) URL of the copy., type: str}
     series: {description: The series., type: str}
     size: {description: Size of the backup (plaintext)., type: int}
-    sha256: {description: SHA-256 of the backup (checked)., type: str}
+    sha256: {description: "SHA-256 of the backup (checked against the manifest; of a legacy copy, computed while downloading).", type: str}
+    legacy: {description: Whether the copy has no manifest on S3 (made by the guide's scripts); it lands without a local manifest., type: bool}
+    skipped: {description: "Newer legacy copies skipped for O(name=latest) because their stream is broken, with why.", type: list, elements: str}
     encrypted: {description: Whether the copy on S3 is encrypted., type: bool}
     downloaded: {description: Whether it was downloaded in this run., type: bool}
     state: {description: V(download) or V(present) (already in the catalog with the same sha256)., type: str}
@@ -131,13 +149,14 @@ def main() -> None:
         file_mode=dict(type="raw", default="0600"),
         lock_timeout=dict(type="int", default=600),
     )
+    argument_spec.update(offsite.min_size_argument_spec())
     argument_spec.update(s3.connection_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
         key = _crypto.Key.load(p["encryption_key"], p["encryption_key_file"] or "")
-        remote = offsite.Remote(s3.connection_from(p))
+        remote = offsite.Remote(s3.connection_from(p), min_size=offsite.min_sizes_from(p))
         return offsite.fetch(
             remote, p["backup_root"], p["store"], p["name"], key, p["series"], p["move_latest"],
             _module.file_mode_from(p), module.check_mode, p["lock_timeout"],

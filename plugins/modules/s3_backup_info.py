@@ -15,6 +15,12 @@ description:
     sha256, encryption and key id.
   - Checks them at the level chosen with O(verify) and reports every problem found; fails only
     with O(fail_on_problems). Never changes anything, on S3 or on the host.
+  - "Copies made by the guide's scripts (C(aws s3 cp), no manifest) are listed with
+    C(legacy: true). They get every check that needs no manifest - exists, age, the size floor
+    O(min_size_bytes), and with O(verify=full) a download decompressed to the end of the stream -
+    and a note says which checks could not be made (checksum, sha256). An object without a
+    manifest that carries this collection's upload marker (C(x-amz-meta-cclite-backup)) is an
+    upload that did not finish: C(incomplete: true), bad."
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.s3
@@ -44,7 +50,8 @@ options:
         decrypted with the configured key (same key id).
       - V(full) adds a complete download of O(sample) copies per store (the newest of each series
         first, then others at random), decrypted and hashed in memory-constant streaming, and
-        compared with the manifest's sha256; nothing is written to disk.
+        compared with the manifest's sha256; nothing is written to disk. A legacy copy in the
+        sample is decompressed to the end of its stream instead (state V(good) when intact).
     type: str
     choices: [none, quick, full]
     default: quick
@@ -56,6 +63,14 @@ options:
     description: The newest copy of each series must not be older than this.
     type: float
     default: 25
+  min_size_bytes:
+    description:
+      - Size floor per store (V(postgresql), V(redis), V(qdrant)) of the copies without a manifest
+        on S3 (made by the guide's scripts); a smaller one is bad. Copies with a manifest are held
+        to the size it records instead.
+      - Defaults to V(1024) for postgresql and qdrant and V(128) for redis, the store roles' floors.
+    type: dict
+    default: {}
   fail_on_problems:
     description: Fail when any check finds a problem, listing every problem.
     type: bool
@@ -100,7 +115,9 @@ stores:
         sha256: {description: SHA-256 of the backup (plaintext) from the manifest., type: str}
         encrypted: {description: Whether the copy is encrypted., type: bool}
         key_id: {description: Id of the key it was encrypted with., type: str}
-        legacy: {description: True when the copy has no manifest on S3 (an unfinished upload)., type: bool}
+        legacy: {description: True when the copy has no manifest on S3 and no upload marker (made by the guide's scripts)., type: bool}
+        incomplete: {description: "True when the copy is an upload of this collection that did not finish (marker, no manifest).", type: bool}
+        adopted: {description: True when the manifest on S3 was written by M(cclite.backup.s3_backup_adopt) for a legacy copy., type: bool}
         verification:
           description: state (good, bad, unverified), checks, problems, notes.
           type: dict
@@ -139,13 +156,14 @@ def main() -> None:
         max_age_hours=dict(type="float", default=25.0),
         fail_on_problems=dict(type="bool", default=False),
     )
+    argument_spec.update(offsite.min_size_argument_spec())
     argument_spec.update(s3.connection_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
         key = _crypto.Key.load(p["encryption_key"], p["encryption_key_file"] or "")
-        remote = offsite.Remote(s3.connection_from(p))
+        remote = offsite.Remote(s3.connection_from(p), min_size=offsite.min_sizes_from(p))
         stores = {}
         for store in p["stores"]:
             stores[store] = offsite.inspect(remote, store, p["verify"], p["max_age_hours"], key, p["sample"])

@@ -15,6 +15,11 @@ description:
     time, else the time in the file name), with their manifests, except the newest copy of
     each series that checks out as good (manifest on S3, size and checksum match). When no copy
     of a series checks out as good, none of its copies is deleted.
+  - "Copies made by the guide's scripts (no manifest on S3) are pruned like any other. One
+    counts as the newest good copy only when it is not smaller than O(min_size_bytes) and its
+    compressed stream decompresses to the end: that costs a download of the object, made only
+    when no newer copy of its series is good (copies are judged newest first). An upload of this
+    collection that did not finish (marker, no manifest) is never good."
   - Deletes only objects named like backups of the store (and their manifests), and multipart
     uploads under the prefix that were started more than a day ago and never finished.
   - "The alternative is an S3 lifecycle rule (the role can install one): it needs no delete
@@ -44,6 +49,14 @@ options:
     description: Keep copies made within this many days.
     type: int
     required: true
+  min_size_bytes:
+    description:
+      - Size floor per store (V(postgresql), V(redis), V(qdrant)) of the copies without a manifest
+        on S3 (made by the guide's scripts); a smaller one is bad. Copies with a manifest are held
+        to the size it records instead.
+      - Defaults to V(1024) for postgresql and qdrant and V(128) for redis, the store roles' floors.
+    type: dict
+    default: {}
 notes:
   - Needs C(s3:DeleteObject), C(s3:ListBucket), C(s3:ListBucketMultipartUploads) and C(s3:AbortMultipartUpload) on the prefix.
   - On a versioned bucket a delete leaves a noncurrent version; expire those with a lifecycle
@@ -89,12 +102,13 @@ def main() -> None:
         stores=dict(type="list", elements="str", default=list(offsite.STORES), choices=list(offsite.STORES)),
         retention_days=dict(type="int", required=True),
     )
+    argument_spec.update(offsite.min_size_argument_spec())
     argument_spec.update(s3.connection_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
-        remote = offsite.Remote(s3.connection_from(p))
+        remote = offsite.Remote(s3.connection_from(p), min_size=offsite.min_sizes_from(p))
         stores = {store: offsite.prune(remote, store, p["retention_days"], dry_run=module.check_mode) for store in p["stores"]}
         deleted = ["%s/%s" % (store, name) for store, result in stores.items() for name in result["deleted"]]
         aborted = [key for result in stores.values() for key in result["aborted_uploads"]]

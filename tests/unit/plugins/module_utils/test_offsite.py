@@ -8,14 +8,18 @@ here): the HTTP boundary is the only seam."""
 from __future__ import annotations
 
 import datetime
+import gzip
 import hashlib
+import io
 import json
 import os
+import random
 import socket
 import typing as t
 import uuid
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 from moto.server import ThreadedMotoServer
 
 from ansible_collections.cclite.backup.plugins.module_utils import _crypto, _manifest
@@ -231,3 +235,187 @@ def test_endpoint_down_is_one_clear_sentence(tmp_path: t.Any) -> None:
         offsite.upload(offsite.Remote(conn), offsite.Options(), None, path, False, False)
     assert "testing-secret-value" not in info.value.msg
     assert sha(path) == _manifest.read(path)["artifact"]["sha256"]
+
+
+# Copies made by the guide's scripts (no manifest) ------------------------------------------
+
+
+def dump_gz(size: int = 20000, seed: int = 1) -> bytes:
+    """gzip'd text like a pg_dump, of about ``size`` bytes once compressed (random hex barely compresses)."""
+    rng = random.Random(seed)
+    lines = ["INSERT INTO users VALUES (%d, '%032x');" % (i, rng.getrandbits(128)) for i in range(size // 20 + 1)]
+    return gzip.compress(("\n".join(lines) + "\n").encode("ascii"))
+
+
+def put_legacy(remote: offsite.Remote, name: str, data: bytes, store: str = "postgresql", multipart: bool = False) -> str:
+    """Upload as the guide's scripts do (``aws s3 cp``): no manifest, no metadata; a file above
+    8 MiB goes in 8 MiB parts."""
+    key = remote.conn.key(store, name)
+    if multipart:
+        config = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB)
+        remote.client.upload_fileobj(io.BytesIO(data), remote.conn.bucket, key, Config=config)
+    else:
+        remote.client.put_object(Bucket=remote.conn.bucket, Key=key, Body=data)
+    return key
+
+
+def by_name(report: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+    return {b["name"]: b for b in report["backups"]}
+
+
+def test_legacy_copies_are_listed_and_checked_without_a_manifest(remote: offsite.Remote) -> None:
+    good = "postgres_backup_20261127_090000.sql.gz"
+    cut = "postgres_backup_20261127_080000.sql.gz"
+    tiny = "postgres_backup_20261127_070000.sql.gz"
+    data = dump_gz()
+    put_legacy(remote, good, data)
+    put_legacy(remote, cut, data[: len(data) // 2])
+    put_legacy(remote, tiny, gzip.compress(b"--\n"))
+    now = datetime.datetime(2026, 11, 27, 10, 0).astimezone()
+    quick = by_name(offsite.inspect(remote, "postgresql", "quick", 25, None, now=now))
+    assert quick[good]["legacy"] and not quick[good]["incomplete"] and quick[good]["sha256"] is None
+    check = quick[good]["verification"]
+    assert check["state"] == "unverified" and check["problems"] == []
+    assert check["checks"] == {"age": "ok", "manifest": "skipped", "checksum": "skipped", "exists": "ok", "size": "ok"}
+    assert any("no manifest on S3 (a copy made by the guide's scripts): checksum not compared" in n for n in check["notes"])
+    assert quick[cut]["verification"]["state"] == "unverified"  # a cut stream needs a download to show
+    assert quick[tiny]["verification"]["state"] == "bad"
+    assert "floor 1024" in quick[tiny]["verification"]["problems"][0]
+    full = offsite.inspect(remote, "postgresql", "full", 25, None, sample=3, now=now)
+    checked = by_name(full)
+    assert checked[good]["verification"]["state"] == "good"
+    assert checked[good]["verification"]["checks"]["stream"] == "ok"
+    assert checked[cut]["verification"]["state"] == "bad"
+    assert any("ends early" in p for p in checked[cut]["verification"]["problems"])
+    # a looser floor for the store makes the tiny copy acceptable
+    lenient = offsite.Remote(remote.conn, remote.client, min_size={"postgresql": 10})
+    assert by_name(offsite.inspect(lenient, "postgresql", "quick", 25, None, now=now))[tiny]["verification"]["state"] == "unverified"
+
+
+def test_an_unfinished_upload_is_bad_not_legacy(remote: offsite.Remote, tmp_path: t.Any) -> None:
+    path = make_backup(tmp_path, "20261127_100000")
+    key = offsite.upload(remote, offsite.Options(), None, path, False, False)["artifact"]["key"]
+    head = remote.client.head_object(Bucket=remote.conn.bucket, Key=key)
+    assert head["Metadata"]["cclite-backup"] == _manifest.COLLECTION_VERSION
+    remote.client.delete_object(Bucket=remote.conn.bucket, Key=key + ".manifest.json")
+    # an upload of 0.1.0 before the marker had its name carries cclite-sha256
+    old = remote.conn.key("postgresql", "postgres_backup_20261127_090000.sql.gz")
+    remote.client.put_object(Bucket=remote.conn.bucket, Key=old, Body=dump_gz(), Metadata={"cclite-sha256": "0" * 64})
+    report = offsite.inspect(remote, "postgresql", "full", 25, None, sample=5)
+    for item in report["backups"]:
+        assert item["incomplete"] and not item["legacy"]
+        assert item["verification"]["state"] == "bad"
+        assert "the upload did not finish" in item["verification"]["problems"][0]
+    with pytest.raises(VerifyError, match="did not finish"):
+        offsite.fetch(remote, str(tmp_path / "fresh"), "postgresql", os.path.basename(path), None)
+
+
+def test_retention_keeps_the_newest_legacy_copy_whose_stream_is_intact(remote: offsite.Remote) -> None:
+    names = ["postgres_backup_2020010%d_000000.sql.gz" % day for day in (1, 2, 3)]
+    data = dump_gz()
+    put_legacy(remote, names[0], data)
+    put_legacy(remote, names[1], data)
+    put_legacy(remote, names[2], data[:-100])  # the newest is cut
+    dry = offsite.prune(remote, "postgresql", 30, dry_run=True)
+    assert dry["protected"] == [names[1]]
+    assert sorted(dry["deleted"]) == [names[0], names[2]]
+    offsite.prune(remote, "postgresql", 30)
+    assert [e.name for e in remote.entries("postgresql")] == [names[1]]
+    assert offsite.prune(remote, "postgresql", 0)["deleted"] == []
+
+
+def test_retention_prefers_a_newer_good_copy_without_downloading_legacy_ones(remote: offsite.Remote, tmp_path: t.Any) -> None:
+    old = "postgres_backup_20200101_000000.sql.gz"
+    put_legacy(remote, old, b"not even gzip, and never downloaded" * 100)
+    path = make_backup(tmp_path, "20200102_000000", ended=datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc))
+    offsite.upload(remote, offsite.Options(), None, path, False, False)
+    result = offsite.prune(remote, "postgresql", 30)
+    assert result["protected"] == [os.path.basename(path)] and result["deleted"] == [old]
+
+
+def test_fetch_a_legacy_copy_into_the_catalog(remote: offsite.Remote, tmp_path: t.Any) -> None:
+    older, newer = "postgres_backup_20261127_110000.sql.gz", "postgres_backup_20261127_120000.sql.gz"
+    data = dump_gz(seed=2)
+    put_legacy(remote, older, data)
+    put_legacy(remote, newer, data[:-50])  # cut: latest skips it for the older one
+    root = tmp_path / "fresh"
+    with pytest.raises(VerifyError, match="ends early"):
+        offsite.fetch(remote, str(root), "postgresql", newer, None)
+    assert not (root / "postgresql" / newer).exists()
+    predicted = offsite.fetch(remote, str(root), "postgresql", "latest", None, check_mode=True)
+    assert predicted["changed"] and predicted["backups"][0]["name"] == older
+    assert not (root / "postgresql" / older).exists()
+    fetched = offsite.fetch(remote, str(root), "postgresql", "latest", None)
+    item = fetched["backups"][0]
+    local = str(root / "postgresql" / older)
+    assert fetched["changed"] and item["legacy"] and item["downloaded"] and item["name"] == older
+    assert item["skipped"] and newer in item["skipped"][0]
+    assert sha(local) == hashlib.sha256(data).hexdigest() == item["sha256"]
+    assert _manifest.read(local) is None  # a local legacy backup, as the scripts left them
+    assert os.readlink(str(root / "postgresql" / "latest.sql.gz")) == older
+    assert oct(os.stat(local).st_mode & 0o777) == "0o600"
+    assert not [n for n in os.listdir(str(root / "postgresql")) if n.endswith(".partial")]
+    again = offsite.fetch(remote, str(root), "postgresql", older, None)
+    assert not again["changed"] and again["backups"][0]["state"] == "present"
+
+
+def test_adopt_writes_manifests_for_copies_matching_local_backups(remote: offsite.Remote, tmp_path: t.Any) -> None:
+    root = tmp_path / "host"
+    single = make_backup(root, "20261127_130000", size=300000)
+    multi = make_backup(root, "20261127_140000", size=17 * MiB + 5)
+    other = make_backup(root, "20261127_150000", size=4000)
+    for path in (single, multi):
+        with open(path, "rb") as handle:
+            put_legacy(remote, os.path.basename(path), handle.read(), multipart=os.path.getsize(path) > 8 * MiB)
+    put_legacy(remote, os.path.basename(other), os.urandom(4000))  # same name and size, other bytes
+    lonely = "postgres_backup_20261127_160000.sql.gz"
+    lonely_data = dump_gz(seed=3)
+    put_legacy(remote, lonely, lonely_data)
+    etag = remote.client.head_object(Bucket=remote.conn.bucket, Key=remote.conn.key("postgresql", os.path.basename(multi)))["ETag"]
+    assert etag.strip('"').endswith("-3")
+
+    predicted = offsite.adopt(remote, str(root), "postgresql", check_mode=True)
+    assert predicted["changed"] and sorted(predicted["adopted"]) == sorted(os.path.basename(p) for p in (single, multi))
+    assert all(e.legacy for e in remote.entries("postgresql"))
+
+    done = offsite.adopt(remote, str(root), "postgresql")
+    items = {i["name"]: i for i in done["backups"]}
+    assert done["changed"]
+    assert items[os.path.basename(single)]["matched_by"] == "etag"
+    assert items[os.path.basename(multi)]["matched_by"] == "multipart etag"
+    assert items[os.path.basename(other)]["state"] == "mismatch"
+    assert items[lonely]["state"] == "needs_local_adoption" and "s3_backup_fetch name=%s" % lonely in items[lonely]["reason"]
+    for path in (single, multi):
+        key = remote.conn.key("postgresql", os.path.basename(path) + ".manifest.json")
+        manifest = json.loads(remote.client.get_object(Bucket=remote.conn.bucket, Key=key)["Body"].read())
+        assert manifest["artifact"]["sha256"] == sha(path) == manifest["offsite"]["sha256"]
+        assert manifest["offsite"]["adopted"] is True and manifest["offsite"]["checksum"]["algorithm"] == "MD5"
+    listed = by_name(offsite.inspect(remote, "postgresql", "quick", 1e9, None))
+    for path in (single, multi):
+        item = listed[os.path.basename(path)]
+        assert not item["legacy"] and item["adopted"] and item["verification"]["state"] == "good"
+    assert listed[os.path.basename(other)]["legacy"]
+    # the objects themselves were not rewritten
+    head = remote.client.head_object(Bucket=remote.conn.bucket, Key=remote.conn.key("postgresql", os.path.basename(multi)))
+    assert head["ETag"] == etag and "cclite-backup" not in head["Metadata"]
+
+    again = offsite.adopt(remote, str(root), "postgresql")
+    assert not again["changed"] and again["adopted"] == []
+
+    # fetch_missing brings the lonely copy home; once adopted locally, the S3 adopt takes it
+    fetched = offsite.adopt(remote, str(root), "postgresql", fetch_missing=True)
+    assert fetched["changed"] and {i["name"]: i["state"] for i in fetched["backups"]}[lonely] == "fetched"
+    local = str(root / "postgresql" / lonely)
+    assert sha(local) == hashlib.sha256(lonely_data).hexdigest() and _manifest.read(local) is None
+    when = datetime.datetime.now(datetime.timezone.utc)
+    written = Written(local, len(lonely_data), sha(local), when, when)
+    _manifest.write(local, _manifest.build("postgresql", written, Compression(), fmt="plain", kind="adopted"))
+    last = offsite.adopt(remote, str(root), "postgresql")
+    assert last["adopted"] == [lonely]
+
+
+def test_upload_refuses_to_overwrite_another_legacy_copy(remote: offsite.Remote, tmp_path: t.Any) -> None:
+    path = make_backup(tmp_path, "20261127_170000", size=5000)
+    put_legacy(remote, os.path.basename(path), dump_gz())
+    with pytest.raises(VerifyError, match="made by the guide's scripts"):
+        offsite.upload(remote, offsite.Options(), None, path, False, False)

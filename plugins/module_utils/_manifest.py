@@ -29,7 +29,7 @@ def path_for(artifact: str) -> str:
 def build(
     store: str,
     written: Written,
-    compression: Compression,
+    compression: Compression | t.Mapping[str, t.Any],
     *,
     fmt: str,
     database: str = "",
@@ -38,9 +38,11 @@ def build(
     versions: t.Mapping[str, str] | None = None,
     source: t.Mapping[str, t.Any] | None = None,
     kind: str = "scheduled",
+    adopted: t.Mapping[str, t.Any] | None = None,
 ) -> dict[str, t.Any]:
-    """The manifest of a freshly written artifact."""
-    return {
+    """The manifest of a freshly written artifact (or, with ``adopted``, of a legacy one whose
+    compression is given as a mapping, since its level is not known)."""
+    manifest = {
         "schema": SCHEMA,
         "version": VERSION,
         "kind": kind,
@@ -49,7 +51,7 @@ def build(
         "database": database,
         "series": series,
         "format": fmt,
-        "compression": compression.describe(),
+        "compression": compression.describe() if isinstance(compression, Compression) else dict(compression),
         "artifact": {"name": os.path.basename(written.path), "size": written.size, "sha256": written.sha256},
         "started": written.started.isoformat(),
         "ended": written.ended.isoformat(),
@@ -58,6 +60,9 @@ def build(
         "source": dict(source or {}),
         "encryption": None,
     }
+    if adopted is not None:
+        manifest["adopted"] = dict(adopted)
+    return manifest
 
 
 def write_json(path: str, data: t.Mapping[str, t.Any], mode: int = 0o600) -> None:

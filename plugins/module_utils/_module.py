@@ -52,6 +52,22 @@ def info_argument_spec() -> dict[str, t.Any]:
     return spec
 
 
+def adopt_argument_spec() -> dict[str, t.Any]:
+    """What every *_backup_adopt module takes: the catalog, the size rules, the manifests' mode."""
+    spec: dict[str, t.Any] = {
+        "min_size_bytes": {"type": "int", "default": 1024},
+        "size_drop_ratio": {"type": "float", "default": 0.5},
+        "fail_on_problems": {"type": "bool", "default": False},
+        "file_mode": {"type": "raw", "default": "0600"},
+    }
+    spec.update(catalog_argument_spec())
+    return spec
+
+
+def adopt_rules_from(params: t.Mapping[str, t.Any]) -> Rules:
+    return Rules(min_size_bytes=params["min_size_bytes"], size_drop_ratio=params["size_drop_ratio"])
+
+
 def info_result(result: dict[str, t.Any], fail_on_problems: bool) -> dict[str, t.Any]:
     """An info module's result with its summary; fails listing every problem when asked to."""
     problems = result["problems"]

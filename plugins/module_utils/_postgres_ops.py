@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils import _adopt
 from ansible_collections.cclite.backup.plugins.module_utils import _ops
 from ansible_collections.cclite.backup.plugins.module_utils import _postgres as pg
 from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Compression, Source
@@ -115,6 +117,7 @@ def deep_check(conn: pg.Connection, database: str) -> t.Callable[[Entry, Report]
                 pg.drop_database(conn, scratch)
             except BackupError as exc:
                 report.notes.append("could not drop the scratch database %s: %s" % (scratch, exc.msg))
+        report.measured = {"tables": counts, "table_count": len(counts), "total_rows": sum(counts.values())}
         expected = (entry.manifest or {}).get("source", {}).get("tables")
         if expected is None:
             report.passed("deep")
@@ -226,7 +229,7 @@ class Restore:
             file_mode=req.file_mode,
         )
         try:
-            result = _ops.make_backup(spec, DumpProducer(req.conn, req.database, (), True), versions(req.conn))
+            result = _ops.make_backup(spec, DumpProducer(req.conn, req.database, (), "dump"), versions(req.conn))
         except BackupError as exc:
             raise RestoreError("the safety backup of %s failed, nothing was changed: %s" % (req.database, exc.msg)) from exc
         return result["artifact"]
@@ -283,3 +286,39 @@ def info(
         "problems": problems,
         "healthy": not problems,
     }
+
+
+DUMP_HEADER = {
+    "server": re.compile(rb"^-- Dumped from database version (\S+)", re.MULTILINE),
+    "tool": re.compile(rb"^-- Dumped by pg_dump version (\S+)", re.MULTILINE),
+}
+
+
+def dump_versions(head: bytes) -> dict[str, str]:
+    """The server and pg_dump versions a plain dump's header names."""
+    found = {}
+    for key, pattern in DUMP_HEADER.items():
+        match = pattern.search(head)
+        if match:
+            found[key] = match.group(1).decode("ascii", "replace")
+    return found
+
+
+def adopt(
+    catalog_: Catalog, rules: Rules, conn: pg.Connection, database: str, check_mode: bool,
+    lock_timeout: float = 600.0, file_mode: int = 0o600, now: datetime.datetime | None = None,
+) -> dict[str, t.Any]:
+    """Adopt the legacy dumps: each is restored into a scratch database, its row counts recorded."""
+    pg.server_version(conn)  # the deep check needs the server: fail early, with the connection's message
+    spec = _adopt.AdoptSpec(
+        catalog=catalog_,
+        content=pg.DumpComplete,
+        deep=deep_check(conn, database),
+        fmt=FORMAT,
+        versions=dump_versions,
+        rules=rules,
+        database=database,
+        lock_timeout=lock_timeout,
+        file_mode=file_mode,
+    )
+    return _adopt.adopt(spec, check_mode, now)

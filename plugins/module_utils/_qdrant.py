@@ -724,6 +724,8 @@ class BundleCheck:
         if broken:
             return broken
         member = self.members.get(MANIFEST_MEMBER)
+        if member is None and is_legacy_bundle(self.members):
+            return self._legacy()
         if member is None:
             return "the bundle has no manifest.json: it was not made by cclite.backup, or was cut short"
         if member.data is None:
@@ -755,6 +757,22 @@ class BundleCheck:
         self.manifest = manifest
         return "; ".join(problems) or None
 
+    def _legacy(self) -> str | None:
+        """A tar of collection snapshots made by the guide's scripts: its manifest is made up
+        from the members (each snapshot's size and sha256 as read here)."""
+        try:
+            manifest = legacy_manifest(list(self.members))
+        except VerifyError as exc:
+            return exc.msg
+        problems = []
+        for entry in manifest["collections"]:
+            member = self.members[entry["member"]]
+            if not member.complete:
+                problems.append("snapshot %s is incomplete" % entry["member"])
+            entry.update(size=member.size, sha256=member.sha256)
+        self.manifest = manifest
+        return "; ".join(problems) or None
+
     @staticmethod
     def _compare(name: str, member: _Member | None, entry: t.Mapping[str, t.Any]) -> list[str]:
         if member is None:
@@ -766,6 +784,52 @@ class BundleCheck:
         if member.sha256 != str(entry.get("sha256")).lower():
             return ["snapshot %s has sha256 %s, the server's checksum was %s" % (name, member.sha256, entry.get("sha256"))]
         return []
+
+
+# A collection snapshot as Qdrant names it: <collection>-<peer id>-<YYYY-MM-DD-HH-MM-SS>.snapshot
+SNAPSHOT_NAME = re.compile(r"(?P<collection>.+)-\d+-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}\.snapshot")
+FULL_SNAPSHOT_NAME = re.compile(r"full-snapshot-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}\.snapshot")
+
+
+def is_legacy_bundle(members: t.Iterable[str]) -> bool:
+    """A tar the guide's scripts made (snapshots downloaded, then ``tar -czf``): no manifest.json,
+    nothing but ``.snapshot`` files, none where a cclite.backup bundle keeps its snapshots."""
+    names = list(members)
+    return bool(names) and all(
+        n.endswith(".snapshot") and not n.startswith((COLLECTIONS_DIR, FULL_DIR)) and MANIFEST_MEMBER not in n for n in names
+    )
+
+
+def legacy_manifest(members: t.Sequence[str]) -> dict[str, t.Any]:
+    """The manifest of a legacy bundle, made up from its member names (no sizes, no checksums,
+    no points counts, no aliases: the old scripts recorded none)."""
+    collections = []
+    for member in members:
+        base = member.rsplit("/", 1)[-1]
+        if FULL_SNAPSHOT_NAME.fullmatch(base):
+            raise VerifyError(
+                "%s is a full-storage snapshot: a legacy bundle of one cannot be checked or restored by cclite.backup; "
+                "recover it with Qdrant's own snapshot recovery" % member
+            )
+        match = SNAPSHOT_NAME.fullmatch(base)
+        collections.append({"name": match.group("collection") if match else base[: -len(".snapshot")], "member": member, "snapshot": base})
+    names = [c["name"] for c in collections]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise VerifyError("the legacy bundle holds several snapshots of collection %s: restore them by hand" % ", ".join(twice))
+    return {"schema": BUNDLE_SCHEMA, "kind": KIND_COLLECTIONS, "legacy": True, "server": {}, "collections": collections}
+
+
+def with_source_counts(manifest: dict[str, t.Any], outer: t.Mapping[str, t.Any] | None) -> dict[str, t.Any]:
+    """A legacy bundle's made-up manifest with the points counts its sidecar manifest recorded
+    when it was adopted, so restores and deep checks compare against them."""
+    counts = ((outer or {}).get("source") or {}).get("collections") or {}
+    if manifest.get("legacy"):
+        for entry in manifest["collections"]:
+            recorded = counts.get(entry["name"]) or {}
+            if isinstance(recorded.get("points_count"), int):
+                entry["points_count"] = recorded["points_count"]
+    return manifest
 
 
 def read_bundle(

@@ -19,6 +19,7 @@ import threading
 import time
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils import _adopt
 from ansible_collections.cclite.backup.plugins.module_utils import _ops
 from ansible_collections.cclite.backup.plugins.module_utils import _qdrant as qd
 from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Compression, Source, utcnow
@@ -336,12 +337,15 @@ def deep_check(workdir: str | None = None) -> t.Callable[[Entry, Report], None]:
             return
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        manifest = qd.with_source_counts(manifest, entry.manifest)
         problems = []
+        measured: dict[str, dict[str, t.Any]] = {}
         for item in manifest["collections"]:
             key = "%s/%s" % (item.get("container", ""), item["member"])
             if key not in counts:
                 problems.append("collection %s: its snapshot was not found" % item["name"])
                 continue
+            measured[item["name"]] = {"points_count": counts[key]}
             problem = qd.count_problem(item, counts[key])
             if problem:
                 problems.append(problem + " once loaded with Qdrant Edge")
@@ -349,6 +353,13 @@ def deep_check(workdir: str | None = None) -> t.Callable[[Entry, Report], None]:
             report.failed("deep", "; ".join(problems))
         else:
             report.passed("deep")
+            report.measured = {
+                "server_version": (manifest.get("server") or {}).get("version"),
+                "kind": manifest["kind"],
+                "collections": measured,
+                "collection_count": len(measured),
+                "total_points": sum(c["points_count"] for c in measured.values()),
+            }
             report.notes.append(
                 "%s: loaded %d collection snapshot(s) with Qdrant Edge, %d points, as the manifest says"
                 % (entry.name, len(counts), sum(counts.values()))
@@ -388,7 +399,10 @@ def _deep_pass(edge: t.Any, entry: Entry, scratch: str, counts: dict[str, int]) 
     except (tarfile.TarError, ValueError, UnicodeDecodeError) as exc:
         raise VerifyError("the bundle cannot be read (%s)" % exc) from None
     if manifest is None:
-        raise VerifyError("the bundle has no manifest.json")
+        loaded = [k[1:] for k in counts if k.startswith("/")]
+        if not qd.is_legacy_bundle(loaded):
+            raise VerifyError("the bundle has no manifest.json")
+        manifest = qd.legacy_manifest(loaded)  # a tar of snapshots made by the guide's scripts
     return manifest
 
 
@@ -403,6 +417,24 @@ def info(catalog_: Catalog, rules: Rules, level: str, now: datetime.datetime | N
         "problems": problems,
         "healthy": not problems,
     }
+
+
+def adopt(
+    catalog_: Catalog, rules: Rules, check_mode: bool, lock_timeout: float = 600.0, file_mode: int = 0o600,
+    now: datetime.datetime | None = None,
+) -> dict[str, t.Any]:
+    """Adopt the legacy bundles (tars of collection snapshots): each snapshot is loaded with
+    Qdrant Edge and its points counted; the counts are recorded."""
+    spec = _adopt.AdoptSpec(
+        catalog=catalog_,
+        content=qd.BundleCheck,
+        deep=deep_check(),
+        fmt=FORMATS[qd.KIND_COLLECTIONS],
+        rules=rules,
+        lock_timeout=lock_timeout,
+        file_mode=file_mode,
+    )
+    return _adopt.adopt(spec, check_mode, now)
 
 
 # -- restore -------------------------------------------------------------------------------
@@ -479,7 +511,7 @@ class Restore:
                 "(restore_confirm=true for the playbooks) once you are sure" % (entry.name, req.conn.describe())
             )
         _ops.check_before_restore(entry, lambda: check)
-        manifest = t.cast(t.Dict[str, t.Any], check.manifest)
+        manifest = qd.with_source_counts(t.cast(t.Dict[str, t.Any], check.manifest), entry.manifest)
         self._refuse_version(manifest["server"].get("version"), server)
         selected = self._select(manifest)
         names = [e["name"] for e in selected]

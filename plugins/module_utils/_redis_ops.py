@@ -16,6 +16,7 @@ import tempfile
 import time
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils import _adopt
 from ansible_collections.cclite.backup.plugins.module_utils import _ops
 from ansible_collections.cclite.backup.plugins.module_utils import _redis as rd
 from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Compression, Source
@@ -336,6 +337,7 @@ def deep_check(conn: rd.Connection, method: str) -> t.Callable[[Entry, Report], 
                 report.failed("deep", "a throwaway redis-server could not load it: %s" % exc.msg)
             return
         problems: list[str] = []
+        in_file: int | None = None
         with scratch:
             session = t.cast(rd.Session, scratch.session)
             expected = source.get("databases")
@@ -345,10 +347,11 @@ def deep_check(conn: rd.Connection, method: str) -> t.Callable[[Entry, Report], 
                     expected = rd.expected_after_load(stats)
                 actual = rd.parse_keyspace(session.info("keyspace"))
                 loaded = session.info("persistence")
+                if "rdb_last_load_keys_loaded" in loaded:
+                    in_file = int(loaded["rdb_last_load_keys_loaded"]) + int(loaded.get("rdb_last_load_keys_expired", "0"))
                 if expected is not None and (method == "logical" or source.get("counts_exact")):
                     problems += rd.compare_databases(expected, actual)
-                    if method == "rdb" and "rdb_last_load_keys_loaded" in loaded and "keys" in source:
-                        in_file = int(loaded["rdb_last_load_keys_loaded"]) + int(loaded.get("rdb_last_load_keys_expired", "0"))
+                    if method == "rdb" and in_file is not None and "keys" in source:
                         if in_file != source["keys"]:
                             problems.append("the RDB holds %d keys, the manifest says %d" % (in_file, source["keys"]))
                 elif expected is not None:
@@ -363,7 +366,16 @@ def deep_check(conn: rd.Connection, method: str) -> t.Callable[[Entry, Report], 
             report.failed("deep", "; ".join(problems))
             return
         report.passed("deep")
-        keys = totals(actual)[0]
+        keys, expires = totals(actual)
+        if method == "rdb":  # what the file holds, for adoption (a fixed image: the counts are exact)
+            report.measured = {
+                "method": "rdb",
+                "rdb_version": rd.rdb_version(_adopt.read_head(entry.path, 9)),
+                "databases": actual,
+                "keys": keys if in_file is None else in_file,
+                "expires": expires,
+                "counts_exact": True,
+            }
         report.notes.append(
             "%s: a throwaway redis-server loaded %d keys in %d database(s); %d sampled key(s) matched"
             % (entry.name, keys, len(actual), compared)
@@ -391,6 +403,38 @@ def info(
         "problems": problems,
         "healthy": not problems,
     }
+
+
+REDIS_VER = re.compile(rb"\xfa\x09redis-ver([\x00-\x3f])")
+
+
+def rdb_versions(head: bytes) -> dict[str, str]:
+    """The Redis version an RDB names in its ``redis-ver`` auxiliary field (the server that wrote it)."""
+    match = REDIS_VER.search(head[:4096])
+    if not match:
+        return {}
+    length = ord(match.group(1))
+    value = head[match.end():match.end() + length]
+    return {"server": value.decode("ascii", "replace")} if len(value) == length else {}
+
+
+def adopt(
+    catalog_: Catalog, rules: Rules, conn: rd.Connection, check_mode: bool,
+    lock_timeout: float = 600.0, file_mode: int = 0o600, now: datetime.datetime | None = None,
+) -> dict[str, t.Any]:
+    """Adopt the legacy RDB backups: each is checked with redis-check-rdb and loaded into a
+    throwaway redis-server, whose key counts are recorded."""
+    spec = _adopt.AdoptSpec(
+        catalog=catalog_,
+        content=content_factory(conn, "rdb"),
+        deep=deep_check(conn, "rdb"),
+        fmt="rdb",
+        versions=rdb_versions,
+        rules=rules,
+        lock_timeout=lock_timeout,
+        file_mode=file_mode,
+    )
+    return _adopt.adopt(spec, check_mode, now)
 
 
 # --- restore ---------------------------------------------------------------------------------

@@ -44,6 +44,10 @@ class Report:
     problems: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     content_size: int | None = None  # decompressed bytes, once the data was read
+    sha256: str | None = None  # of the stored bytes, once the data was read
+    size: int | None = None  # stored bytes read
+    # what a deep check measured, in the shape of the manifest's ``source`` (adoption records it)
+    measured: dict[str, t.Any] = dataclasses.field(default_factory=dict)
 
     def passed(self, check: str) -> None:
         self.checks[check] = "ok"
@@ -116,6 +120,7 @@ def check_data(report: Report, entry: Entry, content: ContentCheck | None = None
         return
     report.passed("stream")
     report.content_size = reader.content_size
+    report.sha256, report.size = reader.sha256, reader.size
     if reader.content_size == 0:
         report.failed("content", "the backup is empty once decompressed")
         return

@@ -237,7 +237,7 @@ def main() -> None:
         print("%-38s %7.1f s" % ("  the same, diskless-sync delay 0", raw_nodelay))
         print(line("playbook, gzip -6, 1 thread (%s)" % gz["compression"]["program"], gz_wall, gz, gz_peak))
         print(line("playbook, defaults (%s)" % df["compression"]["program"], df_wall, df, df_peak))
-        print(line("playbook, zstd -3", zs_wall, zs, zs_peak))
+        print(line("playbook, zstd -%d" % zs["compression"]["level"], zs_wall, zs, zs_peak))
         print(line("playbook, small server (%d keys)" % args.small_keys, sm_wall, sm, sm_peak))
         print()
         print("ratio playbook gzip / raw gzip      %.2fx   (target <= 1.10x; includes ansible-playbook start-up and the"

@@ -27,7 +27,7 @@ description:
     downloaded into a temp file in the backup directory first, then copied into the bundle
     and deleted; the extra disk needed there is the size of the largest snapshot.
   - The artifact is written to a temp file and checked as it is written (the bytes that go to
-    the file, whose sha256 is recorded, are decompressed on their way: stream, the bundle's
+    the file, whose sha256 is recorded, are decompressed on their way - stream, the bundle's
     structure and every snapshot's sha256), and only then renamed into place next to a JSON
     manifest.
     A failure or timeout at any step leaves no artifact and does not move C(latest).

@@ -34,7 +34,7 @@ description:
   - While the RDB is copied, C(redis-check-rdb) reads the same file where Redis wrote it (in the
     container in O(mode=docker)), in parallel; it must pass, and find exactly the keys counted at
     the fork. The artifact is written to a temp file and checked as it is written (the bytes
-    that go to the file, whose sha256 is recorded, are decompressed on their way: stream
+    that go to the file, whose sha256 is recorded, are decompressed on their way - stream
     integrity, whose CRC covers every byte, the RDB's header and end marker; or the logical
     file's full structure) and only then renamed into place, next to a JSON manifest (sizes, sha256,
     versions, key counts per database, C(used_memory), Redis and RDB versions, key sample, what

@@ -171,7 +171,9 @@ def main() -> None:
         verb = "would adopt" if module.check_mode else "adopted"
         msg = "%s %d legacy copy(ies) on %s; %d need(s) the local adopt first; %d problem(s)" % (
             verb, len(adopted), remote.conn.describe(), waiting, len(problems))
-        changed = any([result.pop("changed") for result in stores.values()])
+        changed = False
+        for result in stores.values():  # every store's flag leaves its result
+            changed = bool(result.pop("changed")) or changed
         return {"changed": changed, "stores": stores, "adopted": adopted, "problems": problems, "msg": msg}
 
     _module.run(module, action)

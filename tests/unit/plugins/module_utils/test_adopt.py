@@ -137,7 +137,7 @@ def test_bad_backups_stay_legacy_with_reasons(catalog):
     good = legacy(catalog, "20251224_020000")
     data = gzip.compress(SQL.encode())
     truncated = legacy(catalog, "20251225_020000", data[: len(data) - 30])
-    cut_sql = legacy(catalog, "20251226_020000", gzip.compress(SQL.split("--\n-- PostgreSQL database dump complete")[0].encode()))
+    cut_sql = legacy(catalog, "20251226_020000", gzip.compress(SQL.split("--\n-- PostgreSQL database dump complete", maxsplit=1)[0].encode()))
     tiny = legacy(catalog, "20251227_020000", gzip.compress(b"--\n"))
     before = {p: state(p) for p in (good, truncated, cut_sql, tiny)}
     out = _adopt.adopt(spec_for(catalog, Deep(), rules=Rules(min_size_bytes=200)), False, NOW)

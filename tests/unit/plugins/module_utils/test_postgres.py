@@ -230,7 +230,7 @@ def test_dump_stats_counts_copy_rows_whatever_the_chunks(size):
 def test_dump_stats_keeps_constant_memory_on_a_huge_row():
     check = pg.DumpStats()
     check.feed(b"COPY public.blob (b) FROM stdin;\n1\t")
-    for _ in range(5):
+    for _part in range(5):
         check.feed(b"x" * pg.DumpStats.LINE_CAP)  # one row of 5 MiB, no newline yet
     assert len(check._line) <= pg.DumpStats.LINE_CAP
     check.feed(b"\n2\ty\n\\.\n-- PostgreSQL database dump complete\n")

@@ -218,6 +218,15 @@ class Catalog:
         found.sort(key=lambda e: (e.stamp, e.name), reverse=True)
         return found
 
+    def history(self, name: str) -> tuple[Entry, list[int]] | None:
+        """The backup ``name`` and the sizes of the backups of the series made before it, newest
+        first; ``None`` when the catalog does not hold it."""
+        entries = self.entries()
+        for index, entry in enumerate(entries):
+            if entry.name == name:
+                return entry, [e.size for e in entries[index + 1:]]
+        return None
+
     def latest(self) -> Entry | None:
         """What ``latest`` points to; the newest backup when there is no link."""
         for name in self.latest_names():

@@ -146,22 +146,13 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
                 spec.retention_days, lambda e: e.path == written.path or is_good(e, spec.content)
             )
             out["retention"] = dataclasses.asdict(pruned)
-        out["artifact"]["history"] = size_history(catalog, written.path)
+        # the sizes before it, once retention is done: what the report's size trend compares
+        found = catalog.history(os.path.basename(written.path))
+        out["artifact"]["history"] = found[1][:HISTORY] if found else []
     return out
 
 
 HISTORY = 30
-
-
-def size_history(catalog: Catalog, path: str) -> list[int]:
-    """Sizes of the backups of the series made before ``path``, newest first (at most HISTORY):
-    what the report compares a new backup with, without another pass over the catalog."""
-    entries = catalog.entries()
-    names = [e.path for e in entries]
-    if path not in names:
-        return []
-    index = names.index(path)
-    return [e.size for e in entries[index + 1:index + 1 + HISTORY]]
 
 
 def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:

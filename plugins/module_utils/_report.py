@@ -58,12 +58,10 @@ def size_history(artifact: str, store: str) -> tuple[str, list[int]] | None:
         catalog = Catalog(os.path.dirname(directory), layout, series)
     except ConfigError:
         return None
-    entries = catalog.entries()
-    names = [e.name for e in entries]
-    if name not in names:
+    found = catalog.history(name)
+    if found is None:
         return None
-    index = names.index(name)
-    return entries[index].created.isoformat(), [e.size for e in entries[index + 1:]]
+    return found[0].created.isoformat(), found[1]
 
 
 def _percent(value: float) -> str:

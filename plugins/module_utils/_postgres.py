@@ -143,16 +143,27 @@ def tool_version(conn: Connection, tool: str = "pg_dump") -> str:
     return run(conn.target().command([tool, "--version"], stage=tool)).stdout.decode().strip()
 
 
-def database_info(conn: Connection, database: str) -> dict[str, str] | None:
-    """Owner, encoding, locale and privileges of a database; ``None`` when it does not exist."""
+@dataclasses.dataclass(frozen=True)
+class ServerFacts:
+    """What one query tells about the server and a database on it."""
+
+    version: str
+    database: dict[str, str] | None  # owner, encoding, locale and privileges; None: it does not exist
+
+
+def server_facts(conn: Connection, database: str) -> ServerFacts:
+    """The server's version and a database's settings, in one round trip (each psql call is a
+    process, and in docker mode a ``docker exec``)."""
     rows = query(
         conn,
-        "SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding),"
-        " 'collate', datcollate, 'ctype', datctype, 'acl', datacl::text)::text"
-        " FROM pg_database WHERE datname = :'db';",
+        "SELECT json_build_object('version', current_setting('server_version'), 'database',"
+        " (SELECT json_build_object('owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding),"
+        " 'collate', datcollate, 'ctype', datctype, 'acl', datacl::text)"
+        " FROM pg_database WHERE datname = :'db'))::text;",
         variables=[("db", database)],
     )
-    return json.loads(rows[0]) if rows else None
+    facts = json.loads(rows[0])
+    return ServerFacts(facts["version"].strip(), facts["database"])
 
 
 def parse_counts(lines: t.Iterable[str]) -> dict[str, int]:
@@ -245,19 +256,26 @@ class ConsistentDump:
         self.counts: dict[str, int] = {}
         self._errors: list[BaseException] = []
         self._thread: threading.Thread | None = None
-        self.session = Session(conn, database)
+        self.session: Session | None = None
 
     def start(self) -> Command:
-        """Open the snapshot, start counting, and return the pg_dump command to run."""
-        self.session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")
-        snapshot = self.session.execute("SELECT pg_export_snapshot();")[0].strip()
+        """Return the pg_dump command to run; counting rows, open the snapshot and start counting.
+
+        Without counting, pg_dump's own snapshot is the consistent one: no session is opened.
+        """
+        args = ["--format=plain", "--no-password"] + self.dump_options
         if self.count_rows:
+            self.session = Session(self.conn, self.database)
+            self.session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")
+            snapshot = self.session.execute("SELECT pg_export_snapshot();")[0].strip()
             self._thread = threading.Thread(target=self._count, daemon=True)
             self._thread.start()
-        args = ["--format=plain", "--no-password", "--snapshot=%s" % snapshot] + self.dump_options
+            args.insert(2, "--snapshot=%s" % snapshot)
         return self.conn.command("pg_dump", args, self.database)
 
     def _count(self) -> None:
+        if self.session is None:
+            return
         try:
             self.counts = parse_counts(self.session.execute(COUNT_TABLES_SQL))
         except BaseException as exc:
@@ -268,10 +286,13 @@ class ConsistentDump:
             self._thread.join()
         if self._errors:
             raise self._errors[0]
-        self.session.execute("COMMIT;")
+        if self.session is not None:
+            self.session.execute("COMMIT;")
         return self.counts
 
     def close(self) -> None:
+        if self.session is None:
+            return
         if self._thread is not None and self._thread.is_alive():
             self.session.proc.kill()
             self._thread.join(timeout=10)

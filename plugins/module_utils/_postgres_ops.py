@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import re
@@ -51,17 +52,21 @@ class DumpProducer:
         self.dump.close()
 
 
-def versions(conn: pg.Connection) -> dict[str, str]:
-    return {"server": pg.server_version(conn), "tool": pg.tool_version(conn, "pg_dump")}
+def probe(conn: pg.Connection, database: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The server's and pg_dump's versions, and the database's settings; fails when it does not exist.
 
-
-def require_database(conn: pg.Connection, database: str) -> dict[str, str]:
-    info = pg.database_info(conn, database)
-    if info is None:
+    The query and ``pg_dump --version`` run side by side: each is a process (in docker mode a
+    ``docker exec``), and everything before the dump starts is time the backup waits.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        tool = pool.submit(pg.tool_version, conn, "pg_dump")
+        facts = pg.server_facts(conn, database)
+        versions = {"server": facts.version, "tool": tool.result()}
+    if facts.database is None:
         raise BackupError(
             "database %s does not exist on %s: check postgresql_backup_databases" % (database, conn.describe())
         )
-    return info
+    return versions, facts.database
 
 
 @dataclasses.dataclass
@@ -89,8 +94,7 @@ def content_for(count_rows: str, dump_options: t.Sequence[str]) -> tuple[type[pg
 
 
 def backup(req: BackupRequest, check_mode: bool) -> dict[str, t.Any]:
-    found = versions(req.conn)
-    require_database(req.conn, req.database)
+    found, _settings = probe(req.conn, req.database)
     if check_mode:
         out = _ops.predict_backup(req.spec)
         out["artifact"]["versions"] = found
@@ -166,8 +170,8 @@ class Restore:
             entry = safety.resolve(name[len("safety/"):])
         else:
             entry = self.req.catalog.resolve(name)
-        server = pg.server_version(self.req.conn)
-        return entry, pg.database_info(self.req.conn, self.req.database), server
+        facts = pg.server_facts(self.req.conn, self.req.database)
+        return entry, facts.database, facts.version
 
     def run(self, check_mode: bool) -> dict[str, t.Any]:
         req = self.req
@@ -229,7 +233,8 @@ class Restore:
             file_mode=req.file_mode,
         )
         try:
-            result = _ops.make_backup(spec, DumpProducer(req.conn, req.database, (), "dump"), versions(req.conn))
+            found, _settings = probe(req.conn, req.database)
+            result = _ops.make_backup(spec, DumpProducer(req.conn, req.database, (), "dump"), found)
         except BackupError as exc:
             raise RestoreError("the safety backup of %s failed, nothing was changed: %s" % (req.database, exc.msg)) from exc
         return result["artifact"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.cclite.backup.plugins.module_utils import _postgres as pg
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils import _postgres_ops as pg_ops
+from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, StageError
 from ansible_collections.cclite.backup.plugins.module_utils._process import REDACTED, run
 
 PASSWORD = "pa55-w0rd-that-must-not-leak"
@@ -255,3 +256,45 @@ def test_dump_stats_reports_a_copy_block_cut_short():
 ])
 def test_copy_table(line, table):
     assert pg.copy_table(line) == table
+
+
+def test_server_facts_in_one_query(fake_program):
+    fake_program("psql", """cat >/dev/null; echo '{"version" : "15.8 (Debian 15.8-1)", "database" : {"owner" : "app", "encoding" : "UTF8"}}'""")
+    facts = pg.server_facts(pg.Connection(mode="host"), "app")
+    assert facts == pg.ServerFacts("15.8 (Debian 15.8-1)", {"owner": "app", "encoding": "UTF8"})
+
+
+def test_probe_runs_the_query_and_pg_dump_side_by_side(fake_program, tmp_path):
+    # each fake waits for the other to have started: run one after the other, they would time out
+    started = tmp_path / "started"
+    started.mkdir()
+    wait = 'touch "%s/$1"; for i in $(seq 50); do [ -e "%s/$2" ] && break; sleep 0.1; done; [ -e "%s/$2" ] || exit 9' % (
+        (started,) * 3)
+    fake_program("psql", 'cat >/dev/null; set -- psql pg_dump; %s; echo \'{"version": "15.8", "database": null}\'' % wait)
+    fake_program("pg_dump", 'set -- pg_dump psql; %s; echo "pg_dump (PostgreSQL) 15.8"' % wait)
+    with pytest.raises(BackupError, match="database gone does not exist on PostgreSQL at the local socket"):
+        pg_ops.probe(pg.Connection(mode="host"), "gone")
+    fake_program("psql", 'cat >/dev/null; set -- psql pg_dump; %s; echo \'{"version": "15.8", "database": {"owner": "app"}}\'' % wait)
+    (started / "psql").unlink()
+    (started / "pg_dump").unlink()
+    assert pg_ops.probe(pg.Connection(mode="host"), "app") == (
+        {"server": "15.8", "tool": "pg_dump (PostgreSQL) 15.8"}, {"owner": "app"},
+    )
+
+
+def test_probe_names_a_missing_pg_dump(fake_program):
+    fake_program("psql", """cat >/dev/null; echo '{"version": "15.8", "database": {}}'""")
+    fake_program("pg_dump", "exit 127")
+    with pytest.raises(StageError, match="pg_dump failed with exit status 127"):
+        pg_ops.probe(pg.Connection(mode="host"), "app")
+
+
+def test_a_dump_counted_from_its_own_data_opens_no_session(fake_program, tmp_path):
+    opened = tmp_path / "psql-ran"
+    fake_program("psql", 'touch "%s"; exit 3' % opened)
+    dump = pg.ConsistentDump(pg.Connection(mode="host"), "app", ["--no-owner"], count_rows=False)
+    cmd = dump.start()
+    assert cmd.argv == ("pg_dump", "--format=plain", "--no-password", "--no-owner")
+    assert dump.finish() == {}
+    dump.close()
+    assert not opened.exists()

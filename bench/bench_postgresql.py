@@ -7,10 +7,16 @@ Creates a throwaway PostgreSQL cluster with a database of about --size-mb MB, th
   2. playbook `ansible-playbook playbooks/backup.yml` (gzip level 6, the default)
   3. playbook with compression zstd (level 1, the default)
   4. raw      `pg_dump DB | zstd -1 -T0 > file`, for reference
+  5. raw      `pg_dump DB | cat > file`: how fast pg_dump alone is on this data
 (--rounds times, interleaved) and a second, small database through the playbook, to show that the module's memory does not
 grow with the database. Prints wall times, ratios and the module's peak RSS (VmHWM, sampled
 from /proc while the module runs); ratios are the median of the rounds. Targets: playbook <= 1.10x raw; zstd >= 3x faster than raw
 gzip; module peak memory <= 100 MB and independent of size.
+
+The data (--data, see DATA) decides where the time goes. The default, mixed, is the stack's
+kinds of data (messages, articles, events): pg_dump alone is fast and single-threaded gzip is
+the bottleneck, as in the guide's setup. events is the worst case for zstd: narrow rows the
+server formats slowly, so pg_dump itself bounds any compressor.
 
 Run from the repository root after `make setup`:  .venv/bin/python bench/bench_postgresql.py
 """
@@ -23,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -31,17 +38,88 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
+# What the benchmark databases hold (--data):
+#   mixed   the stack's kinds of data, by size: 60 % messages (a paragraph or two of text, a
+#           uuid, a timestamp, JSON metadata), 25 % knowledge-base articles (eight paragraphs),
+#           15 % events (narrow rows: ids, a timestamp, a digest, a short line, JSON);
+#   events  only the narrow event rows: the server formats many small values per MB, so
+#           pg_dump itself is slow and the compressor matters less (the worst case for zstd).
+DATA = ("mixed", "events")
+
+# ~135 bytes of dump text per row.
+EVENTS_SQL = """
+    CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, digest text, body text, meta jsonb);
+    INSERT INTO events
+    SELECT g, timestamptz '2025-01-01' + g * interval '1 second', md5(g::text),
+           'user ' || (g % 5000) || ' did action ' || (g % 37) || ' on item ' || (g * 7 % 100003),
+           jsonb_build_object('k', g % 11, 'ok', g % 2 = 0)
+      FROM generate_series(1, ROWS) g;
+"""
+
+# The text is real: paragraphs (blocks between blank lines) of the Python sources, comments and
+# docstrings of this interpreter's standard library and of the venv's packages, up to 64 MB (far
+# more than gzip's 32 KB or zstd -1's 512 KB window can find again). Random words will not do:
+# gzip runs on them at half the speed it has on real text, which would flatter zstd. With a
+# pinned venv the text is the same on every run. A message is one or two paragraphs, an article
+# eight; their counts assume ~530 and ~2,300 bytes of dump text a row (1024 MB gives 1.2 GB).
+POOL_BYTES = 64 * 1024 * 1024
+TEXT_SQL = """
+    CREATE TABLE messages (id bigint PRIMARY KEY, conversation_id uuid, sender text, created_at timestamptz,
+                           body text, metadata jsonb);
+    INSERT INTO messages
+    SELECT g, md5((g / 20)::text)::uuid, 'user' || (g::bigint * 7919 % 50000), timestamptz '2025-01-01' + g * interval '7 seconds',
+           CASE WHEN g % 3 = 0 THEN a.text ELSE a.text || E'\\n\\n' || b.text END,
+           jsonb_build_object('channel', (ARRAY['web', 'email', 'chat'])[1 + g % 3], 'lang', 'en', 'tokens', length(a.text) / 4)
+      FROM generate_series(1, MESSAGES) g
+      JOIN paragraphs a ON a.p = 1 + (g::bigint * 7919) % PARAGRAPHS
+      JOIN paragraphs b ON b.p = 1 + (g::bigint * 104729) % PARAGRAPHS;
+    CREATE TABLE articles (id bigint PRIMARY KEY, title text, body text, updated_at timestamptz, tags jsonb);
+    INSERT INTO articles
+    SELECT g, left(a.text, 60),
+           (SELECT string_agg((SELECT x.text FROM paragraphs x WHERE x.p = 1 + (g::bigint * 7919 + k * 104729) % PARAGRAPHS),
+                              E'\\n\\n' ORDER BY k)
+              FROM generate_series(0, 7) k),
+           timestamptz '2025-01-01' + g * interval '1 hour', jsonb_build_array('kb', 'topic' || g % 40)
+      FROM generate_series(1, ARTICLES) g
+      JOIN paragraphs a ON a.p = 1 + (g::bigint * 31) % PARAGRAPHS;
+    DROP TABLE paragraphs;
+"""
+
+
+def paragraphs() -> tuple[bytes, int]:
+    """The text pool as COPY data (paragraph number, text) and the number of paragraphs."""
+    roots = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]]
+    skip = {"site-packages", "test", "tests", "__pycache__", "idlelib", "lib2to3"}
+    escape = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+    lines, size = [], 0
+    for root in roots:
+        for where, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d not in skip)
+            for name in sorted(f for f in files if f.endswith((".py", ".txt", ".rst", ".md"))):
+                with open(os.path.join(where, name), encoding="utf-8", errors="replace") as handle:
+                    text = handle.read().replace("\x00", "")
+                for block in text.split("\n\n"):
+                    block = block.strip("\n")
+                    if len(block) < 40:
+                        continue
+                    lines.append("%d\t%s\n" % (len(lines) + 1, block.translate(escape)))
+                    size += len(block)
+                    if size >= POOL_BYTES:
+                        return "".join(lines).encode(), len(lines)
+    return "".join(lines).encode(), len(lines)
+
+
 def sh(cmd: str, **kw: object) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, **kw)  # noqa: S603
 
 
-def psql(port: int, sql: str, db: str = "postgres") -> str:
+def psql(port: int, sql: str, db: str = "postgres", stdin: bytes = b"") -> str:
     out = subprocess.run(
         ["runuser", "-u", "postgres", "--", "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
          "-p", str(port), "-d", db, "-c", sql],
-        check=True, capture_output=True, text=True, cwd="/", env=dict(os.environ, PGPASSWORD="bench"),
+        check=True, capture_output=True, input=stdin, cwd="/", env=dict(os.environ, PGPASSWORD="bench"),
     )
-    return out.stdout.strip()
+    return out.stdout.decode().strip()
 
 
 class Cluster:
@@ -69,18 +147,20 @@ class Cluster:
                         "stop"], cwd="/", stdout=subprocess.DEVNULL, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def make_db(self, name: str, size_mb: int) -> int:
+    def make_db(self, name: str, size_mb: int, data: str) -> int:
+        """A database of about ``size_mb`` MB of dump text; ``data`` says what it holds (see DATA)."""
         psql(self.port, "CREATE DATABASE %s" % name)
-        # ~135 bytes of dump text per row: ids, a timestamp, a hex digest, a sentence, JSON.
-        rows = max(1000, size_mb * 1024 * 1024 // 135)
-        psql(self.port, """
-            CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, digest text, body text, meta jsonb);
-            INSERT INTO events
-            SELECT g, timestamptz '2025-01-01' + g * interval '1 second', md5(g::text),
-                   'user ' || (g % 5000) || ' did action ' || (g % 37) || ' on item ' || (g * 7 % 100003),
-                   jsonb_build_object('k', g % 11, 'ok', g % 2 = 0)
-              FROM generate_series(1, ROWS) g;
-        """.replace("ROWS", str(rows)), name)
+        size = size_mb * 1024 * 1024
+        shares = {"mixed": {"messages": 0.60, "articles": 0.25, "events": 0.15}, "events": {"events": 1.0}}[data]
+        if "messages" in shares:
+            psql(self.port, "CREATE UNLOGGED TABLE paragraphs (p int PRIMARY KEY, text text)", name)
+            pool, count = paragraphs()
+            psql(self.port, "COPY paragraphs FROM STDIN", name, stdin=pool)
+            psql(self.port, "ANALYZE paragraphs", name)
+            psql(self.port, TEXT_SQL.replace("PARAGRAPHS", str(count))
+                 .replace("MESSAGES", str(max(100, int(size * shares["messages"]) // 530)))
+                 .replace("ARTICLES", str(max(10, int(size * shares["articles"]) // 2300))), name)
+        psql(self.port, EVENTS_SQL.replace("ROWS", str(max(1000, int(size * shares["events"]) // 135))), name)
         return int(psql(self.port, "SELECT pg_database_size('%s')" % name))
 
 
@@ -170,6 +250,7 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the large database (default 1024)")
     parser.add_argument("--small-mb", type=int, default=64, help="size of the small database (default 64)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2); ratios are their median")
+    parser.add_argument("--data", choices=DATA, default="mixed", help="what the databases hold (default mixed; see DATA)")
     parser.add_argument("--port", type=int, default=55499)
     args = parser.parse_args()
 
@@ -177,9 +258,9 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="cclite-bench-")
     try:
         cluster.start()
-        print("creating databases (%d MB and %d MB)..." % (args.size_mb, args.small_mb), flush=True)
-        big = cluster.make_db("bench_big", args.size_mb)
-        small = cluster.make_db("bench_small", args.small_mb)
+        print("creating databases (%d MB and %d MB of %s data)..." % (args.size_mb, args.small_mb, args.data), flush=True)
+        big = cluster.make_db("bench_big", args.size_mb, args.data)
+        small = cluster.make_db("bench_small", args.small_mb, args.data)
         psql(args.port, "CHECKPOINT")
         print("bench_big: %.0f MB on disk; bench_small: %.0f MB" % (big / 2**20, small / 2**20), flush=True)
 
@@ -187,18 +268,22 @@ def main() -> None:
         # round after round, and each ratio is the median of its rounds.
         rounds = []
         for number in range(1, args.rounds + 1):
+            dump, dump_size = raw_pipeline(args.port, work, "cat")
             raw, raw_size = raw_pipeline(args.port, work, "gzip -6")
             gz_wall, gz_peak, gz_manifest = playbook(args.port, "bench_big", os.path.join(work, "gz%d" % number), "gzip")
             zs_wall, zs_peak, zs_manifest = playbook(args.port, "bench_big", os.path.join(work, "zst%d" % number), "zstd")
             raw_zstd, raw_zstd_size = raw_pipeline(args.port, work, "zstd -q -1 -T0")
-            rounds.append((raw, gz_wall, zs_wall, raw_zstd))
-            print("round %d: raw gzip %.1f s, playbook gzip %.1f s, playbook zstd %.1f s, raw zstd %.1f s"
-                  % (number, raw, gz_wall, zs_wall, raw_zstd), flush=True)
+            rounds.append((raw, gz_wall, zs_wall, raw_zstd, dump))
+            print("round %d: raw gzip %.1f s, playbook gzip %.1f s, playbook zstd %.1f s, raw zstd %.1f s, pg_dump alone %.1f s"
+                  % (number, raw, gz_wall, zs_wall, raw_zstd, dump), flush=True)
         sm_wall, sm_peak, _manifest = playbook(args.port, "bench_small", os.path.join(work, "small"), "gzip")
 
-        best = [min(r[i] for r in rounds) for i in range(4)]
+        best = [min(r[i] for r in rounds) for i in range(5)]
         print()
         print("best of %d rounds; ratios are the median of the rounds" % args.rounds)
+        print("raw pg_dump | cat > file       %7.1f s   %8.1f MB   pg_dump alone %.0f MB/s, gzip -6 %.0f MB/s"
+              % (best[4], dump_size / 2**20, median([dump_size / 2**20 / r[4] for r in rounds]),
+                 median([dump_size / 2**20 / r[0] for r in rounds])))
         print("raw pg_dump | gzip -6          %7.1f s   %8.1f MB" % (best[0], raw_size / 2**20))
         print("raw pg_dump | zstd -1 -T0      %7.1f s   %8.1f MB" % (best[3], raw_zstd_size / 2**20))
         print("playbook, gzip -6 (%s)    %7.1f s   %8.1f MB   module peak RSS %.1f MB"

@@ -241,11 +241,11 @@ class Session:
 
 
 class ConsistentDump:
-    """A dump and table row counts from one snapshot.
+    """A dump, and with ``count_rows`` table row counts from the same snapshot.
 
-    A REPEATABLE READ transaction exports its snapshot; pg_dump runs with ``--snapshot`` and
-    the same session counts the rows of every table meanwhile, so the counts in the manifest
-    describe exactly the data in the dump, even on a busy server.
+    Counting, a REPEATABLE READ transaction exports its snapshot; pg_dump runs with
+    ``--snapshot`` and the same session counts the rows of every table meanwhile, so the counts
+    in the manifest describe exactly the data in the dump, even on a busy server.
     """
 
     def __init__(self, conn: Connection, database: str, dump_options: t.Sequence[str] = (), count_rows: bool = True):
@@ -268,16 +268,14 @@ class ConsistentDump:
             self.session = Session(self.conn, self.database)
             self.session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")
             snapshot = self.session.execute("SELECT pg_export_snapshot();")[0].strip()
-            self._thread = threading.Thread(target=self._count, daemon=True)
+            self._thread = threading.Thread(target=self._count, args=(self.session,), daemon=True)
             self._thread.start()
             args.insert(2, "--snapshot=%s" % snapshot)
         return self.conn.command("pg_dump", args, self.database)
 
-    def _count(self) -> None:
-        if self.session is None:
-            return
+    def _count(self, session: Session) -> None:
         try:
-            self.counts = parse_counts(self.session.execute(COUNT_TABLES_SQL))
+            self.counts = parse_counts(session.execute(COUNT_TABLES_SQL))
         except BaseException as exc:
             self._errors.append(exc)
 

@@ -197,7 +197,7 @@ class Restore:
         _ops.check_before_restore(entry, pg.DumpComplete)
         with StoreLock(req.catalog.directory, "postgresql", "postgresql restore", req.lock_timeout):
             if current is not None and req.safety_backup:
-                out["safety_backup"] = self._safety_backup()
+                out["safety_backup"] = self._safety_backup(server)
             counts = self._load(entry, current)
             out["tables"] = counts
             if current is not None:
@@ -217,7 +217,7 @@ class Restore:
         out["msg"] = self._message(entry, out)
         return out
 
-    def _safety_backup(self) -> dict[str, t.Any]:
+    def _safety_backup(self, server: str) -> dict[str, t.Any]:
         req = self.req
         safety = Catalog(req.catalog.root, req.catalog.layout.safety(), req.database)
         spec = _ops.BackupSpec(
@@ -233,7 +233,8 @@ class Restore:
             file_mode=req.file_mode,
         )
         try:
-            found, _settings = probe(req.conn, req.database)
+            # the plan has queried the server and found the database: only pg_dump's version is new
+            found = {"server": server, "tool": pg.tool_version(req.conn, "pg_dump")}
             result = _ops.make_backup(spec, DumpProducer(req.conn, req.database, (), "dump"), found)
         except BackupError as exc:
             raise RestoreError("the safety backup of %s failed, nothing was changed: %s" % (req.database, exc.msg)) from exc

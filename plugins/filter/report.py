@@ -14,7 +14,7 @@ import urllib.parse
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.cclite.backup.plugins.module_utils import _report
+from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
 
 MASK = "********"
 MIN_SECRET_LENGTH = 3

@@ -126,9 +126,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _module
-from ansible_collections.cclite.backup.plugins.module_utils import _report
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
 
 
 def main() -> None:

@@ -92,8 +92,8 @@ warnings_found:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _module
-from ansible_collections.cclite.backup.plugins.module_utils import _report
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
 
 
 def main() -> None:

@@ -119,9 +119,9 @@ tables:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _module
-from ansible_collections.cclite.backup.plugins.module_utils import _postgres as pg
-from ansible_collections.cclite.backup.plugins.module_utils import _postgres_ops as pg_ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
 
 
 def main() -> None:

@@ -147,9 +147,9 @@ healthy:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _module
-from ansible_collections.cclite.backup.plugins.module_utils import _qdrant as qd
-from ansible_collections.cclite.backup.plugins.module_utils import _qdrant_ops as qd_ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _engine as qd_ops
 
 
 def main() -> None:

@@ -196,10 +196,10 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _adopt
-from ansible_collections.cclite.backup.plugins.module_utils import _module
-from ansible_collections.cclite.backup.plugins.module_utils import _redis as rd
-from ansible_collections.cclite.backup.plugins.module_utils import _redis_ops as rd_ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as rd_ops
 
 
 def main() -> None:

@@ -141,14 +141,14 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _module
-from ansible_collections.cclite.backup.plugins.module_utils import _offsite as offsite
-from ansible_collections.cclite.backup.plugins.module_utils import _s3 as s3
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _adopt, _remote
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 
 
 def main() -> None:
     argument_spec = dict(
-        stores=dict(type="list", elements="str", default=list(offsite.STORES), choices=list(offsite.STORES)),
+        stores=dict(type="list", elements="str", default=list(_remote.STORES), choices=list(_remote.STORES)),
         backup_root=dict(type="path", default="/var/backups/cc-lite"),
         fetch_missing=dict(type="bool", default=False),
         file_mode=dict(type="raw", default="0600"),
@@ -159,9 +159,9 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
-        remote = offsite.Remote(s3.connection_from(p))
+        remote = _remote.Remote(s3.connection_from(p))
         stores = {
-            store: offsite.adopt(remote, p["backup_root"], store, p["fetch_missing"], _module.file_mode_from(p),
+            store: _adopt.adopt(remote, p["backup_root"], store, p["fetch_missing"], _module.file_mode_from(p),
                                  module.check_mode, p["lock_timeout"])
             for store in p["stores"]
         }

@@ -134,14 +134,14 @@ backups:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _crypto, _module
-from ansible_collections.cclite.backup.plugins.module_utils import _offsite as offsite
-from ansible_collections.cclite.backup.plugins.module_utils import _s3 as s3
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _module
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _fetch, _remote
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 
 
 def main() -> None:
     argument_spec = dict(
-        store=dict(type="str", required=True, choices=list(offsite.STORES)),
+        store=dict(type="str", required=True, choices=list(_remote.STORES)),
         name=dict(type="str", default="latest"),
         series=dict(type="list", elements="str", default=[]),
         backup_root=dict(type="path", default="/var/backups/cc-lite"),
@@ -149,15 +149,15 @@ def main() -> None:
         file_mode=dict(type="raw", default="0600"),
         lock_timeout=dict(type="int", default=600),
     )
-    argument_spec.update(offsite.min_size_argument_spec())
+    argument_spec.update(_remote.min_size_argument_spec())
     argument_spec.update(s3.connection_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
         key = _crypto.Key.load(p["encryption_key"], p["encryption_key_file"] or "")
-        remote = offsite.Remote(s3.connection_from(p), min_size=offsite.min_sizes_from(p))
-        return offsite.fetch(
+        remote = _remote.Remote(s3.connection_from(p), min_size=_remote.min_sizes_from(p))
+        return _fetch.fetch(
             remote, p["backup_root"], p["store"], p["name"], key, p["series"], p["move_latest"],
             _module.file_mode_from(p), module.check_mode, p["lock_timeout"],
         )

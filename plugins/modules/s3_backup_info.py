@@ -142,31 +142,31 @@ healthy:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _crypto, _module
-from ansible_collections.cclite.backup.plugins.module_utils import _offsite as offsite
-from ansible_collections.cclite.backup.plugins.module_utils import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._errors import VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _module
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _listing, _remote
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
 
 
 def main() -> None:
     argument_spec = dict(
-        stores=dict(type="list", elements="str", default=list(offsite.STORES), choices=list(offsite.STORES)),
+        stores=dict(type="list", elements="str", default=list(_remote.STORES), choices=list(_remote.STORES)),
         verify=dict(type="str", default="quick", choices=["none", "quick", "full"]),
         sample=dict(type="int", default=1),
         max_age_hours=dict(type="float", default=25.0),
         fail_on_problems=dict(type="bool", default=False),
     )
-    argument_spec.update(offsite.min_size_argument_spec())
+    argument_spec.update(_remote.min_size_argument_spec())
     argument_spec.update(s3.connection_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
         key = _crypto.Key.load(p["encryption_key"], p["encryption_key_file"] or "")
-        remote = offsite.Remote(s3.connection_from(p), min_size=offsite.min_sizes_from(p))
+        remote = _remote.Remote(s3.connection_from(p), min_size=_remote.min_sizes_from(p))
         stores = {}
         for store in p["stores"]:
-            stores[store] = offsite.inspect(remote, store, p["verify"], p["max_age_hours"], key, p["sample"])
+            stores[store] = _listing.inspect(remote, store, p["verify"], p["max_age_hours"], key, p["sample"])
         problems = [problem for result in stores.values() for problem in result["problems"]]
         result = {"stores": stores, "backups": list(stores.values()), "problems": problems, "healthy": not problems}
         if p["fail_on_problems"] and problems:

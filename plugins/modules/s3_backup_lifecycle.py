@@ -78,9 +78,9 @@ other_rules:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _module
-from ansible_collections.cclite.backup.plugins.module_utils import _offsite as offsite
-from ansible_collections.cclite.backup.plugins.module_utils import _s3 as s3
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _prune, _remote
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 
 
 def main() -> None:
@@ -95,8 +95,8 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
-        remote = offsite.Remote(s3.connection_from(p))
-        result = offsite.lifecycle(remote, p["rule_id"], p["expiration_days"], p["abort_incomplete_days"], p["state"], module.check_mode)
+        remote = _remote.Remote(s3.connection_from(p))
+        result = _prune.lifecycle(remote, p["rule_id"], p["expiration_days"], p["abort_incomplete_days"], p["state"], module.check_mode)
         result["msg"] = "%s the lifecycle rule %s of %s" % (
             ("would change" if module.check_mode else "changed") if result["changed"] else "kept", p["rule_id"], p["bucket"])
         return result

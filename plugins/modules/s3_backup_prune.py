@@ -92,24 +92,24 @@ deleted:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _module
-from ansible_collections.cclite.backup.plugins.module_utils import _offsite as offsite
-from ansible_collections.cclite.backup.plugins.module_utils import _s3 as s3
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _prune, _remote
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 
 
 def main() -> None:
     argument_spec = dict(
-        stores=dict(type="list", elements="str", default=list(offsite.STORES), choices=list(offsite.STORES)),
+        stores=dict(type="list", elements="str", default=list(_remote.STORES), choices=list(_remote.STORES)),
         retention_days=dict(type="int", required=True),
     )
-    argument_spec.update(offsite.min_size_argument_spec())
+    argument_spec.update(_remote.min_size_argument_spec())
     argument_spec.update(s3.connection_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
-        remote = offsite.Remote(s3.connection_from(p), min_size=offsite.min_sizes_from(p))
-        stores = {store: offsite.prune(remote, store, p["retention_days"], dry_run=module.check_mode) for store in p["stores"]}
+        remote = _remote.Remote(s3.connection_from(p), min_size=_remote.min_sizes_from(p))
+        stores = {store: _prune.prune(remote, store, p["retention_days"], dry_run=module.check_mode) for store in p["stores"]}
         deleted = ["%s/%s" % (store, name) for store, result in stores.items() for name in result["deleted"]]
         aborted = [key for result in stores.values() for key in result["aborted_uploads"]]
         verb = "would delete" if module.check_mode else "deleted"

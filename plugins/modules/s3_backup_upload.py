@@ -144,9 +144,9 @@ artifact:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils import _crypto, _module
-from ansible_collections.cclite.backup.plugins.module_utils import _offsite as offsite
-from ansible_collections.cclite.backup.plugins.module_utils import _s3 as s3
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _module
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _remote, _upload
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 
 
 def main() -> None:
@@ -165,7 +165,7 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
-        options = offsite.Options(
+        options = _remote.Options(
             checksum=p["checksum"],
             part_size=p["part_size"],
             storage_class=p["storage_class"],
@@ -174,8 +174,8 @@ def main() -> None:
             spool_dir=p["spool_dir"] or "",
         )
         key = _crypto.Key.load(p["encryption_key"], p["encryption_key_file"] or "")
-        remote = offsite.Remote(s3.connection_from(p))
-        return offsite.upload(remote, options, key, p["path"], p["force"], module.check_mode)
+        remote = _remote.Remote(s3.connection_from(p))
+        return _upload.upload(remote, options, key, p["path"], p["force"], module.check_mode)
 
     _module.run(module, action)
 

@@ -16,13 +16,13 @@ import typing as t
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _errors
+from ansible_collections.cclite.backup.plugins.module_utils._core import _errors
 
 
 def collection_root() -> str:
     """The directory that holds ``ansible_collections``, as this test process imports it."""
-    path = os.path.abspath(_errors.__file__)  # <root>/ansible_collections/cclite/backup/plugins/module_utils/_errors.py
-    for _level in range(6):
+    path = os.path.abspath(_errors.__file__)  # <root>/ansible_collections/cclite/backup/plugins/module_utils/_core/_errors.py
+    for _level in range(7):
         path = os.path.dirname(path)
     return path
 

@@ -17,16 +17,16 @@ import typing as t
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _adopt, _manifest
-from ansible_collections.cclite.backup.plugins.module_utils import _postgres_ops as pg_ops
-from ansible_collections.cclite.backup.plugins.module_utils import _qdrant as qd
-from ansible_collections.cclite.backup.plugins.module_utils import _redis_ops as rd_ops
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import POSTGRESQL, QDRANT, Catalog, Entry
-from ansible_collections.cclite.backup.plugins.module_utils._errors import VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._lock import LOCK_NAME
-from ansible_collections.cclite.backup.plugins.module_utils._ops import inspect
-from ansible_collections.cclite.backup.plugins.module_utils._postgres import DumpComplete
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Report, Rules
+from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt, _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
+from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as rd_ops
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, Catalog, Entry
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME
+from ansible_collections.cclite.backup.plugins.module_utils._core._ops import inspect
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql._client import DumpComplete
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
 SQL = (
     "--\n-- PostgreSQL database dump\n--\n\n"

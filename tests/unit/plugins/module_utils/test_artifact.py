@@ -18,15 +18,15 @@ import zlib
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import (
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import (
     CHUNK,
     ArtifactReader,
     Compression,
     algorithm_of,
     write_artifact,
 )
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._process import REDACTED, Command
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import REDACTED, Command
 
 needs_zstd = pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd program is not installed")
 
@@ -188,8 +188,8 @@ def test_memory_stays_flat_while_streaming_200_mib(tmp_path, child_env):
     dest = tmp_path / "big.sql.gz"
     script = """
 import json, resource, sys
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, write_artifact
-from ansible_collections.cclite.backup.plugins.module_utils._process import Command
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, write_artifact
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 written = write_artifact(Command(("head", "-c", sys.argv[2], "/dev/urandom")), sys.argv[1], Compression("gzip", 1))
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -277,8 +277,8 @@ def test_zero_output_uncompressed_is_refused(store):
 def test_zero_output_compressed_fails_the_read_back(store, compression):
     # A compressor turns no input into a valid, non-empty stream: the read-back check is what
     # refuses it (make_backup runs it before the rename).
-    from ansible_collections.cclite.backup.plugins.module_utils._catalog import Entry, local_now
-    from ansible_collections.cclite.backup.plugins.module_utils._verify import Report, check_data
+    from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, local_now
+    from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, check_data
 
     path = str(store / ("x.sql" + compression.extension))
     written = write_artifact(Command(("printf", "")), path, compression)

@@ -17,10 +17,10 @@ import time
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _catalog, _manifest
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Written
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import POSTGRESQL, QDRANT, REDIS, Catalog, Layout, median_size
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core import _catalog, _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, REDIS, Catalog, Layout, median_size
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
 
 NOW = datetime.datetime(2025, 6, 15, 12, 0, 0).astimezone()
 DAY = 24 * 3600

@@ -11,8 +11,8 @@ import typing as t
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _crypto
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 
 SECRET = "k" * 16 + "0123456789abcdefXYZ="
 OTHER = "o" * 16 + "0123456789abcdefXYZ="

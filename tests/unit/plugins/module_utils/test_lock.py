@@ -15,12 +15,12 @@ import time
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import LockTimeout
-from ansible_collections.cclite.backup.plugins.module_utils._lock import LOCK_NAME, StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import LockTimeout
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME, StoreLock
 
 HOLDER = """
 import sys
-from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
 with StoreLock(sys.argv[1], "postgresql", "postgresql backup", timeout=10):
     sys.stdout.write("locked\\n")
     sys.stdout.flush()

@@ -14,9 +14,9 @@ import stat
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _manifest
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Written
-from ansible_collections.cclite.backup.plugins.module_utils._errors import VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
 
 UTC = datetime.timezone.utc
 STARTED = datetime.datetime(2025, 3, 4, 5, 6, 7, 250000, tzinfo=UTC)

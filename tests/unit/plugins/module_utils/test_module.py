@@ -10,10 +10,10 @@ import typing as t
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _module
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Rules
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
 
 class Exited(Exception):

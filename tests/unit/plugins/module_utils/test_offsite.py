@@ -22,11 +22,11 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from moto.server import ThreadedMotoServer
 
-from ansible_collections.cclite.backup.plugins.module_utils import _crypto, _manifest
-from ansible_collections.cclite.backup.plugins.module_utils import _offsite as offsite
-from ansible_collections.cclite.backup.plugins.module_utils import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Written
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, StageError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _adopt, _checks, _fetch, _listing, _prune, _remote, _upload
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError, VerifyError
 
 MiB = 1024 * 1024
 KEY = _crypto.Key(b"unit-test-key-0123456789-abcdefghijklmnop")
@@ -52,18 +52,18 @@ def endpoint() -> t.Iterator[str]:
 
 
 @pytest.fixture
-def remote(endpoint: str) -> offsite.Remote:
+def remote(endpoint: str) -> _remote.Remote:
     bucket = "unit-%s" % uuid.uuid4().hex[:12]
     conn = s3.Connection(bucket, endpoint_url=endpoint, region="us-east-1", access_key="testing",
                          secret_key="testing-secret", addressing_style="path", max_attempts=1)
-    remote = offsite.Remote(conn)
+    remote = _remote.Remote(conn)
     remote.client.create_bucket(Bucket=bucket)
     return remote
 
 
 def make_backup(root: t.Any, stamp: str, size: int = 3000, store: str = "postgresql", series: str = "",
                 ended: datetime.datetime | None = None) -> str:
-    layout = offsite.layout_for(store)
+    layout = _remote.layout_for(store)
     directory = root / layout.store
     directory.mkdir(parents=True, exist_ok=True)
     infix = "_%s" % series if series else ""
@@ -82,9 +82,9 @@ def sha(path: str) -> str:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def test_multipart_upload_with_composite_checksum(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_multipart_upload_with_composite_checksum(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path, "20261127_010000", size=12 * MiB + 123)
-    result = offsite.upload(remote, offsite.Options(part_size=5 * MiB), None, path, False, False)
+    result = _upload.upload(remote, _remote.Options(part_size=5 * MiB), None, path, False, False)
     art = result["artifact"]
     assert result["changed"] and art["parts"] == 3 and art["part_size"] == 5 * MiB
     head = remote.client.head_object(Bucket=remote.conn.bucket, Key=art["key"], ChecksumMode="ENABLED")
@@ -99,30 +99,30 @@ def test_multipart_upload_with_composite_checksum(remote: offsite.Remote, tmp_pa
     assert manifest["offsite"]["checksum"]["value"] == art["checksum"]["value"]
     assert manifest["encryption"] is None
     # a second run finds the good copy and uploads nothing
-    again = offsite.upload(remote, offsite.Options(part_size=5 * MiB), None, path, False, False)
+    again = _upload.upload(remote, _remote.Options(part_size=5 * MiB), None, path, False, False)
     assert not again["changed"]
 
 
-def test_md5_mode_checks_the_multipart_etag(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_md5_mode_checks_the_multipart_etag(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path, "20261127_010001", size=6 * MiB)
-    result = offsite.upload(remote, offsite.Options(checksum="md5", part_size=5 * MiB), None, path, False, False)
+    result = _upload.upload(remote, _remote.Options(checksum="md5", part_size=5 * MiB), None, path, False, False)
     assert result["artifact"]["checksum"]["algorithm"] == "MD5"
     head = remote.client.head_object(Bucket=remote.conn.bucket, Key=result["artifact"]["key"])
     assert head["ETag"].strip('"') == result["artifact"]["checksum"]["value"]
     entry = remote.entries("postgresql")[0]
-    assert offsite.is_good(remote, entry)
+    assert _checks.is_good(remote, entry)
 
 
-def test_encrypted_round_trip_into_an_empty_root(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_encrypted_round_trip_into_an_empty_root(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path / "host1", "20261127_020000", size=2 * MiB + 7)
-    up = offsite.upload(remote, offsite.Options(), KEY, path, False, False)["artifact"]
+    up = _upload.upload(remote, _remote.Options(), KEY, path, False, False)["artifact"]
     assert up["encrypted"] and up["key_id"] == KEY.key_id
     stored = remote.client.get_object(Bucket=remote.conn.bucket, Key=up["key"])["Body"].read()
     with open(path, "rb") as handle:
         assert stored[:1024] not in handle.read()
     assert len(stored) == _crypto.ciphertext_size(2 * MiB + 7)
     fresh = tmp_path / "host2"
-    fetched = offsite.fetch(remote, str(fresh), "postgresql", "latest", KEY)
+    fetched = _fetch.fetch(remote, str(fresh), "postgresql", "latest", KEY)
     local = fetched["backups"][0]["path"]
     assert fetched["changed"] and sha(local) == sha(path)
     assert os.readlink(str(fresh / "postgresql" / "latest.sql.gz")) == os.path.basename(path)
@@ -130,101 +130,101 @@ def test_encrypted_round_trip_into_an_empty_root(remote: offsite.Remote, tmp_pat
     assert local_manifest["encryption"] is None
     assert local_manifest["fetched_from"]["encryption"]["key_id"] == KEY.key_id
     assert oct(os.stat(local).st_mode & 0o777) == "0o600"
-    again = offsite.fetch(remote, str(fresh), "postgresql", "latest", KEY)
+    again = _fetch.fetch(remote, str(fresh), "postgresql", "latest", KEY)
     assert not again["changed"] and again["backups"][0]["state"] == "present"
 
 
-def test_wrong_or_missing_key_fails_before_any_download(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_wrong_or_missing_key_fails_before_any_download(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path / "host1", "20261127_030000")
-    offsite.upload(remote, offsite.Options(), KEY, path, False, False)
+    _upload.upload(remote, _remote.Options(), KEY, path, False, False)
     fresh = tmp_path / "host2"
     with pytest.raises(_crypto.WrongKey, match="wrong key"):
-        offsite.fetch(remote, str(fresh), "postgresql", "latest", OTHER_KEY)
+        _fetch.fetch(remote, str(fresh), "postgresql", "latest", OTHER_KEY)
     with pytest.raises(_crypto.WrongKey, match="no key is configured"):
-        offsite.fetch(remote, str(fresh), "postgresql", os.path.basename(path), None)
+        _fetch.fetch(remote, str(fresh), "postgresql", os.path.basename(path), None)
     assert not (fresh / "postgresql").exists()
-    report = offsite.inspect(remote, "postgresql", "quick", 25, OTHER_KEY)
+    report = _listing.inspect(remote, "postgresql", "quick", 25, OTHER_KEY)
     assert any("cannot decrypt" in p for p in report["problems"])
 
 
-def test_tampered_copy_is_found_and_never_fetched(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_tampered_copy_is_found_and_never_fetched(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path / "host1", "20261127_040000", size=5000)
-    key = offsite.upload(remote, offsite.Options(), None, path, False, False)["artifact"]["key"]
+    key = _upload.upload(remote, _remote.Options(), None, path, False, False)["artifact"]["key"]
     remote.client.put_object(Bucket=remote.conn.bucket, Key=key, Body=os.urandom(5000))
-    report = offsite.inspect(remote, "postgresql", "quick", 25, None)
+    report = _listing.inspect(remote, "postgresql", "quick", 25, None)
     assert report["backups"][0]["verification"]["state"] == "bad"
     assert any("differs from the manifest" in p or "reports no SHA-256" in p for p in report["problems"])
     with pytest.raises(BackupError):
-        offsite.fetch(remote, str(tmp_path / "host2"), "postgresql", os.path.basename(path), None)
+        _fetch.fetch(remote, str(tmp_path / "host2"), "postgresql", os.path.basename(path), None)
     assert not (tmp_path / "host2" / "postgresql" / os.path.basename(path)).exists()
 
 
-def test_full_check_downloads_and_compares(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_full_check_downloads_and_compares(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path, "20261127_050000", size=100000)
-    offsite.upload(remote, offsite.Options(), KEY, path, False, False)
-    report = offsite.inspect(remote, "postgresql", "full", 25, KEY, sample=1)
+    _upload.upload(remote, _remote.Options(), KEY, path, False, False)
+    report = _listing.inspect(remote, "postgresql", "full", 25, KEY, sample=1)
     assert report["healthy"], report["problems"]
     assert report["backups"][0]["verification"]["checks"]["download"] == "ok"
 
 
-def test_changed_local_backup_is_not_uploaded(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_changed_local_backup_is_not_uploaded(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path, "20261127_060000", size=4000)
     with open(path, "r+b") as handle:
         handle.write(b"CORRUPT")
     with pytest.raises(VerifyError, match="changed or is corrupt"):
-        offsite.upload(remote, offsite.Options(), None, path, False, False)
+        _upload.upload(remote, _remote.Options(), None, path, False, False)
     listed = remote.client.list_objects_v2(Bucket=remote.conn.bucket).get("Contents", [])
     assert listed == []
     uploads = remote.client.list_multipart_uploads(Bucket=remote.conn.bucket).get("Uploads", [])
     assert uploads == []
 
 
-def test_retention_keeps_the_newest_good_copy(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_retention_keeps_the_newest_good_copy(remote: _remote.Remote, tmp_path: t.Any) -> None:
     old = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
     paths = [make_backup(tmp_path, "2020010%d_000000" % day, ended=old + datetime.timedelta(days=day)) for day in (1, 2, 3)]
     for path in paths:
-        offsite.upload(remote, offsite.Options(), None, path, False, False)
+        _upload.upload(remote, _remote.Options(), None, path, False, False)
     # the newest copy loses its manifest: it is not good, the one before it is protected
     remote.client.delete_object(Bucket=remote.conn.bucket, Key=remote.conn.key("postgresql", os.path.basename(paths[2]) + ".manifest.json"))
-    dry = offsite.prune(remote, "postgresql", 30, dry_run=True)
+    dry = _prune.prune(remote, "postgresql", 30, dry_run=True)
     assert dry["protected"] == [os.path.basename(paths[1])]
     assert sorted(dry["deleted"]) == sorted([os.path.basename(paths[0]), os.path.basename(paths[2])])
     assert len(remote.entries("postgresql")) == 3
-    done = offsite.prune(remote, "postgresql", 30)
+    done = _prune.prune(remote, "postgresql", 30)
     assert [e.name for e in remote.entries("postgresql")] == [os.path.basename(paths[1])]
     assert done["deleted"] == dry["deleted"]
     # nothing good left but the protected one: pruning again deletes nothing
-    assert offsite.prune(remote, "postgresql", 0)["deleted"] == []
+    assert _prune.prune(remote, "postgresql", 0)["deleted"] == []
 
 
-def test_retention_keeps_everything_when_nothing_is_good(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_retention_keeps_everything_when_nothing_is_good(remote: _remote.Remote, tmp_path: t.Any) -> None:
     old = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
     path = make_backup(tmp_path, "20200101_000000", ended=old)
-    key = offsite.upload(remote, offsite.Options(), None, path, False, False)["artifact"]["key"]
+    key = _upload.upload(remote, _remote.Options(), None, path, False, False)["artifact"]["key"]
     remote.client.put_object(Bucket=remote.conn.bucket, Key=key, Body=b"broken")
-    result = offsite.prune(remote, "postgresql", 1)
+    result = _prune.prune(remote, "postgresql", 1)
     assert result["deleted"] == [] and "kept all 1" in result["reason"]
 
 
-def test_series_are_pruned_and_fetched_apart(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_series_are_pruned_and_fetched_apart(remote: _remote.Remote, tmp_path: t.Any) -> None:
     a = make_backup(tmp_path, "20261127_070000", series="operator_demo")
     b = make_backup(tmp_path, "20261127_070001", series="analytics")
     for path in (a, b):
-        offsite.upload(remote, offsite.Options(), None, path, False, False)
-    fetched = offsite.fetch(remote, str(tmp_path / "fresh"), "postgresql", "latest", None)
+        _upload.upload(remote, _remote.Options(), None, path, False, False)
+    fetched = _fetch.fetch(remote, str(tmp_path / "fresh"), "postgresql", "latest", None)
     assert sorted(i["series"] for i in fetched["backups"]) == ["analytics", "operator_demo"]
     assert os.path.islink(str(tmp_path / "fresh" / "postgresql" / "latest_analytics.sql.gz"))
-    only = offsite.fetch(remote, str(tmp_path / "fresh2"), "postgresql", "latest", None, series=["analytics"])
+    only = _fetch.fetch(remote, str(tmp_path / "fresh2"), "postgresql", "latest", None, series=["analytics"])
     assert [i["series"] for i in only["backups"]] == ["analytics"]
 
 
-def test_bad_names_are_refused(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_bad_names_are_refused(remote: _remote.Remote, tmp_path: t.Any) -> None:
     with pytest.raises(ConfigError, match="without directories"):
-        offsite.fetch(remote, str(tmp_path), "postgresql", "../../etc/passwd", None)
+        _fetch.fetch(remote, str(tmp_path), "postgresql", "../../etc/passwd", None)
     with pytest.raises(ConfigError, match="not a postgresql backup name"):
-        offsite.fetch(remote, str(tmp_path), "postgresql", "notes.txt", None)
+        _fetch.fetch(remote, str(tmp_path), "postgresql", "notes.txt", None)
     with pytest.raises(ConfigError, match="no postgresql copy|no good postgresql copy|there is no"):
-        offsite.fetch(remote, str(tmp_path), "postgresql", "latest", None)
+        _fetch.fetch(remote, str(tmp_path), "postgresql", "latest", None)
 
 
 def test_endpoint_down_is_one_clear_sentence(tmp_path: t.Any) -> None:
@@ -232,7 +232,7 @@ def test_endpoint_down_is_one_clear_sentence(tmp_path: t.Any) -> None:
                          access_key="testing", secret_key="testing-secret-value", addressing_style="path", max_attempts=1)
     path = make_backup(tmp_path, "20261127_080000")
     with pytest.raises(StageError, match="cannot reach") as info:
-        offsite.upload(offsite.Remote(conn), offsite.Options(), None, path, False, False)
+        _upload.upload(_remote.Remote(conn), _remote.Options(), None, path, False, False)
     assert "testing-secret-value" not in info.value.msg
     assert sha(path) == _manifest.read(path)["artifact"]["sha256"]
 
@@ -247,7 +247,7 @@ def dump_gz(size: int = 20000, seed: int = 1) -> bytes:
     return gzip.compress(("\n".join(lines) + "\n").encode("ascii"))
 
 
-def put_legacy(remote: offsite.Remote, name: str, data: bytes, store: str = "postgresql", multipart: bool = False) -> str:
+def put_legacy(remote: _remote.Remote, name: str, data: bytes, store: str = "postgresql", multipart: bool = False) -> str:
     """Upload as the guide's scripts do (``aws s3 cp``): no manifest, no metadata; a file above
     8 MiB goes in 8 MiB parts."""
     key = remote.conn.key(store, name)
@@ -263,7 +263,7 @@ def by_name(report: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
     return {b["name"]: b for b in report["backups"]}
 
 
-def test_legacy_copies_are_listed_and_checked_without_a_manifest(remote: offsite.Remote) -> None:
+def test_legacy_copies_are_listed_and_checked_without_a_manifest(remote: _remote.Remote) -> None:
     good = "postgres_backup_20261127_090000.sql.gz"
     cut = "postgres_backup_20261127_080000.sql.gz"
     tiny = "postgres_backup_20261127_070000.sql.gz"
@@ -272,7 +272,7 @@ def test_legacy_copies_are_listed_and_checked_without_a_manifest(remote: offsite
     put_legacy(remote, cut, data[: len(data) // 2])
     put_legacy(remote, tiny, gzip.compress(b"--\n"))
     now = datetime.datetime(2026, 11, 27, 10, 0).astimezone()
-    quick = by_name(offsite.inspect(remote, "postgresql", "quick", 25, None, now=now))
+    quick = by_name(_listing.inspect(remote, "postgresql", "quick", 25, None, now=now))
     assert quick[good]["legacy"] and not quick[good]["incomplete"] and quick[good]["sha256"] is None
     check = quick[good]["verification"]
     assert check["state"] == "unverified" and check["problems"] == []
@@ -281,71 +281,72 @@ def test_legacy_copies_are_listed_and_checked_without_a_manifest(remote: offsite
     assert quick[cut]["verification"]["state"] == "unverified"  # a cut stream needs a download to show
     assert quick[tiny]["verification"]["state"] == "bad"
     assert "floor 1024" in quick[tiny]["verification"]["problems"][0]
-    full = offsite.inspect(remote, "postgresql", "full", 25, None, sample=3, now=now)
+    full = _listing.inspect(remote, "postgresql", "full", 25, None, sample=3, now=now)
     checked = by_name(full)
     assert checked[good]["verification"]["state"] == "good"
     assert checked[good]["verification"]["checks"]["stream"] == "ok"
     assert checked[cut]["verification"]["state"] == "bad"
     assert any("ends early" in p for p in checked[cut]["verification"]["problems"])
     # a looser floor for the store makes the tiny copy acceptable
-    lenient = offsite.Remote(remote.conn, remote.client, min_size={"postgresql": 10})
-    assert by_name(offsite.inspect(lenient, "postgresql", "quick", 25, None, now=now))[tiny]["verification"]["state"] == "unverified"
+    lenient = _remote.Remote(remote.conn, remote.client, min_size={"postgresql": 10})
+    assert by_name(_listing.inspect(lenient, "postgresql", "quick", 25, None, now=now))[tiny]["verification"]["state"] == "unverified"
 
 
-def test_an_unfinished_upload_is_bad_not_legacy(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_an_unfinished_upload_is_bad_not_legacy(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path, "20261127_100000")
-    key = offsite.upload(remote, offsite.Options(), None, path, False, False)["artifact"]["key"]
+    key = _upload.upload(remote, _remote.Options(), None, path, False, False)["artifact"]["key"]
     head = remote.client.head_object(Bucket=remote.conn.bucket, Key=key)
     assert head["Metadata"]["cclite-backup"] == _manifest.COLLECTION_VERSION
     remote.client.delete_object(Bucket=remote.conn.bucket, Key=key + ".manifest.json")
     # an upload of 0.1.0 before the marker had its name carries cclite-sha256
     old = remote.conn.key("postgresql", "postgres_backup_20261127_090000.sql.gz")
     remote.client.put_object(Bucket=remote.conn.bucket, Key=old, Body=dump_gz(), Metadata={"cclite-sha256": "0" * 64})
-    report = offsite.inspect(remote, "postgresql", "full", 25, None, sample=5)
+    now = datetime.datetime(2026, 11, 27, 11, 0).astimezone()  # a fixed clock: the age rule must not decide this
+    report = _listing.inspect(remote, "postgresql", "full", 25, None, sample=5, now=now)
     for item in report["backups"]:
         assert item["incomplete"] and not item["legacy"]
         assert item["verification"]["state"] == "bad"
         assert "the upload did not finish" in item["verification"]["problems"][0]
     with pytest.raises(VerifyError, match="did not finish"):
-        offsite.fetch(remote, str(tmp_path / "fresh"), "postgresql", os.path.basename(path), None)
+        _fetch.fetch(remote, str(tmp_path / "fresh"), "postgresql", os.path.basename(path), None)
 
 
-def test_retention_keeps_the_newest_legacy_copy_whose_stream_is_intact(remote: offsite.Remote) -> None:
+def test_retention_keeps_the_newest_legacy_copy_whose_stream_is_intact(remote: _remote.Remote) -> None:
     names = ["postgres_backup_2020010%d_000000.sql.gz" % day for day in (1, 2, 3)]
     data = dump_gz()
     put_legacy(remote, names[0], data)
     put_legacy(remote, names[1], data)
     put_legacy(remote, names[2], data[:-100])  # the newest is cut
-    dry = offsite.prune(remote, "postgresql", 30, dry_run=True)
+    dry = _prune.prune(remote, "postgresql", 30, dry_run=True)
     assert dry["protected"] == [names[1]]
     assert sorted(dry["deleted"]) == [names[0], names[2]]
-    offsite.prune(remote, "postgresql", 30)
+    _prune.prune(remote, "postgresql", 30)
     assert [e.name for e in remote.entries("postgresql")] == [names[1]]
-    assert offsite.prune(remote, "postgresql", 0)["deleted"] == []
+    assert _prune.prune(remote, "postgresql", 0)["deleted"] == []
 
 
-def test_retention_prefers_a_newer_good_copy_without_downloading_legacy_ones(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_retention_prefers_a_newer_good_copy_without_downloading_legacy_ones(remote: _remote.Remote, tmp_path: t.Any) -> None:
     old = "postgres_backup_20200101_000000.sql.gz"
     put_legacy(remote, old, b"not even gzip, and never downloaded" * 100)
     path = make_backup(tmp_path, "20200102_000000", ended=datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc))
-    offsite.upload(remote, offsite.Options(), None, path, False, False)
-    result = offsite.prune(remote, "postgresql", 30)
+    _upload.upload(remote, _remote.Options(), None, path, False, False)
+    result = _prune.prune(remote, "postgresql", 30)
     assert result["protected"] == [os.path.basename(path)] and result["deleted"] == [old]
 
 
-def test_fetch_a_legacy_copy_into_the_catalog(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_fetch_a_legacy_copy_into_the_catalog(remote: _remote.Remote, tmp_path: t.Any) -> None:
     older, newer = "postgres_backup_20261127_110000.sql.gz", "postgres_backup_20261127_120000.sql.gz"
     data = dump_gz(seed=2)
     put_legacy(remote, older, data)
     put_legacy(remote, newer, data[:-50])  # cut: latest skips it for the older one
     root = tmp_path / "fresh"
     with pytest.raises(VerifyError, match="ends early"):
-        offsite.fetch(remote, str(root), "postgresql", newer, None)
+        _fetch.fetch(remote, str(root), "postgresql", newer, None)
     assert not (root / "postgresql" / newer).exists()
-    predicted = offsite.fetch(remote, str(root), "postgresql", "latest", None, check_mode=True)
+    predicted = _fetch.fetch(remote, str(root), "postgresql", "latest", None, check_mode=True)
     assert predicted["changed"] and predicted["backups"][0]["name"] == older
     assert not (root / "postgresql" / older).exists()
-    fetched = offsite.fetch(remote, str(root), "postgresql", "latest", None)
+    fetched = _fetch.fetch(remote, str(root), "postgresql", "latest", None)
     item = fetched["backups"][0]
     local = str(root / "postgresql" / older)
     assert fetched["changed"] and item["legacy"] and item["downloaded"] and item["name"] == older
@@ -355,11 +356,11 @@ def test_fetch_a_legacy_copy_into_the_catalog(remote: offsite.Remote, tmp_path: 
     assert os.readlink(str(root / "postgresql" / "latest.sql.gz")) == older
     assert oct(os.stat(local).st_mode & 0o777) == "0o600"
     assert not [n for n in os.listdir(str(root / "postgresql")) if n.endswith(".partial")]
-    again = offsite.fetch(remote, str(root), "postgresql", older, None)
+    again = _fetch.fetch(remote, str(root), "postgresql", older, None)
     assert not again["changed"] and again["backups"][0]["state"] == "present"
 
 
-def test_adopt_writes_manifests_for_copies_matching_local_backups(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_adopt_writes_manifests_for_copies_matching_local_backups(remote: _remote.Remote, tmp_path: t.Any) -> None:
     root = tmp_path / "host"
     single = make_backup(root, "20261127_130000", size=300000)
     multi = make_backup(root, "20261127_140000", size=17 * MiB + 5)
@@ -374,11 +375,11 @@ def test_adopt_writes_manifests_for_copies_matching_local_backups(remote: offsit
     etag = remote.client.head_object(Bucket=remote.conn.bucket, Key=remote.conn.key("postgresql", os.path.basename(multi)))["ETag"]
     assert etag.strip('"').endswith("-3")
 
-    predicted = offsite.adopt(remote, str(root), "postgresql", check_mode=True)
+    predicted = _adopt.adopt(remote, str(root), "postgresql", check_mode=True)
     assert predicted["changed"] and sorted(predicted["adopted"]) == sorted(os.path.basename(p) for p in (single, multi))
     assert all(e.legacy for e in remote.entries("postgresql"))
 
-    done = offsite.adopt(remote, str(root), "postgresql")
+    done = _adopt.adopt(remote, str(root), "postgresql")
     items = {i["name"]: i for i in done["backups"]}
     assert done["changed"]
     assert items[os.path.basename(single)]["matched_by"] == "etag"
@@ -390,7 +391,7 @@ def test_adopt_writes_manifests_for_copies_matching_local_backups(remote: offsit
         manifest = json.loads(remote.client.get_object(Bucket=remote.conn.bucket, Key=key)["Body"].read())
         assert manifest["artifact"]["sha256"] == sha(path) == manifest["offsite"]["sha256"]
         assert manifest["offsite"]["adopted"] is True and manifest["offsite"]["checksum"]["algorithm"] == "MD5"
-    listed = by_name(offsite.inspect(remote, "postgresql", "quick", 1e9, None))
+    listed = by_name(_listing.inspect(remote, "postgresql", "quick", 1e9, None))
     for path in (single, multi):
         item = listed[os.path.basename(path)]
         assert not item["legacy"] and item["adopted"] and item["verification"]["state"] == "good"
@@ -399,23 +400,23 @@ def test_adopt_writes_manifests_for_copies_matching_local_backups(remote: offsit
     head = remote.client.head_object(Bucket=remote.conn.bucket, Key=remote.conn.key("postgresql", os.path.basename(multi)))
     assert head["ETag"] == etag and "cclite-backup" not in head["Metadata"]
 
-    again = offsite.adopt(remote, str(root), "postgresql")
+    again = _adopt.adopt(remote, str(root), "postgresql")
     assert not again["changed"] and again["adopted"] == []
 
     # fetch_missing brings the lonely copy home; once adopted locally, the S3 adopt takes it
-    fetched = offsite.adopt(remote, str(root), "postgresql", fetch_missing=True)
+    fetched = _adopt.adopt(remote, str(root), "postgresql", fetch_missing=True)
     assert fetched["changed"] and {i["name"]: i["state"] for i in fetched["backups"]}[lonely] == "fetched"
     local = str(root / "postgresql" / lonely)
     assert sha(local) == hashlib.sha256(lonely_data).hexdigest() and _manifest.read(local) is None
     when = datetime.datetime.now(datetime.timezone.utc)
     written = Written(local, len(lonely_data), sha(local), when, when)
     _manifest.write(local, _manifest.build("postgresql", written, Compression(), fmt="plain", kind="adopted"))
-    last = offsite.adopt(remote, str(root), "postgresql")
+    last = _adopt.adopt(remote, str(root), "postgresql")
     assert last["adopted"] == [lonely]
 
 
-def test_upload_refuses_to_overwrite_another_legacy_copy(remote: offsite.Remote, tmp_path: t.Any) -> None:
+def test_upload_refuses_to_overwrite_another_legacy_copy(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path, "20261127_170000", size=5000)
     put_legacy(remote, os.path.basename(path), dump_gz())
     with pytest.raises(VerifyError, match="made by the guide's scripts"):
-        offsite.upload(remote, offsite.Options(), None, path, False, False)
+        _upload.upload(remote, _remote.Options(), None, path, False, False)

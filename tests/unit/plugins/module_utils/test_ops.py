@@ -18,12 +18,12 @@ import typing as t
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _manifest
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Written
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import POSTGRESQL, Catalog
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, LockTimeout, StageError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._lock import LOCK_NAME, StoreLock
-from ansible_collections.cclite.backup.plugins.module_utils._ops import (
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, LockTimeout, StageError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME, StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._ops import (
     BackupSpec,
     check_before_restore,
     inspect,
@@ -31,9 +31,9 @@ from ansible_collections.cclite.backup.plugins.module_utils._ops import (
     make_backup,
     predict_backup,
 )
-from ansible_collections.cclite.backup.plugins.module_utils._postgres import DumpComplete
-from ansible_collections.cclite.backup.plugins.module_utils._process import Command
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Rules
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql._client import DumpComplete
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
 SQL = (
     "--\n-- PostgreSQL database dump\n--\n\n"

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _postgres as pg
-from ansible_collections.cclite.backup.plugins.module_utils import _postgres_ops as pg_ops
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._process import REDACTED, run
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import REDACTED, run
 
 PASSWORD = "pa55-w0rd-that-must-not-leak"
 

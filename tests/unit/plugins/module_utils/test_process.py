@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._process import (
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import (
     REDACTED,
     Command,
     Target,

@@ -16,8 +16,8 @@ import typing as t
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _qdrant as qd
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError, VerifyError
 from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.qdrant_fake import FakeQdrant, collection_snapshot
 
 API_KEY = "qdrant-Key-that-must-not-leak-42"

@@ -16,11 +16,11 @@ import tarfile
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _qdrant as qd
-from ansible_collections.cclite.backup.plugins.module_utils import _qdrant_ops as ops
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, RestoreError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Rules
+from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _engine as ops
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.qdrant_fake import FakeQdrant
 
 API_KEY = "unit-Qdrant-key-77"

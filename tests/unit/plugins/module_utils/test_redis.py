@@ -18,9 +18,10 @@ import struct
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _redis as rd
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._process import run
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _snapshot
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import run
 
 PASSWORD = "r3dis-pa55-that-must-not-leak"
 
@@ -152,7 +153,7 @@ def test_versions_and_keys():
     assert rd.rdb_version(b"REDIS") is None and rd.rdb_version(b"\x1f\x8b\x08aaaaaa") is None
     assert rd.version_tuple("7.0.15") == (7, 0, 15) and rd.version_tuple("6.2.14") < (7,)
     payload = b"\x00\x03abc" + struct.pack("<H", 10) + b"\x00" * 8
-    assert rd.payload_rdb_version(payload) == 10 and rd.payload_rdb_version(b"short") is None
+    assert _logical.payload_rdb_version(payload) == 10 and _logical.payload_rdb_version(b"short") is None
     assert rd.key_record(b"session:1") == {"key": "session:1", "key_base64": "c2Vzc2lvbjox"}
     assert rd.key_record(b"\xff\x00")["key"] is None and rd.key_record(b"a\nb")["key"] is None
 
@@ -162,7 +163,7 @@ def test_versions_and_keys():
 
 def logical_file(keys=(("db0", b"k1", -1, b"payload-1"),), header=None) -> bytes:
     sink = io.BytesIO()
-    writer = rd.LogicalWriter(sink, header or {"redis_version": "7.0.15"})
+    writer = _logical.LogicalWriter(sink, header or {"redis_version": "7.0.15"})
     current = None
     for db, key, expire, payload in keys:
         if db != current:
@@ -185,7 +186,7 @@ def test_logical_format_round_trips_in_any_chunking():
     data = logical_file(SAMPLE_KEYS)
     assert data.startswith(b"CCLITE-REDIS-LOGICAL 1\n")
     for size in (1, 7, 4096, len(data)):
-        parser = rd.LogicalParser()
+        parser = _logical.LogicalParser()
         records = []
         for start in range(0, len(data), size):
             records += parser.feed(data[start:start + size])
@@ -200,37 +201,37 @@ def test_logical_format_round_trips_in_any_chunking():
 @pytest.mark.parametrize("cut", [0, 10, 30, 60, 100, -5, -1])
 def test_truncated_logical_files_are_detected(cut):
     data = logical_file(SAMPLE_KEYS[:2])[:cut]
-    check = rd.LogicalCheck()
+    check = _logical.LogicalCheck()
     check.feed(data)
     assert check.result() is not None
 
 
 def test_logical_check_finds_corruption():
     data = logical_file(SAMPLE_KEYS)
-    check = rd.LogicalCheck()
+    check = _logical.LogicalCheck()
     check.feed(data.replace(b"\x00\x00\x00\x00K", b"\x00\x00\x00\x00X", 1))  # the first key record's type byte
     assert "unknown record type" in check.result()
-    check = rd.LogicalCheck()
+    check = _logical.LogicalCheck()
     check.feed(b"REDIS0010not a logical dump")
     assert "not a cclite.backup logical" in check.result()
-    check = rd.LogicalCheck()
+    check = _logical.LogicalCheck()
     check.feed(logical_file() + b"trailing")
     assert check.result() == "data follows the end record"
     # an end record that does not match the records
     good = logical_file(SAMPLE_KEYS[:1])
     tampered = good.replace(b"E" + struct.pack(">Q", 1), b"E" + struct.pack(">Q", 2))
-    check = rd.LogicalCheck()
+    check = _logical.LogicalCheck()
     check.feed(tampered)
     assert "counts 2 keys, the file holds 1" in check.result()
-    check = rd.LogicalCheck()
+    check = _logical.LogicalCheck()
     check.feed(logical_file(SAMPLE_KEYS))
     assert check.result() is None
 
 
 def test_logical_keys_before_a_database_are_refused():
-    data = rd.LOGICAL_MAGIC + b"{}\n" + b"K" + struct.pack(">I", 1) + b"k" + struct.pack(">q", -1) + struct.pack(">I", 0)
+    data = _logical.LOGICAL_MAGIC + b"{}\n" + b"K" + struct.pack(">I", 1) + b"k" + struct.pack(">q", -1) + struct.pack(">I", 0)
     with pytest.raises(ValueError, match="before any database"):
-        rd.LogicalParser().feed(data)
+        _logical.LogicalParser().feed(data)
 
 
 # --- RDB content check -----------------------------------------------------------------------
@@ -245,7 +246,7 @@ def feed(check, data, size=5):
 
 
 def test_rdb_check_without_the_tool_reports_that_it_cannot_run():
-    check = rd.RdbCheck((None, "redis-check-rdb is not installed on this host"))
+    check = _rdb.RdbCheck((None, "redis-check-rdb is not installed on this host"))
     assert feed(check, RDB) == "redis-check-rdb cannot run: redis-check-rdb is not installed on this host"
     assert check.version == 10
 
@@ -253,11 +254,11 @@ def test_rdb_check_without_the_tool_reports_that_it_cannot_run():
 def test_rdb_check_header_and_end_marker(tmp_path, fake_program):
     fake_program("redis-check-rdb", 'cat > /dev/null; echo "[info] 1 keys read"; echo "[info] 0 expires"; echo "[info] 0 already expired"')
     tool = (rd.Command(("redis-check-rdb", "/dev/stdin")), "this host")
-    check = rd.RdbCheck(tool)
+    check = _rdb.RdbCheck(tool)
     assert feed(check, RDB) is None
     assert (check.keys, check.expires, check.already_expired, check.version) == (1, 0, 0, 10)
-    assert "not an RDB" in feed(rd.RdbCheck(tool), b"PGDMP" + RDB[5:])
-    assert "cut short" in feed(rd.RdbCheck(tool), RDB[:-3])
+    assert "not an RDB" in feed(_rdb.RdbCheck(tool), b"PGDMP" + RDB[5:])
+    assert "cut short" in feed(_rdb.RdbCheck(tool), RDB[:-3])
 
 
 def test_rdb_check_reports_the_tools_verdict(fake_program):
@@ -266,34 +267,34 @@ def test_rdb_check_reports_the_tools_verdict(fake_program):
         'cat > /dev/null; echo "[offset 0] Checking RDB file /dev/stdin"; echo "--- RDB ERROR DETECTED ---";'
         ' echo "[offset 82] Unexpected EOF reading RDB file"; echo "[info] 3 keys read"; exit 1',
     )
-    check = rd.RdbCheck((rd.Command(("redis-check-rdb", "/dev/stdin")), "this host"))
+    check = _rdb.RdbCheck((rd.Command(("redis-check-rdb", "/dev/stdin")), "this host"))
     assert feed(check, RDB) == "redis-check-rdb found a problem: Unexpected EOF reading RDB file (the RDB is truncated)"
     assert check.keys == 3
 
 
 def test_rdb_check_explains_a_too_old_tool(fake_program):
     fake_program("redis-check-rdb", 'cat > /dev/null; echo "--- RDB ERROR DETECTED ---"; echo "[offset 9] Can\'t handle RDB format version 11"; exit 1')
-    problem = feed(rd.RdbCheck((rd.Command(("redis-check-rdb", "/dev/stdin")), "this host")), RDB.replace(b"0010", b"0011"))
+    problem = feed(_rdb.RdbCheck((rd.Command(("redis-check-rdb", "/dev/stdin")), "this host")), RDB.replace(b"0010", b"0011"))
     assert "cannot read RDB format version 11" in problem and "newer redis-tools" in problem
 
 
 def test_rdb_check_survives_a_tool_that_stops_reading(fake_program):
     fake_program("redis-check-rdb", 'head -c 3 > /dev/null; echo "--- RDB ERROR DETECTED ---"; echo "[offset 3] Wrong signature"; exit 1')
     big = RDB[:-9] + b"\x00" * (3 * 1024 * 1024) + RDB[-9:]
-    problem = feed(rd.RdbCheck((rd.Command(("redis-check-rdb", "/dev/stdin")), "this host")), big, size=65536)
+    problem = feed(_rdb.RdbCheck((rd.Command(("redis-check-rdb", "/dev/stdin")), "this host")), big, size=65536)
     assert problem == "redis-check-rdb found a problem: Wrong signature"
 
 
 def test_checker_is_the_containers_when_it_runs(fake_program):
     fake_program("docker", 'echo true')
-    cmd, where = rd.checker_command(rd.Connection(mode="docker", container="cache"))
+    cmd, where = _rdb.checker_command(rd.Connection(mode="docker", container="cache"))
     assert cmd.argv == ("docker", "exec", "-i", "cache", "redis-check-rdb", "/dev/stdin") and where == "container cache"
 
 
 def test_checker_falls_back_to_the_host_or_says_why(fake_program, monkeypatch):
     fake_program("docker", 'echo false')
     monkeypatch.setenv("PATH", str(fake_program("docker", "echo false")).rsplit("/", 1)[0])  # no host tool either
-    cmd, where = rd.checker_command(rd.Connection(mode="docker", container="cache"))
+    cmd, where = _rdb.checker_command(rd.Connection(mode="docker", container="cache"))
     assert cmd is None and "cache is not running" in where and "redis-tools" in where
 
 
@@ -302,21 +303,21 @@ def test_checker_falls_back_to_the_host_or_says_why(fake_program, monkeypatch):
 
 def test_compare_databases_allows_only_expired_keys_to_be_missing():
     expected = {"db0": {"keys": 10, "expires": 3}, "db2": {"keys": 5, "expires": 0}}
-    assert rd.compare_databases(expected, {"db0": {"keys": 10}, "db2": {"keys": 5}}) == []
-    assert rd.compare_databases(expected, {"db0": {"keys": 7}, "db2": {"keys": 5}}) == []
-    assert rd.compare_databases(expected, {"db0": {"keys": 6}, "db2": {"keys": 5}}) == [
+    assert _compare.compare_databases(expected, {"db0": {"keys": 10}, "db2": {"keys": 5}}) == []
+    assert _compare.compare_databases(expected, {"db0": {"keys": 7}, "db2": {"keys": 5}}) == []
+    assert _compare.compare_databases(expected, {"db0": {"keys": 6}, "db2": {"keys": 5}}) == [
         "db0 has 6 keys, the manifest says 10 (3 with a TTL, so at least 7)"
     ]
-    assert rd.compare_databases(expected, {"db0": {"keys": 11}, "db2": {"keys": 5}})
-    assert rd.compare_databases(expected, {"db0": {"keys": 10}}) == ["db2 has 0 keys, the manifest says 5"]
-    assert rd.compare_databases(expected, {"db0": {"keys": 10}, "db2": {"keys": 5}, "db9": {"keys": 1}}) == [
+    assert _compare.compare_databases(expected, {"db0": {"keys": 11}, "db2": {"keys": 5}})
+    assert _compare.compare_databases(expected, {"db0": {"keys": 10}}) == ["db2 has 0 keys, the manifest says 5"]
+    assert _compare.compare_databases(expected, {"db0": {"keys": 10}, "db2": {"keys": 5}, "db9": {"keys": 1}}) == [
         "db9 has 1 keys, the manifest says 0"
     ]
 
 
 def test_expected_after_load_subtracts_duplicates():
     stats = {"databases": {"db0": {"keys": 5, "expires": 1}}, "duplicates": {"db0": 2}}
-    assert rd.expected_after_load(stats) == {"db0": {"keys": 3, "expires": 1}}
+    assert _logical.expected_after_load(stats) == {"db0": {"keys": 3, "expires": 1}}
 
 
 # --- the session's failure modes (a stand-in redis-cli) --------------------------------------
@@ -406,7 +407,7 @@ def test_missing_redis_cli_is_a_config_error(monkeypatch, tmp_path):
 
 
 def test_overcommit_hint_names_the_setting():
-    assert "vm.overcommit_memory = 1" in rd.overcommit_hint()
+    assert "vm.overcommit_memory = 1" in _snapshot.overcommit_hint()
 
 
 def test_argument_spec_matches_the_connection():
@@ -417,11 +418,11 @@ def test_argument_spec_matches_the_connection():
 
 
 def test_gzip_logical_file_reads_back_through_the_artifact_reader(tmp_path):
-    from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader
+    from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader
 
     path = tmp_path / "redis_backup_20250101_000000.keys.gz"
     path.write_bytes(gzip.compress(logical_file(SAMPLE_KEYS)))
-    check = rd.LogicalCheck()
+    check = _logical.LogicalCheck()
     for chunk in ArtifactReader(str(path)).chunks():
         check.feed(chunk)
     assert check.result() is None

@@ -19,13 +19,14 @@ import stat
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _ops
-from ansible_collections.cclite.backup.plugins.module_utils import _redis as rd
-from ansible_collections.cclite.backup.plugins.module_utils import _redis_ops as ops
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import Entry, local_now
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, RestoreError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Rules
+from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _snapshot
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as ops
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, local_now
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
 from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.test_redis_server import Server, dumps, seed
 
@@ -168,7 +169,7 @@ def test_check_mode_predicts_and_writes_nothing(server, tmp_path):
     assert out["source"]["transfer"] == "file" and out["source"]["keys"] == 9
     assert not os.path.exists(os.path.join(root, "redis")) or os.listdir(os.path.join(root, "redis")) == []
     with server.session() as session:
-        assert rd.rdb_saves(session) == 0  # no save was started
+        assert _snapshot.rdb_saves(session) == 0  # no save was started
 
 
 @needs_redis
@@ -206,7 +207,7 @@ def test_a_save_that_replaced_ours_is_detected(server, tmp_path):
         transfer, path = ops.plan_transfer(session, server.conn, "file")
         producer = ops.RdbProducer(session, server.conn, ops.Settings(), facts, transfer, path, str(tmp_path))
         producer.start()
-        rd.bgsave(session, server.conn, timeout=30)  # another save, after ours
+        _snapshot.bgsave(session, server.conn, timeout=30)  # another save, after ours
         with pytest.raises(rd.RdbReplaced, match="replaced the RDB while it was copied"):
             producer.finish()
 

@@ -19,8 +19,9 @@ import typing as t
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _redis as rd
-from ansible_collections.cclite.backup.plugins.module_utils._errors import StageError
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _scratch, _snapshot
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import StageError
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
 
@@ -113,10 +114,10 @@ def test_session_is_binary_safe_both_ways(server):
 def test_bgsave_counts_exactly_and_samples(server):
     with server.session() as session:
         seed(session)
-        snap = rd.bgsave(session, server.conn, pause_ms=1000, sample_keys=3, timeout=60)
+        snap = _snapshot.bgsave(session, server.conn, pause_ms=1000, sample_keys=3, timeout=60)
         assert snap.exact and snap.paused_ms is not None and snap.paused_ms < 1000
         assert snap.databases == {"db0": {"keys": 8, "expires": 1}, "db3": {"keys": 1, "expires": 0}}
-        assert snap.saves == rd.rdb_saves(session) == 1
+        assert snap.saves == _snapshot.rdb_saves(session) == 1
         assert {e["db"] for e in snap.sample} == {0, 3}
         db3 = [e for e in snap.sample if e["db"] == 3][0]
         assert db3["key"] == "db3" and db3["type"] == "string" and db3["length"] == 5 and db3["expire_at_ms"] == -1
@@ -128,7 +129,7 @@ def test_bgsave_counts_exactly_and_samples(server):
 def test_bgsave_without_pause_says_the_counts_are_approximate(server):
     with server.session() as session:
         seed(session)
-        snap = rd.bgsave(session, server.conn, pause_ms=0, sample_keys=3, timeout=60)
+        snap = _snapshot.bgsave(session, server.conn, pause_ms=0, sample_keys=3, timeout=60)
     assert not snap.exact and snap.sample == [] and snap.paused_ms is None
 
 
@@ -137,7 +138,7 @@ def test_a_failed_save_reports_the_reason_and_the_hint(server):
         seed(session)
         shutil.rmtree(server.data)  # Redis keeps its cwd, but can no longer create the temp RDB
         with pytest.raises(StageError) as info:
-            rd.bgsave(session, server.conn, timeout=30)
+            _snapshot.bgsave(session, server.conn, timeout=30)
     assert "the background save failed" in info.value.msg
     assert "rdb_last_bgsave_status:err" in info.value.msg
     assert "vm.overcommit_memory" in info.value.msg
@@ -148,7 +149,7 @@ def test_a_stalled_save_fails_after_the_timeout(server):
         seed(session)
         session.call("CONFIG", "SET", "rdb-key-save-delay", 200000)  # 0.2 s per key
         with pytest.raises(StageError, match="did not finish within 0.5 seconds; it was left running"):
-            rd.bgsave(session, server.conn, timeout=0.5)
+            _snapshot.bgsave(session, server.conn, timeout=0.5)
         session.call("CONFIG", "SET", "rdb-key-save-delay", 0)
 
 
@@ -157,8 +158,8 @@ def test_a_running_save_is_waited_for(server):
         seed(session)
         session.call("CONFIG", "SET", "rdb-key-save-delay", 30000)  # about 0.3 s for the whole save
         session.call("BGSAVE")
-        snap = rd.bgsave(session, server.conn, timeout=30)
-        assert snap.saves == 2 and rd.rdb_saves(session) == 2  # ours is the second, it waited
+        snap = _snapshot.bgsave(session, server.conn, timeout=30)
+        assert snap.saves == 2 and _snapshot.rdb_saves(session) == 2  # ours is the second, it waited
 
 
 def test_a_disabled_bgsave_points_at_the_logical_method(tmp_path):
@@ -166,7 +167,7 @@ def test_a_disabled_bgsave_points_at_the_logical_method(tmp_path):
     try:
         with srv.session() as session:
             with pytest.raises(StageError, match="BGSAVE was refused.*method logical"):
-                rd.bgsave(session, srv.conn, timeout=5)
+                _snapshot.bgsave(session, srv.conn, timeout=5)
     finally:
         srv.stop()
 
@@ -178,33 +179,33 @@ def test_logical_dump_and_restore_are_exact(server, tmp_path):
         seed(session)
         before = dumps(session)
         sink = io.BytesIO()
-        stats = rd.dump_logical(session, sink, ["db0", "db3"], {"redis_version": "7.0.0"}, batch=2)
+        stats = _logical.dump_logical(session, sink, ["db0", "db3"], {"redis_version": "7.0.0"}, batch=2)
     assert stats["keys"] == 9 and stats["databases"]["db0"] == {"keys": 8, "expires": 1}
     assert stats["rdb_version"] and stats["skipped"] == 0
-    with rd.ScratchServer() as scratch:
-        loaded = rd.restore_logical(scratch.session, [sink.getvalue()], empty=True, batch=3)
+    with _scratch.ScratchServer() as scratch:
+        loaded = _logical.restore_logical(scratch.session, [sink.getvalue()], empty=True, batch=3)
         assert loaded["keys"] == 9 and loaded["duplicates"] == {}
         assert dumps(scratch.session) == before
-        assert rd.compare_databases(rd.expected_after_load(loaded), rd.parse_keyspace(scratch.session.info("keyspace"))) == []
+        assert _compare.compare_databases(_logical.expected_after_load(loaded), rd.parse_keyspace(scratch.session.info("keyspace"))) == []
 
 
 def test_logical_restore_counts_duplicates_and_keeps_the_later_copy():
     import io
 
     sink = io.BytesIO()
-    with rd.ScratchServer() as source:
+    with _scratch.ScratchServer() as source:
         source.session.pipeline([("SET", "k", "old")])
         old = source.session.call("DUMP", "k")[0]
         source.session.pipeline([("SET", "k", "new")])
         new = source.session.call("DUMP", "k")[0]
-    writer = rd.LogicalWriter(sink, {})
+    writer = _logical.LogicalWriter(sink, {})
     writer.select(0)
     writer.key(b"k", -1, old)
     writer.key(b"k", -1, new)
     writer.key(b"gone", 1000, old)  # expired long ago: RESTORE ... ABSTTL does not create it
     writer.end()
-    with rd.ScratchServer() as target:
-        stats = rd.restore_logical(target.session, [sink.getvalue()], empty=True)
+    with _scratch.ScratchServer() as target:
+        stats = _logical.restore_logical(target.session, [sink.getvalue()], empty=True)
         assert stats["duplicates"] == {"db0": 1} and stats["expired_on_load"] == 1
         assert target.session.call("GET", "k") == [b"new"]
         assert target.session.call("EXISTS", "gone") == [0]
@@ -215,39 +216,39 @@ def test_logical_restore_stops_at_the_first_error_and_says_where():
     import io
 
     sink = io.BytesIO()
-    writer = rd.LogicalWriter(sink, {})
+    writer = _logical.LogicalWriter(sink, {})
     writer.select(0)
     writer.key(b"bad", -1, b"not a dump payload at all")
     writer.end()
-    with rd.ScratchServer() as target:
+    with _scratch.ScratchServer() as target:
         with pytest.raises(StageError, match="RESTORE failed after 0 keys were restored: ERR DUMP payload"):
-            rd.restore_logical(target.session, [sink.getvalue()], empty=True)
-    with rd.ScratchServer() as target:
+            _logical.restore_logical(target.session, [sink.getvalue()], empty=True)
+    with _scratch.ScratchServer() as target:
         with pytest.raises(StageError, match="truncated"):
-            rd.restore_logical(target.session, [sink.getvalue()[:-20]], empty=True)
+            _logical.restore_logical(target.session, [sink.getvalue()[:-20]], empty=True)
 
 
 def test_scratch_server_loads_an_rdb_and_leaves_nothing(server):
     with server.session() as session:
         seed(session)
-        snap = rd.bgsave(session, server.conn, sample_keys=5, timeout=60)
+        snap = _snapshot.bgsave(session, server.conn, sample_keys=5, timeout=60)
     with open(os.path.join(server.data, "dump.rdb"), "rb") as handle:
         rdb = handle.read()
-    with rd.ScratchServer([rdb[:100], rdb[100:]]) as scratch:
+    with _scratch.ScratchServer([rdb[:100], rdb[100:]]) as scratch:
         directory = scratch.dir
         assert rd.parse_keyspace(scratch.session.info("keyspace")) == snap.databases
-        problems, compared = rd.check_sample(scratch.session, snap.sample, int(time.time() * 1000))
+        problems, compared = _compare.check_sample(scratch.session, snap.sample, int(time.time() * 1000))
         assert problems == [] and compared == len(snap.sample) > 0
         scratch.session.call("SET", "plain", "changed")
         entry = [{"db": 0, "key": "plain", "key_base64": "cGxhaW4=", "type": "string", "length": 5, "sha256": "0" * 64, "expire_at_ms": -1}]
-        problems = rd.check_sample(scratch.session, entry, int(time.time() * 1000))[0]
+        problems = _compare.check_sample(scratch.session, entry, int(time.time() * 1000))[0]
         assert problems == ["db0 key plain has length 7, the manifest says 5"]
     assert not os.path.exists(directory)
 
 
 def test_scratch_server_reports_a_bad_rdb():
     with pytest.raises(StageError, match="throwaway redis-server stopped"):
-        rd.ScratchServer([b"REDIS0010garbage"])
+        _scratch.ScratchServer([b"REDIS0010garbage"])
 
 
 def test_redis_check_rdb_on_real_files(server):
@@ -255,15 +256,15 @@ def test_redis_check_rdb_on_real_files(server):
         pytest.skip("redis-check-rdb is not installed")
     with server.session() as session:
         seed(session)
-        rd.bgsave(session, server.conn, timeout=60)
+        _snapshot.bgsave(session, server.conn, timeout=60)
     with open(os.path.join(server.data, "dump.rdb"), "rb") as handle:
         rdb = handle.read()
-    tool = rd.checker_command(rd.Connection(mode="host"))
-    good = rd.RdbCheck(tool)
+    tool = _rdb.checker_command(rd.Connection(mode="host"))
+    good = _rdb.RdbCheck(tool)
     for start in range(0, len(rdb), 64):
         good.feed(rdb[start:start + 64])
     assert good.result() is None and good.keys == 9 and good.expires == 1
-    cut = rd.RdbCheck(tool)
+    cut = _rdb.RdbCheck(tool)
     cut.feed(rdb[:len(rdb) // 2])
     problem = cut.result()
     assert "cut short" in problem and "redis-check-rdb found a problem" in problem and "truncated" in problem

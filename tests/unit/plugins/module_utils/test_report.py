@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _report
+from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
 
 
 def make(directory, name, size):

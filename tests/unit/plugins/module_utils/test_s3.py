@@ -12,8 +12,8 @@ import io
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB

@@ -13,9 +13,9 @@ import os
 
 import pytest
 
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import Entry
-from ansible_collections.cclite.backup.plugins.module_utils._postgres import DumpComplete
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Report, Rules, check_data, check_rules, verify
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql._client import DumpComplete
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules, check_data, check_rules, verify
 
 NOW = datetime.datetime(2025, 6, 15, 12, 0, 0, tzinfo=datetime.timezone.utc)
 RULES = Rules(max_age_hours=25.0, min_size_bytes=1024, size_drop_ratio=0.5, size_history=5)

@@ -34,8 +34,8 @@ import threading
 import typing as t
 import zlib
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, StageError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._process import Command, spooled_tail
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, spooled_tail
 
 CHUNK = 1024 * 1024
 EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
 
 REDACTED = "********"
 STDERR_TAIL = 4096

@@ -12,14 +12,14 @@ import datetime
 import re
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils import _adopt
-from ansible_collections.cclite.backup.plugins.module_utils import _ops
-from ansible_collections.cclite.backup.plugins.module_utils import _postgres as pg
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Compression, Source
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import POSTGRESQL, Catalog, Entry, local_now
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, RestoreError
-from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Report, Rules
+from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
+from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog, Entry, local_now
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
 FORMAT = "plain"
 

@@ -36,7 +36,7 @@ import os
 import struct
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 
 try:
     from cryptography.exceptions import InvalidTag

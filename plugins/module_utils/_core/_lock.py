@@ -19,7 +19,7 @@ import socket
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import LockTimeout
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import LockTimeout
 
 LOCK_NAME = ".cclite-backup.lock"
 

@@ -19,8 +19,8 @@ import threading
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, RestoreError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._process import Command, Target, run, spooled_tail
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, spooled_tail
 
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 SENTINEL = "__CCLITE_BACKUP_END__"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Rules
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
 DEFAULT_LEVELS = {"gzip": 6, "zstd": 1, "none": 0}  # zstd 1: see the catalog doc fragment
 

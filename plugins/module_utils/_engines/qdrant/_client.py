@@ -38,8 +38,8 @@ import uuid
 
 from ansible.module_utils.urls import Request, make_context
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, StageError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._process import redact, redacted_tail
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import redact, redacted_tail
 
 CHUNK = 1024 * 1024
 USER_AGENT = "cclite.backup"

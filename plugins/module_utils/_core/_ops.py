@@ -22,12 +22,12 @@ import datetime
 import os
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils import _manifest
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Source, StreamChecked, Written, write_artifact
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import Catalog, Entry, local_now
-from ansible_collections.cclite.backup.plugins.module_utils._errors import VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
-from ansible_collections.cclite.backup.plugins.module_utils._verify import ContentCheck, Report, Rules, check_data, verify
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Source, StreamChecked, Written, write_artifact
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import ContentCheck, Report, Rules, check_data, verify
 
 ContentFactory = t.Callable[[], t.Optional[ContentCheck]]
 

@@ -16,15 +16,16 @@ import tempfile
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils import _adopt
-from ansible_collections.cclite.backup.plugins.module_utils import _ops
-from ansible_collections.cclite.backup.plugins.module_utils import _redis as rd
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Compression, Source
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import REDIS, Catalog, Entry, Layout
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, RestoreError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
-from ansible_collections.cclite.backup.plugins.module_utils._process import Command, run
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Report, Rules
+from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
+from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _scratch, _snapshot
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import REDIS, Catalog, Entry, Layout
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, run
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
 # The logical method's files sit beside the RDBs: redis/redis_backup_YYYYMMDD_HHMMSS.keys.gz
 LOGICAL = Layout("redis", "redis_backup", ".keys")
@@ -56,15 +57,15 @@ def content_factory(conn: rd.Connection, method: str, tool: bool = True) -> _ops
     through redis-check-rdb while it was copied (:class:`RdbProducer`).
     """
     if method == "logical":
-        return rd.LogicalCheck
+        return _logical.LogicalCheck
     if not tool:
-        return lambda: rd.RdbCheck(None)
+        return lambda: _rdb.RdbCheck(None)
     found: list[tuple[Command | None, str]] = []
 
-    def make() -> rd.RdbCheck:
+    def make() -> _rdb.RdbCheck:
         if not found:
-            found.append(rd.checker_command(conn))
-        return rd.RdbCheck(found[0])
+            found.append(_rdb.checker_command(conn))
+        return _rdb.RdbCheck(found[0])
 
     return make
 
@@ -73,7 +74,7 @@ def plan_transfer(session: rd.Session, conn: rd.Connection, requested: str) -> t
     """How the RDB gets here: ``("file", path)`` or ``("replication", None)``."""
     if requested not in ("auto", "file", "replication"):
         raise ConfigError("unknown rdb_transfer %r: use auto, file or replication" % requested)
-    path = rd.rdb_location(session) if conn.is_local else None
+    path = _snapshot.rdb_location(session) if conn.is_local else None
     if conn.mode == "docker":
         if requested == "replication":
             raise ConfigError("rdb_transfer replication runs redis-cli on the managed host: use mode host for it")
@@ -118,23 +119,23 @@ class RdbProducer:
         self.tmp_dir = tmp_dir
         self.tmp: str | None = None
         self.header = b""
-        self.snapshot: rd.Snapshot | None = None
-        self.check: rd.SourceCheck | None = None
+        self.snapshot: _snapshot.Snapshot | None = None
+        self.check: _rdb.SourceCheck | None = None
 
     def start(self) -> Source:
         if self.transfer == "replication":
             return self._replicate()
         v7 = rd.version_tuple(self.facts["redis_version"]) >= (7,)
-        self.snapshot = rd.bgsave(
+        self.snapshot = _snapshot.bgsave(
             self.session, self.conn, pause_ms=self.settings.pause_ms, sample_keys=self.settings.sample_keys,
             timeout=self.settings.bgsave_timeout, v7=v7,
         )
         path = t.cast(str, self.path)  # plan_transfer gives "file" a path
         try:
-            self.header = rd.read_header(self.conn, path)
+            self.header = _snapshot.read_header(self.conn, path)
         except OSError as exc:
             raise StageError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
-        self.check = rd.SourceCheck(self.conn, path, local=self.conn.mode == "host")
+        self.check = _rdb.SourceCheck(self.conn, path, local=self.conn.mode == "host")
         if self.conn.mode == "docker":
             return self.conn.tool(["cat", path], stage="cat")
         return Command(("cat", path), stage="cat")
@@ -154,8 +155,8 @@ class RdbProducer:
             ) from exc
         with open(self.tmp, "rb") as handle:
             self.header = handle.read(9)
-        self.check = rd.SourceCheck(self.conn, self.tmp, local=True)
-        self.snapshot = rd.Snapshot(
+        self.check = _rdb.SourceCheck(self.conn, self.tmp, local=True)
+        self.snapshot = _snapshot.Snapshot(
             None, databases, False, None, [],
             ["counted with INFO keyspace just before the transfer; the server kept changing, so the counts are approximate"],
             started, round(time.monotonic() - started, 3),
@@ -163,9 +164,9 @@ class RdbProducer:
         return Command(("cat", self.tmp), stage="cat")
 
     def finish(self) -> dict[str, t.Any]:
-        snap = t.cast(rd.Snapshot, self.snapshot)  # start() ran: make_backup finishes only what it started
+        snap = t.cast(_snapshot.Snapshot, self.snapshot)  # start() ran: make_backup finishes only what it started
         if self.transfer == "file" and snap.saves is not None:
-            now = rd.rdb_saves(self.session)
+            now = _snapshot.rdb_saves(self.session)
             if now != snap.saves:
                 raise rd.RdbReplaced("another save (rdb_saves %s, ours %s) replaced the RDB while it was copied" % (now, snap.saves))
         version = rd.rdb_version(self.header)
@@ -230,7 +231,7 @@ class LogicalProducer:
         def source(sink: t.BinaryIO) -> None:
             with rd.Session(self.conn, timeout=600) as session:
                 databases = rd.parse_keyspace(session.info("keyspace"))
-                self.stats = rd.dump_logical(session, sink, list(databases), header)
+                self.stats = _logical.dump_logical(session, sink, list(databases), header)
 
         return source
 
@@ -238,7 +239,7 @@ class LogicalProducer:
         keys, expires = totals(self.stats["databases"])
         return {
             "method": "logical",
-            "format_version": rd.LOGICAL_VERSION,
+            "format_version": _logical.LOGICAL_VERSION,
             "redis_version": self.facts["redis_version"],
             "rdb_version": self.stats["rdb_version"],
             "used_memory": self.facts["used_memory"],
@@ -316,9 +317,6 @@ def backup(req: BackupRequest, check_mode: bool) -> dict[str, t.Any]:
         return make(session, conn, req.spec, settings, facts, transfer, path)
 
 
-# --- verification ----------------------------------------------------------------------------
-
-
 def deep_check(conn: rd.Connection, method: str) -> t.Callable[[Entry, Report], None]:
     """Load the backup into a throwaway redis-server and compare it with its manifest."""
 
@@ -326,7 +324,7 @@ def deep_check(conn: rd.Connection, method: str) -> t.Callable[[Entry, Report], 
         manifest = entry.manifest or {}
         source = manifest.get("source", {})
         try:
-            scratch = rd.ScratchServer(ArtifactReader(entry.path).chunks() if method == "rdb" else None)
+            scratch = _scratch.ScratchServer(ArtifactReader(entry.path).chunks() if method == "rdb" else None)
         except ConfigError as exc:
             report.skipped("deep", exc.msg)
             return
@@ -343,21 +341,21 @@ def deep_check(conn: rd.Connection, method: str) -> t.Callable[[Entry, Report], 
             expected = source.get("databases")
             try:
                 if method == "logical":
-                    stats = rd.restore_logical(session, ArtifactReader(entry.path).chunks(), empty=True)
-                    expected = rd.expected_after_load(stats)
+                    stats = _logical.restore_logical(session, ArtifactReader(entry.path).chunks(), empty=True)
+                    expected = _logical.expected_after_load(stats)
                 actual = rd.parse_keyspace(session.info("keyspace"))
                 loaded = session.info("persistence")
                 if "rdb_last_load_keys_loaded" in loaded:
                     in_file = int(loaded["rdb_last_load_keys_loaded"]) + int(loaded.get("rdb_last_load_keys_expired", "0"))
                 if expected is not None and (method == "logical" or source.get("counts_exact")):
-                    problems += rd.compare_databases(expected, actual)
+                    problems += _compare.compare_databases(expected, actual)
                     if method == "rdb" and in_file is not None and "keys" in source:
                         if in_file != source["keys"]:
                             problems.append("the RDB holds %d keys, the manifest says %d" % (in_file, source["keys"]))
                 elif expected is not None:
                     report.notes.append("%s: key counts in the manifest are approximate; not compared" % entry.name)
                 sample = source.get("sample") or []
-                sample_problems, compared = rd.check_sample(session, sample, int(time.time() * 1000))
+                sample_problems, compared = _compare.check_sample(session, sample, int(time.time() * 1000))
                 problems += sample_problems
             except BackupError as exc:
                 problems.append("checking the throwaway server failed: %s" % exc.msg)
@@ -435,9 +433,6 @@ def adopt(
         file_mode=file_mode,
     )
     return _adopt.adopt(spec, check_mode, now)
-
-
-# --- restore ---------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -577,7 +572,7 @@ class Restore:
                 "an RDB restore replaces the server's files, so it must run where they are (mode docker, or mode "
                 "host on the Redis host); for a server elsewhere use method logical"
             )
-        path = rd.rdb_location(session)
+        path = _snapshot.rdb_location(session)
         if path is None:
             raise ConfigError("the server refuses CONFIG GET dir/dbfilename: cannot find where to put the RDB")
         directory = os.path.dirname(path)
@@ -601,7 +596,7 @@ class Restore:
                 files.aof_owner = files.owner
         if existing is not None:
             try:
-                files.current_rdb_version = rd.rdb_version(rd.read_header(self.conn, path))
+                files.current_rdb_version = rd.rdb_version(_snapshot.read_header(self.conn, path))
             except (OSError, StageError):
                 files.current_rdb_version = None
         return files
@@ -642,7 +637,7 @@ class Restore:
                 "changed": True,
             }
             files: Files | None = None
-            checked: rd.RdbCheck | None = None
+            checked: _rdb.RdbCheck | None = None
             if req.method == "rdb":
                 files = self.files(session)
                 if self.conn.mode == "host":
@@ -654,7 +649,7 @@ class Restore:
                     "(restore_confirm=true for the playbooks) once you are sure" % (entry.name, self.conn.describe())
                 )
             if files is not None:
-                checked = rd.RdbCheck(rd.checker_command(self.conn))
+                checked = _rdb.RdbCheck(_rdb.checker_command(self.conn))
                 _ops.check_before_restore(entry, lambda: checked)
                 # what the server reads: at least the format of its current RDB and of its release
                 readable = max([v for v in (files.current_rdb_version, rd.rdb_format_of(facts["redis_version"])) if v], default=0)
@@ -664,7 +659,7 @@ class Restore:
                         "Redis %s writes, so it could not load it" % (entry.name, checked.version, readable, facts["redis_version"])
                     )
             else:
-                _ops.check_before_restore(entry, rd.LogicalCheck)
+                _ops.check_before_restore(entry, _logical.LogicalCheck)
             if check_mode:
                 out["msg"] = "would restore %s into %s (check mode: file checked, nothing changed)" % (entry.name, self.conn.describe())
                 return out
@@ -694,7 +689,7 @@ class Restore:
             lock_timeout=req.lock_timeout,
             file_mode=req.file_mode,
         )
-        transfer, path = ("logical", None) if req.method == "logical" else ("file", rd.rdb_location(session))
+        transfer, path = ("logical", None) if req.method == "logical" else ("file", _snapshot.rdb_location(session))
         try:
             settings = dataclasses.replace(req.settings, method=req.method, transfer="file")
             result = make(session, self.conn, spec, settings, facts, transfer, path)
@@ -840,7 +835,7 @@ class Restore:
         )
 
     def _restore_rdb(
-        self, entry: Entry, checked: rd.RdbCheck, files: Files, facts: t.Mapping[str, t.Any], out: dict[str, t.Any]
+        self, entry: Entry, checked: _rdb.RdbCheck, files: Files, facts: t.Mapping[str, t.Any], out: dict[str, t.Any]
     ) -> rd.Session:
         work = tempfile.mkdtemp(dir=self.req.catalog.directory, prefix=".restore-")
         staged: dict[str, str] = {}
@@ -889,11 +884,11 @@ class Restore:
             )
         return session
 
-    def _compare(self, entry: Entry, checked: rd.RdbCheck, actual: t.Mapping[str, t.Mapping[str, int]]) -> list[str]:
+    def _compare(self, entry: Entry, checked: _rdb.RdbCheck, actual: t.Mapping[str, t.Mapping[str, int]]) -> list[str]:
         problems: list[str] = []
         source = (entry.manifest or {}).get("source", {})
         if source.get("counts_exact") and source.get("databases") is not None:
-            problems += rd.compare_databases(source["databases"], actual)
+            problems += _compare.compare_databases(source["databases"], actual)
         if checked.keys is not None:
             have = totals(actual)[0]
             low = checked.keys - (checked.expires or 0)
@@ -926,7 +921,7 @@ class Restore:
             session.call("FLUSHALL", timeout=3600)
             self.actions.append("deleted every key (FLUSHALL)")
         try:
-            stats = rd.restore_logical(session, ArtifactReader(entry.path).chunks(), empty=req.replace_all)
+            stats = _logical.restore_logical(session, ArtifactReader(entry.path).chunks(), empty=req.replace_all)
         except BackupError as exc:
             raise RestoreError("%s. The server now holds part of the backup. %s" % (exc.msg, self._rollback_hint(out))) from exc
         self.actions.append("restored %d keys (RESTORE ... ABSTTL)" % stats["keys"])
@@ -934,7 +929,7 @@ class Restore:
         out["databases"] = actual
         out["duplicates"] = sum(stats["duplicates"].values())
         if req.replace_all:
-            problems = rd.compare_databases(rd.expected_after_load(stats), actual)
+            problems = _compare.compare_databases(_logical.expected_after_load(stats), actual)
             if problems:
                 raise RestoreError(
                     "the restored data does not match the dump: %s. %s" % ("; ".join(problems), self._rollback_hint(out))

@@ -29,7 +29,7 @@ import hashlib
 import io
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError
 
 try:
     import boto3

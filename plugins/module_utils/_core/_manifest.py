@@ -13,8 +13,8 @@ import socket
 import tempfile
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import Compression, Written
-from ansible_collections.cclite.backup.plugins.module_utils._errors import VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
 
 SCHEMA = "cclite.backup/manifest"
 VERSION = 1

@@ -19,15 +19,15 @@ import threading
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils import _adopt
-from ansible_collections.cclite.backup.plugins.module_utils import _ops
-from ansible_collections.cclite.backup.plugins.module_utils import _qdrant as qd
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Compression, Source, utcnow
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import QDRANT, Catalog, Entry
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, ConfigError, RestoreError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
-from ansible_collections.cclite.backup.plugins.module_utils._process import redact
-from ansible_collections.cclite.backup.plugins.module_utils._verify import Report, Rules
+from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
+from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source, utcnow
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import QDRANT, Catalog, Entry
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import redact
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
 FORMATS = {qd.KIND_COLLECTIONS: "qdrant-snapshots", qd.KIND_FULL: "qdrant-full-snapshot"}
 

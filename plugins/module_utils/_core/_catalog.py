@@ -26,9 +26,9 @@ import statistics
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils import _manifest
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import EXTENSIONS, algorithm_of
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import EXTENSIONS, algorithm_of
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 
 STAMP = "%Y%m%d_%H%M%S"
 SERIES_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*(?:_[A-Za-z0-9.-]+)*")

@@ -19,9 +19,9 @@ import statistics
 import tempfile
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import POSTGRESQL, QDRANT, REDIS, STAMP, Catalog, Layout
-from ansible_collections.cclite.backup.plugins.module_utils._errors import ConfigError
-from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, REDIS, STAMP, Catalog, Layout
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
 
 LAYOUTS: dict[str, Layout] = {layout.store: layout for layout in (POSTGRESQL, REDIS, QDRANT)}
 RUN_FILE_RE = re.compile(r"(?P<kind>[a-z][a-z0-9]*)_(?P<stamp>\d{8}_\d{6})(?:_\d+)?\.(?:log|json)")

@@ -28,12 +28,12 @@ import datetime
 import os
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils import _manifest
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader, Written
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import Catalog, Entry, local_now
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._lock import StoreLock
-from ansible_collections.cclite.backup.plugins.module_utils._verify import ContentCheck, Report, Rules, check_data, check_rules
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Written
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import ContentCheck, Report, Rules, check_data, check_rules
 
 DeepCheck = t.Callable[[Entry, Report], None]
 HEAD_BYTES = 64 * 1024

@@ -15,9 +15,9 @@ import dataclasses
 import datetime
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._artifact import ArtifactReader
-from ansible_collections.cclite.backup.plugins.module_utils._catalog import Entry, median_size
-from ansible_collections.cclite.backup.plugins.module_utils._errors import BackupError
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, median_size
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError
 
 
 class ContentCheck(t.Protocol):

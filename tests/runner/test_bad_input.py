@@ -56,3 +56,16 @@ def test_retention_below_one_day_is_refused_before_anything_changes(site: Site, 
     assert job.status == "failed", job.stdout[-3000:]
     assert "%s is %s: give a whole number of days, at least 1" % (variable, value) in job.stdout, job.stdout[-3000:]
     assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("playbook", ["backup", "list"])
+def test_a_bad_role_variable_fails_with_the_error_alone(site: Site, root: str, playbook) -> None:
+    # Ansible's own check when the role starts prints the whole argument spec after the error (issue 18.8)
+    before = {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")}
+
+    job = site.run(playbook, backup_root=root, backup_metrics_dir="", postgresql_backup_login_port="fivefourthreetwo")
+
+    assert job.status == "failed", job.stdout[-3000:]
+    assert "argument 'postgresql_backup_login_port' is of type str and we were unable to convert to int" in job.stdout
+    assert "argument_spec_data" not in job.stdout and "postgresql_backup_ca_cert" not in job.stdout, job.stdout[-3000:]
+    assert {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")} == before

@@ -69,3 +69,19 @@ def test_a_bad_role_variable_fails_with_the_error_alone(site: Site, root: str, p
     assert "argument 'postgresql_backup_login_port' is of type str and we were unable to convert to int" in job.stdout
     assert "argument_spec_data" not in job.stdout and "postgresql_backup_ca_cert" not in job.stdout, job.stdout[-3000:]
     assert {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")} == before
+
+
+def test_the_role_refuses_a_restore_naming_its_confirmation_variable(site: Site, root: str) -> None:
+    # the store role's own variable, not an internal one from restore.yml (issue 13)
+    site.postgres.psql("INSERT INTO users (email) VALUES ('written-after-the-backup@example.com')")
+    try:
+        before = {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")}
+
+        job = site.run("../tests/runner/playbooks/role_restore", backup_root=root)
+
+        assert (job.status, job.rc) == ("successful", 0), job.stdout[-3000:]  # recorded, as every store failure
+        assert "postgresql | restore | FAILED | postgresql_backup_restore_confirm is not true" in job.stdout, job.stdout[-3000:]
+        assert site.postgres.psql("SELECT count(*) FROM users WHERE email = 'written-after-the-backup@example.com'") == "1"
+        assert {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")} == before
+    finally:
+        site.postgres.psql("DELETE FROM users WHERE email = 'written-after-the-backup@example.com'")

@@ -182,7 +182,7 @@ def test_report_shows_forty_nights_of_two_hosts(browser: None, tmp_path) -> None
     page = Page()
     page.feed(loaded.stdout)
     os.makedirs(OUTPUT, exist_ok=True)
-    chromium("file://" + output, "--screenshot=" + os.path.join(OUTPUT, "report.png"), "--window-size=1200,1500")
+    chromium("file://" + output, "--screenshot=" + os.path.join(OUTPUT, "report.png"), "--window-size=1200,1500", "--hide-scrollbars")
     assert os.path.getsize(os.path.join(OUTPUT, "report.png")) > 10000
 
     # two charts (size, duration) for each of the three stores, as the browser sees the page

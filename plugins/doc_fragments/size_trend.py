@@ -2,13 +2,13 @@
 # Copyright (c) cclite.backup contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared option documentation: the size trend (a backup against the median of the ones before it)."""
 
 from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The size trend's options (a backup against the median of the ones before it), shared by
-    # backup_trend_info and backup_report_html; the spec is _report.trend_argument_spec().
+    # Used by backup_trend_info and backup_report_html; the spec is _report.trend_argument_spec().
     DOCUMENTATION = r"""
 options:
   history:

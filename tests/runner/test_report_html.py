@@ -75,10 +75,12 @@ def backup(root: str, store: str, index: int, big: bool) -> dict[str, t.Any]:
     data = content(store, index, big)
     written = _artifact.write_artifact(lambda out: out.write(data), path, GZIP)
     written = dataclasses.replace(written, started=started, ended=started + datetime.timedelta(seconds=20 + index % 7 * 5))
-    _manifest.write(path, _manifest.build(store, written, GZIP, fmt="plain" if store == "postgresql" else "rdb", host="synthetic"))
+    # the secret also in fields the page must not show: a manifest's source, a run record's extra key
+    _manifest.write(path, _manifest.build(store, written, GZIP, fmt="plain" if store == "postgresql" else "rdb", host="synthetic",
+                                          source={"connection": "postgresql://postgres:%s@db/operator_demo" % SECRET}))
     catalog.point_latest(path)
     return {"store": store, "action": "backup", "target": "operator_demo" if store == "postgresql" else "", "status": "ok",
-            "artifact": path, "size": written.size, "sha256": written.sha256, "duration": written.duration}
+            "artifact": path, "size": written.size, "sha256": written.sha256, "duration": written.duration, "login_password": SECRET}
 
 
 def make_host(root: str, host: str, plans: t.Mapping[str, Plan]) -> None:
@@ -98,6 +100,11 @@ def make_host(root: str, host: str, plans: t.Mapping[str, Plan]) -> None:
             run = {"id": started.strftime("%Y%m%d_%H%M%S"), "kind": "backup", "started": started.isoformat(),
                    "ended": (started + datetime.timedelta(minutes=2)).isoformat()}
             _report.write_run(os.path.join(root, "logs"), _report.build_report(run, host, records), started.strftime("%Y%m%d_%H%M%S"))
+
+
+def read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
 
 
 class Page(html.parser.HTMLParser):
@@ -174,9 +181,10 @@ def test_report_shows_forty_nights_of_two_hosts(browser: None, tmp_path) -> None
     job = run_playbook(str(inventory), "report", {"report_output": output})
     assert job.status == "successful", job.stdout[-3000:]
 
-    with open(output, encoding="utf-8") as handle:
-        text = handle.read()
-    assert SECRET not in text
+    text = read(output)
+    planted = [os.path.join(d, n) for d in (os.path.join(alpha, "logs"), os.path.join(alpha, "postgresql")) for n in os.listdir(d)]
+    assert sum(SECRET in read(p) for p in planted) >= NIGHTS
+    assert SECRET not in text and SECRET not in job.stdout
     loaded = chromium("file://" + output, "--dump-dom")
     assert console(loaded.stderr) == []
     page = Page()

@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """playbooks/report.yml over 40 nights of backups on two hosts (written with the collection's own
-artifact, manifest and run report code), opened in headless Chromium: no console message, the
-charts are there, and the page's data shows the counts, the gap nights and the size anomaly."""
+artifact, manifest and run report code; some copied to a moto S3), opened in headless Chromium:
+no console message, the charts are there, and the page's data shows the counts, the gap nights,
+the size anomaly and the copies on S3."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import typing as t
 
 import pytest
 import yaml
 
-from .conftest import ROOT, run_playbook
+from .conftest import ROOT, free_port, run_playbook
 
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
@@ -34,6 +36,8 @@ from ansible_collections.cclite.backup.plugins.module_utils._reporting import _r
 
 NIGHTS = 40
 SECRET = "Report-Fake-Secret-4417q"
+S3_SECRET = "Report-S3-Secret-8c1e0"
+BUCKET = "cclite-report"
 OUTPUT = os.path.join(ROOT, "tests", "output")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run", "--enable-logging=stderr", "--v=0")
@@ -157,23 +161,61 @@ def browser() -> None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
 
 
+@pytest.fixture(scope="module")
+def s3() -> t.Iterator[str]:
+    """A moto S3 server on 127.0.0.1 with an empty bucket; yields its endpoint URL."""
+    import boto3  # imported late: only this test needs it
+
+    port = free_port()
+    proc = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = "http://127.0.0.1:%d" % port
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                              aws_secret_access_key=S3_SECRET)
+        for _attempt in range(100):
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:  # pylint: disable=broad-exception-caught  # not listening yet
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def copy_to_s3(endpoint: str, root: str, count: int) -> list[str]:
+    """The newest ``count`` PostgreSQL backups of ``root`` on S3, where the guide's scripts put them."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key=S3_SECRET)
+    names = [e.name for e in Catalog(root, POSTGRESQL).entries()[:count]]
+    for name in names:
+        client.upload_file(os.path.join(root, "postgresql", name), BUCKET, "cc-lite/backups/postgresql/" + name)
+    return names
+
+
 def test_the_console_check_sees_an_error(browser: None, tmp_path) -> None:
     page = tmp_path / "broken.html"
     page.write_text("<html><body><script>undefined_function();</script></body></html>")
     assert any("undefined_function" in line for line in console(chromium(page.as_uri(), "--dump-dom").stderr))
 
 
-def test_report_shows_forty_nights_of_two_hosts(browser: None, tmp_path) -> None:
+def test_report_shows_forty_nights_of_two_hosts(browser: None, s3: str, tmp_path) -> None:
     alpha, beta = str(tmp_path / "alpha"), str(tmp_path / "beta")
     make_host(alpha, "alpha", {"postgresql": Plan(missed=(12,), failed=(25,), big=(33,)), "redis": Plan()})
     make_host(beta, "beta", {"postgresql": Plan(missed=(20,))})
+    on_s3 = copy_to_s3(s3, alpha, 5)
     python = os.path.join(ROOT, ".venv", "bin", "python")
     common = {"ansible_connection": "local", "ansible_python_interpreter": python, "postgresql_backup_mode": "host",
               "postgresql_backup_databases": ["operator_demo"], "postgresql_backup_login_password": SECRET}
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"cclite_backup": {"hosts": {
         "alpha": dict(common, backup_root=alpha, backup_stores=["postgresql", "redis"], redis_backup_mode="host",
-                      redis_backup_min_size_bytes=0),
+                      redis_backup_min_size_bytes=0, backup_s3_bucket=BUCKET, backup_s3_endpoint_url=s3, backup_s3_region="us-east-1",
+                      backup_s3_addressing_style="path", backup_s3_access_key="testing", backup_s3_secret_key=S3_SECRET),
         "beta": dict(common, backup_root=beta, backup_stores=["postgresql"]),
     }}}))
     output = str(tmp_path / "report.html")
@@ -184,7 +226,7 @@ def test_report_shows_forty_nights_of_two_hosts(browser: None, tmp_path) -> None
     text = read(output)
     planted = [os.path.join(d, n) for d in (os.path.join(alpha, "logs"), os.path.join(alpha, "postgresql")) for n in os.listdir(d)]
     assert sum(SECRET in read(p) for p in planted) >= NIGHTS
-    assert SECRET not in text and SECRET not in job.stdout
+    assert SECRET not in text and SECRET not in job.stdout and S3_SECRET not in text
     loaded = chromium("file://" + output, "--dump-dom")
     assert console(loaded.stderr) == []
     page = Page()
@@ -211,6 +253,7 @@ def test_report_shows_forty_nights_of_two_hosts(browser: None, tmp_path) -> None
     assert [g["kind"] for g in pg["gaps"]] == ["missed", "failed"] and "connection refused" in pg["gaps"][1]["error"]
     assert {b["state"] for s in hosts["alpha"]["stores"] + hosts["beta"]["stores"] for b in s["backups"]} == {"good"}
     assert all(isinstance(b["duration"], float) for b in pg["backups"])
+    assert sorted(b["name"] for b in pg["backups"] if b["offsite"]) == sorted(on_s3) and pg["offsite_copies"] == 5
     # the newest complete set is the last night (both stores good); recovery point = its age
     assert hosts["alpha"]["complete_set"]["night"] == nights[-1]
     expected = (datetime.datetime.now().astimezone() - night(NIGHTS - 1)).total_seconds() / 3600

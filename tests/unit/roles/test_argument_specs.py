@@ -19,7 +19,7 @@ SPECS = sorted(glob.glob(os.path.join(ROLES, "*", "meta", "argument_specs.yml"))
 
 
 def declared_options(path: str) -> collections.Counter:
-    """How many times each option name is written in the file (merges and aliases not expanded)."""
+    """How many times each option is declared in the file (a merge or an alias declares nothing new)."""
     with open(path, encoding="utf-8") as handle:
         root = yaml.compose(handle)
     seen: collections.Counter = collections.Counter()
@@ -31,7 +31,8 @@ def declared_options(path: str) -> collections.Counter:
             for key, value in node.value:
                 if key.value == "<<" and isinstance(value, yaml.MappingNode):
                     options_of(value)  # an anchor's definition
-                elif key.value != "<<":
+                elif key.value != "<<" and id(value) not in merged:
+                    merged.add(id(value))  # ``name: *anchor`` repeats no declaration
                     seen[key.value] += 1
 
     for _name, entry in root.value[0][1].value:

@@ -35,7 +35,7 @@ import typing as t
 import zlib
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, spooled_tail
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Child, Command, start
 
 CHUNK = 1024 * 1024
 EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}
@@ -130,33 +130,7 @@ class Written:
 Source = t.Union[Command, t.Callable[[t.BinaryIO], None]]
 
 
-class _Stage:
-    """A child process with its stderr spooled to an anonymous temp file."""
-
-    def __init__(self, cmd: Command, stdin: t.Any) -> None:
-        self.cmd = cmd
-        self.err = tempfile.TemporaryFile()
-        try:
-            self.proc = subprocess.Popen(
-                list(cmd.argv), stdin=stdin, stdout=subprocess.PIPE, stderr=self.err, env=cmd.environ()
-            )
-        except FileNotFoundError as exc:
-            self.err.close()
-            raise ConfigError("cannot run %s: %s is not installed or not on PATH" % (cmd.name, exc.filename)) from exc
-
-    def stderr(self) -> str:
-        return spooled_tail(self.err, self.cmd.secrets())
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-    def close(self) -> None:
-        self.err.close()
-
-
-def _failure(stages: list[_Stage], feeder_error: BaseException | None) -> StageError | None:
+def _failure(stages: list[Child], feeder_error: BaseException | None) -> StageError | None:
     """The error to report, naming the root cause first (a producer before its consumer)."""
     failed = [s for s in stages if s.proc.returncode != 0]
     if feeder_error is not None and not (isinstance(feeder_error, BrokenPipeError) and failed):
@@ -166,11 +140,7 @@ def _failure(stages: list[_Stage], feeder_error: BaseException | None) -> StageE
         downstream_failed = any(o is not stage and stages.index(o) > stages.index(stage) for o in failed)
         if stage.proc.returncode in SIGPIPE_CODES and downstream_failed:
             continue  # it only lost its reader; the reader's failure is the cause
-        rc = stage.proc.returncode
-        how = "was killed by signal %d" % -rc if rc < 0 else "failed with exit status %d" % rc
-        return StageError(
-            "%s %s: %s" % (stage.cmd.name, how, stage.stderr() or "(no error output)"), stage=stage.cmd.name, rc=rc
-        )
+        return StageError(stage.failure(), stage=stage.cmd.name, rc=stage.proc.returncode)
     return None
 
 
@@ -191,6 +161,7 @@ class _StreamCheck:
         self.chunks: queue.Queue[bytes] = queue.Queue(self.DEPTH)
         self.error: str | None = None
         self.content_size = 0
+        self.content: str | None = None
         self.done = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -212,6 +183,9 @@ class _StreamCheck:
                 self.content_size += len(data)
                 if self.consumer is not None:
                     self.consumer.feed(data)
+            if self.consumer is not None:
+                # here, not in finish(): a child the check started dies with this thread (PDEATHSIG)
+                self.content = self.consumer.result()
         except BackupError as exc:
             self.error = exc.msg
         except Exception as exc:  # a content check that breaks must not hang the writer
@@ -238,10 +212,7 @@ class _StreamCheck:
     def finish(self) -> StreamChecked:
         self._end()
         self.thread.join()
-        content = None
-        if self.error is None and self.consumer is not None:
-            content = self.consumer.result()
-        return StreamChecked(self.error, self.content_size, content)
+        return StreamChecked(self.error, self.content_size, self.content if self.error is None else None)
 
     def abandon(self) -> None:
         """The write failed: stop the thread without waiting for data that will not come."""
@@ -279,7 +250,7 @@ def write_artifact(
         raise ConfigError("%s already exists; refusing to overwrite an artifact" % dest)
     started = utcnow()
     fd, tmp = -1, ""
-    stages: list[_Stage] = []
+    stages: list[Child] = []
     feeder: threading.Thread | None = None
     feeder_error: list[BaseException] = []
     digest = hashlib.sha256()
@@ -290,16 +261,16 @@ def write_artifact(
         os.fchmod(fd, mode)
         compressor = compression.compressor()
         if isinstance(source, Command):
-            stages.append(_Stage(source, subprocess.DEVNULL))
+            stages.append(start(source))
             upstream: t.Any = stages[0].proc.stdout
             if compressor is not None:
-                stages.append(_Stage(compressor, upstream))
+                stages.append(start(compressor, stdin=upstream))
                 upstream.close()  # the compressor owns the read end now
                 upstream = stages[-1].proc.stdout
         else:
             if compressor is None:
                 raise ConfigError("a Python data source needs a compressor; use gzip or zstd")
-            stages.append(_Stage(compressor, subprocess.PIPE))
+            stages.append(start(compressor, stdin=subprocess.PIPE))
             sink = stages[0].proc.stdin
             if sink is None:
                 raise StageError("the compressor has no input pipe")
@@ -356,7 +327,6 @@ def write_artifact(
         if fd >= 0:
             os.close(fd)
         for stage in stages:
-            stage.kill()
             stage.close()
         if feeder is not None:
             feeder.join(timeout=5)
@@ -441,7 +411,7 @@ class ArtifactReader:
     def _unzstd(self, raw: t.Iterator[bytes]) -> t.Iterator[bytes]:
         if not shutil.which("zstd"):
             raise ConfigError("reading %s needs the zstd program on the managed host: install zstd" % self.path)
-        stage = _Stage(Command(("zstd", "-d", "-c", "-q"), stage="zstd"), subprocess.PIPE)
+        stage = start(Command(("zstd", "-d", "-c", "-q"), stage="zstd"), stdin=subprocess.PIPE)
         errors: list[BaseException] = []
         sink = stage.proc.stdin
         if sink is None or stage.proc.stdout is None:
@@ -476,6 +446,5 @@ class ArtifactReader:
             if stage.proc.returncode != 0:
                 raise VerifyError("%s: the zstd stream is corrupt or truncated (%s)" % (self.path, stage.stderr()))
         finally:
-            stage.kill()
             stage.close()
             feeder.join(timeout=5)

@@ -146,11 +146,11 @@ class Uploader:
         entry = RemoteEntry(plan.store, plan.name, key, "", local_now(), plan.stored_size, None, None, remote_manifest)
         report = new_report(entry)
         check_object(self.remote, entry, report)
-        if report["problems"]:
+        if report.problems:
             self._drop(key)
             raise VerifyError(
                 "the copy of %s on S3 does not match what was sent (%s); the remote object was deleted and "
-                "the local backup is the only good copy" % (plan.name, "; ".join(report["problems"]))
+                "the local backup is the only good copy" % (plan.name, "; ".join(report.problems))
             )
         self._put_manifest(plan, remote_manifest)
         ended = utcnow()

@@ -15,7 +15,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import apply_stream, check_object, check_stream, download, new_report
-from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry, layout_for, name_pattern
+from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry, layout_for
 
 def inspect(
     remote: Remote,
@@ -139,7 +139,7 @@ def resolve(remote: Remote, store: str, name: str, series: t.Sequence[str]) -> l
         return chosen
     found = next((e for e in entries if e.name == name), None)
     if found is None:
-        if not name_pattern(layout_for(store)).fullmatch(name):
+        if not layout_for(store).pattern().fullmatch(name):
             raise ConfigError("%r is not a %s backup name" % (name, store))
         raise ConfigError("%s is not on %s: list.yml shows what is there" % (name, remote.conn.url(store)))
     report = new_report(found)

@@ -65,21 +65,25 @@ def build(
     return manifest
 
 
-def write_json(path: str, data: t.Mapping[str, t.Any], mode: int = 0o600) -> None:
-    """Write JSON to ``path`` through a temp file, fsync and rename."""
+def write_text(path: str, text: str, mode: int = 0o600) -> None:
+    """Write a small text file through a temp file in the same directory, fsync, then rename."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".partial")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_json(path: str, data: t.Mapping[str, t.Any], mode: int = 0o600) -> None:
+    """Write JSON to ``path`` through a temp file, fsync and rename."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
 def write(artifact: str, manifest: t.Mapping[str, t.Any], mode: int = 0o600) -> str:

@@ -88,6 +88,31 @@ class Compression:
         return {"algorithm": self.algorithm, "level": self.level, "program": cmd.name if cmd else None}
 
 
+def read_chunks(handle: t.Any) -> t.Iterator[bytes]:
+    """What ``handle`` holds, one :data:`CHUNK` at a time, to its end."""
+    return iter(lambda: handle.read(CHUNK), b"")
+
+
+def _feed(sink: t.BinaryIO, produce: t.Callable[[t.BinaryIO], None], errors: list[BaseException]) -> threading.Thread:
+    """Run ``produce(sink)`` in a thread, then close ``sink``; what it raises lands in ``errors``
+    (reported once the pipeline has ended)."""
+
+    def run() -> None:
+        try:
+            produce(sink)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            try:
+                sink.close()
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def algorithm_of(path: str) -> str:
     if path.endswith(".gz"):
         return "gzip"
@@ -274,29 +299,13 @@ def write_artifact(
             sink = stages[0].proc.stdin
             if sink is None:
                 raise StageError("the compressor has no input pipe")
-
-            def feed() -> None:
-                try:
-                    source(sink)
-                except BaseException as exc:  # reported after the pipeline ends
-                    feeder_error.append(exc)
-                finally:
-                    try:
-                        sink.close()
-                    except OSError:
-                        pass
-
-            feeder = threading.Thread(target=feed, daemon=True)
-            feeder.start()
+            feeder = _feed(sink, source, feeder_error)
             upstream = stages[0].proc.stdout
         if check is not None and check is not False:
             inflight = _StreamCheck(dest, compression.algorithm, None if check is True else check)
         with os.fdopen(fd, "wb", closefd=True) as out:
             fd = -1
-            while True:
-                chunk = upstream.read(CHUNK)
-                if not chunk:
-                    break
+            for chunk in read_chunks(upstream):
                 digest.update(chunk)
                 out.write(chunk)
                 if inflight is not None:
@@ -353,10 +362,7 @@ class ArtifactReader:
     def _raw(self, digest: t.Any) -> t.Iterator[bytes]:
         try:
             with open(self.path, "rb") as handle:
-                while True:
-                    chunk = handle.read(CHUNK)
-                    if not chunk:
-                        return
+                for chunk in read_chunks(handle):
                     digest.update(chunk)
                     self.size += len(chunk)
                     yield chunk
@@ -417,28 +423,16 @@ class ArtifactReader:
         if sink is None or stage.proc.stdout is None:
             raise StageError("zstd has no pipes")
 
-        def feed() -> None:
+        def produce(out: t.BinaryIO) -> None:
             try:
                 for chunk in raw:
-                    sink.write(chunk)
+                    out.write(chunk)
             except BrokenPipeError:
-                pass
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                try:
-                    sink.close()
-                except OSError:
-                    pass
+                pass  # zstd stopped reading: its exit status says why
 
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
+        feeder = _feed(sink, produce, errors)
         try:
-            while True:
-                data = stage.proc.stdout.read(CHUNK)
-                if not data:
-                    break
-                yield data
+            yield from read_chunks(stage.proc.stdout)
             stage.proc.wait()
             feeder.join()
             if errors:

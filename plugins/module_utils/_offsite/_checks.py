@@ -11,7 +11,7 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import CHUNK, ArtifactReader, algorithm_of
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, algorithm_of, read_chunks
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry
@@ -133,10 +133,7 @@ def check_stream(remote: Remote, entry: RemoteEntry, sink: Sink | None = None) -
     body = remote.call("downloading %s" % entry.key, "get_object", Bucket=remote.conn.bucket, Key=entry.key)["Body"]
 
     def raw() -> t.Iterator[bytes]:
-        while True:
-            data = body.read(CHUNK)
-            if not data:
-                return
+        for data in read_chunks(body):
             digest.update(data)
             md5.update(data)
             counted["size"] += len(data)
@@ -186,10 +183,7 @@ def download(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, sink: 
     stored, plain = hashlib.sha256(), hashlib.sha256()
     stored_size = plain_size = 0
     try:
-        while True:
-            data = body.read(CHUNK)
-            if not data:
-                break
+        for data in read_chunks(body):
             stored.update(data)
             stored_size += len(data)
             out = decryptor.update(data) if decryptor else data

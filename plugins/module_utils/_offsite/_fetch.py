@@ -13,7 +13,7 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import CHUNK, EXTENSIONS, algorithm_of, utcnow
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import EXTENSIONS, algorithm_of, read_chunks, utcnow
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
@@ -139,7 +139,7 @@ def _fetch_one(
 def _same_file(path: str, sha256: str) -> bool:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
+        for block in read_chunks(handle):
             digest.update(block)
     return digest.hexdigest() == sha256
 
@@ -152,7 +152,7 @@ def _file_digests(path: str, part_size: int) -> dict[str, t.Any]:
     part = hashlib.md5(usedforsecurity=False)
     in_part = 0
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
+        for block in read_chunks(handle):
             sha.update(block)
             md5.update(block)
             while part_size and block:

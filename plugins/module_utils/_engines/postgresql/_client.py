@@ -18,7 +18,7 @@ import threading
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, StageError, with_hint
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, start
 
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
@@ -128,10 +128,7 @@ def explain(message: str, conn: Connection) -> str:
         ("could not connect", "is PostgreSQL running? check login_host / login_port / login_unix_socket"),
         ("Is the server running", "is PostgreSQL running? check login_host / login_port / login_unix_socket"),
     )
-    for needle, hint in hints:
-        if needle in message:
-            return "%s (%s)" % (message, hint)
-    return message
+    return with_hint(message, hints)
 
 
 def server_version(conn: Connection) -> str:

@@ -29,7 +29,7 @@ import threading
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError, with_hint
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, start
 
 
@@ -263,10 +263,7 @@ def explain(message: str, conn: Connection) -> str:
         ("Could not connect", "is Redis running and listening there? check redis_backup_login_host and _login_port"),
         ("unknown command", "the command is disabled or renamed on this server (managed Redis?): try method logical"),
     )
-    for needle, hint in hints:
-        if needle in message:
-            return "%s (%s)" % (message, hint)
-    return message
+    return with_hint(message, hints)
 
 
 def cli_version(conn: Connection) -> str:

@@ -16,6 +16,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._errors import
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry
 
+
 GOOD_WHEN = ("checksum", "download", "stream")  # a copy on S3 is good once one of these passed
 
 

@@ -312,7 +312,7 @@ def run(cmd: Command, stdin: bytes | None = None, timeout: float | None = None, 
     """Run a command that produces little output; fail with its redacted stderr."""
     with start(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL) as child:
         try:
-            out, _ = child.proc.communicate(stdin, timeout=timeout)
+            out = child.proc.communicate(stdin, timeout=timeout)[0]
         except subprocess.TimeoutExpired as exc:
             raise StageError("%s did not finish within %s seconds" % (cmd.name, timeout)) from exc
         stderr = child.stderr()

@@ -208,3 +208,47 @@ def test_child_failure_names_the_stage_and_redacts():
     assert err.value.msg == "pg_dump failed with exit status 4: bad %s" % REDACTED
     with pytest.raises(ConfigError, match=r"cannot run x: cclite-no-such-tool is not installed or not on PATH \(install x\)"):
         start(Command(("cclite-no-such-tool",), stage="x"), hint=" (install x)")
+
+
+IMAGE = os.environ.get("CCLITE_TEST_IMAGE", "cclite-backup-test:bookworm")
+
+
+def _docker_ready() -> bool:
+    try:
+        return subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, timeout=20, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _in_container(name: str) -> list[str]:
+    ps = subprocess.run(["docker", "exec", name, "ps", "-eo", "args"], capture_output=True, text=True, timeout=30, check=True)
+    return [line.strip() for line in ps.stdout.splitlines()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _docker_ready(), reason="needs Docker and the test image")
+def test_a_command_in_a_container_dies_with_a_killed_writer(tmp_path):
+    # killing the docker CLI leaves the process in the container running; the guard ends it
+    name = "cclite-process-test-%d" % os.getpid()
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, IMAGE, "sleep", "infinity"], capture_output=True, check=True)
+    try:
+        script = (
+            "import sys\n"
+            "from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, write_artifact\n"
+            "from ansible_collections.cclite.backup.plugins.module_utils._core._process import Target\n"
+            "write_artifact(Target(container=sys.argv[2]).command(['sleep', '37']), sys.argv[1], Compression('gzip', 1, threads=1))\n"
+        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "b.sql.gz"), name], env=env)
+        deadline = time.monotonic() + 30
+        while "sleep 37" not in _in_container(name):
+            assert writer.poll() is None and time.monotonic() < deadline, "the command never started in the container"
+            time.sleep(0.1)
+        writer.kill()
+        writer.wait()
+        deadline = time.monotonic() + 5
+        while "sleep 37" in _in_container(name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "sleep 37" not in _in_container(name)  # without the guard it sleeps on for 37 s
+        assert [n for n in os.listdir(tmp_path) if not n.startswith(".")] == []
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)

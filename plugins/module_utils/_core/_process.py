@@ -9,26 +9,16 @@ Secrets never reach argv: they travel in the environment of the child process. F
 command run inside a container, ``docker exec -e NAME`` (no ``=value``) makes the docker
 CLI copy the value from its own environment, so the value stays off every command line.
 
-Every child dies with the module (issue 18.5): on Linux it gets SIGKILL when the module
-process dies (``PR_SET_PDEATHSIG``, set between fork and exec). The kernel sends that signal
-when the *thread* that started the child ends, so a child started in a worker thread must
-end before that thread does (every caller here waits for its children in the same thread).
-What a killed child leaves behind is handled too:
-
-- A ``docker exec`` CLI that dies does not stop the process inside the container. A command
-  run in a container without input of ours therefore runs under :data:`GUARD`, a small
-  ``sh`` wrapper that reads a pipe we hold open and kills the command when the pipe ends,
-  which it does when the docker CLI dies (the daemon closes the exec's stdin). A command
-  that reads our input (psql, redis-cli sessions, redis-check-rdb on stdin) sees that input
-  end and stops by itself.
-- ``runuser`` forks the tool as its own child; that grandchild gets no signal when
-  ``runuser`` is killed, but its output pipe has lost its reader, so it dies of SIGPIPE at
-  its next write (a tool blocked on a lock lingers until it writes; it can never write a
-  file of ours).
-
-No child ever renames a file into place: the artifact writer (``_artifact.write_artifact``)
-does the rename itself, in the module process, after every stage has exited with status 0.
-A killed module leaves at most its hidden ``.partial`` temp file.
+Every child dies with the module (issue 18.5): it gets SIGKILL when the module process dies
+(Linux ``PR_SET_PDEATHSIG``). The kernel sends it when the *thread* that started the child
+ends, so a child started in a worker thread must end before that thread does.
+- Killing a ``docker exec`` CLI does not stop the process in the container, so a command run
+  there without input of ours runs under :data:`GUARD`, which kills it when the exec's stdin
+  (a pipe we hold) ends. A command reading our input (psql, redis-cli) stops when it ends.
+- A grandchild (the tool ``runuser`` forks) gets no signal; its output pipe has lost its
+  reader, so it dies of SIGPIPE at its next write.
+No child renames a file into place: ``_artifact.write_artifact`` does, in the module process,
+after every stage exited 0. A killed module leaves at most a hidden ``.partial`` file.
 """
 
 from __future__ import annotations
@@ -205,15 +195,8 @@ class Child:
         return self.proc.stdin
 
     @property
-    def stdout(self) -> t.Any:
-        return self.proc.stdout
-
-    @property
     def returncode(self) -> int | None:
         return self.proc.returncode
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
 
     def wait(self, timeout: float | None = None) -> int:
         return self.proc.wait(timeout)
@@ -290,17 +273,13 @@ def start(cmd: Command, stdin: t.Any = subprocess.DEVNULL, stdout: t.Any = subpr
             argv, stdin=stdin, stdout=stdout, stderr=err if err is not None else stderr, env=cmd.environ(),
             bufsize=bufsize, preexec_fn=_die_with(os.getpid()),
         )
-    except FileNotFoundError as exc:
+    except BaseException as exc:
         if err is not None:
             err.close()
         if hold >= 0:
             os.close(hold)
-        raise ConfigError("cannot run %s: %s is not installed or not on PATH%s" % (cmd.name, exc.filename, hint)) from exc
-    except BaseException:
-        if err is not None:
-            err.close()
-        if hold >= 0:
-            os.close(hold)
+        if isinstance(exc, FileNotFoundError):
+            raise ConfigError("cannot run %s: %s is not installed or not on PATH%s" % (cmd.name, exc.filename, hint)) from exc
         raise
     finally:
         if hold >= 0:
@@ -315,11 +294,6 @@ def run(cmd: Command, stdin: bytes | None = None, timeout: float | None = None, 
             out = child.proc.communicate(stdin, timeout=timeout)[0]
         except subprocess.TimeoutExpired as exc:
             raise StageError("%s did not finish within %s seconds" % (cmd.name, timeout)) from exc
-        stderr = child.stderr()
-        if check and child.returncode != 0:
-            raise StageError(
-                "%s failed with exit status %d: %s" % (cmd.name, child.returncode, stderr or "(no error output)"),
-                rc=child.returncode,
-                stage=cmd.name,
-            )
-        return Result(t.cast(int, child.returncode), out, stderr)
+        if check:
+            child.check()
+        return Result(t.cast(int, child.returncode), out, child.stderr())

@@ -22,6 +22,7 @@ and computes the sha256 and size of the stored (compressed) bytes in the same pa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -245,6 +246,36 @@ class _StreamCheck:
         self._drain()
         self._end()
         self.thread.join(timeout=5)
+
+
+class Partial:
+    """The temp file of :func:`in_place`; set ``keep`` false to drop it instead of renaming it."""
+
+    def __init__(self, handle: t.Any) -> None:
+        self.file = handle
+        self.keep = True
+
+
+@contextlib.contextmanager
+def in_place(path: str, mode: int = 0o600, text: bool = False) -> t.Iterator[Partial]:
+    """A hidden ``.partial`` temp file beside ``path``, fsynced and renamed onto ``path`` when the
+    block ends without an error (and ``keep`` is still set); removed in every other case."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".%s." % os.path.basename(path), suffix=".partial")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w" if text else "wb", encoding="utf-8" if text else None) as handle:
+            fd = -1
+            partial = Partial(handle)
+            yield partial
+            handle.flush()
+            os.fsync(handle.fileno())
+        if partial.keep:
+            os.rename(tmp, path)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _fsync_dir(path: str) -> None:

@@ -123,7 +123,7 @@ def algorithm_of(path: str) -> str:
 
 
 class Consumer(t.Protocol):
-    """A content check fed the decompressed data chunk by chunk (see ``_verify.ContentCheck``)."""
+    """A content check fed the decompressed data chunk by chunk; ``result`` is its problem or ``None``."""
 
     def feed(self, chunk: bytes) -> None: ...
 

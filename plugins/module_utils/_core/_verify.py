@@ -15,15 +15,12 @@ import dataclasses
 import datetime
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Consumer
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, median_size
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError
 
 
-class ContentCheck(t.Protocol):
-    def feed(self, chunk: bytes) -> None: ...
-
-    def result(self) -> str | None: ...
+ContentCheck = Consumer  # an engine's content check: fed every decompressed chunk, then result()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -518,6 +518,8 @@ class Bench:
 
     def summary(self) -> None:
         print("\n== targets of issue 20 (ratios: median of %d round%s)" % (self.args.rounds, "s" if self.args.rounds > 1 else ""))
+        if self.args.quick:
+            print("  SMOKE TEST (--quick): at these sizes ansible-playbook's start-up dominates every ratio; not a record")
         for row in self.results["ratios"]:
             if row["target"] is None:
                 continue

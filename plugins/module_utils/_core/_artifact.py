@@ -286,7 +286,7 @@ def write_artifact(
     size = 0
     inflight: _StreamCheck | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(dest), suffix=".partial")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s.%d." % (os.path.basename(dest), os.getpid()), suffix=".partial")
         os.fchmod(fd, mode)
         compressor = compression.compressor()
         if isinstance(source, Command):

@@ -253,6 +253,16 @@ def inspect(
     return backups, problems
 
 
+def latest_listed(catalog: Catalog) -> dict[str, t.Any] | None:
+    """What ``latest`` names, for a listing; ``None`` when there is none or the link is refused
+    (inspect reports why)."""
+    try:
+        latest = catalog.latest()
+    except ConfigError:
+        return None
+    return latest.as_dict() if latest else None
+
+
 # the checks whose failure makes a backup unusable (age and size only raise doubts)
 INTEGRITY_CHECKS = ("manifest", "stream", "sha256", "content")
 

@@ -356,11 +356,10 @@ def info(
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, database) if level == "deep" and conn is not None else None
     backups, problems = _ops.inspect(catalog_, rules, level, pg.DumpComplete, now, deep)
-    latest = catalog_.latest()
     return {
         "directory": catalog_.directory,
         "backups": backups,
-        "latest": latest.as_dict() if latest else None,
+        "latest": _ops.latest_listed(catalog_),
         "problems": problems,
         "healthy": not problems,
     }

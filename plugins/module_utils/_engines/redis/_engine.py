@@ -394,12 +394,11 @@ def info(
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, method) if level == "deep" else None
     backups, problems = _ops.inspect(catalog_, rules, level, content_factory(conn, method), now, deep)
-    latest = catalog_.latest()
     return {
         "directory": catalog_.directory,
         "method": method,
         "backups": backups,
-        "latest": latest.as_dict() if latest else None,
+        "latest": _ops.latest_listed(catalog_),
         "problems": problems,
         "healthy": not problems,
     }

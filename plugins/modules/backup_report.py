@@ -100,7 +100,7 @@ RETURN = r"""
 log:
   description:
     - Path of the run log; V(null) when it could not be written (a read-only or full
-      O(backup_root)): then the task warns and says why instead of failing, so that the run's
+      O(backup_root)). Then the task warns and says why instead of failing, so that the run's
       own error stays the one reported.
   returned: always
   type: str

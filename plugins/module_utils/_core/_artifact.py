@@ -260,7 +260,7 @@ class Partial:
 def in_place(path: str, mode: int = 0o600, text: bool = False) -> t.Iterator[Partial]:
     """A hidden ``.partial`` temp file beside ``path``, fsynced and renamed onto ``path`` when the
     block ends without an error (and ``keep`` is still set); removed in every other case."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".%s." % os.path.basename(path), suffix=".partial")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".%s.%d." % (os.path.basename(path), os.getpid()), suffix=".partial")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w" if text else "wb", encoding="utf-8" if text else None) as handle:
@@ -313,7 +313,7 @@ def write_artifact(
     size = 0
     inflight: _StreamCheck | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(dest), suffix=".partial")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s.%d." % (os.path.basename(dest), os.getpid()), suffix=".partial")
         os.fchmod(fd, mode)
         compressor = compression.compressor()
         if isinstance(source, Command):

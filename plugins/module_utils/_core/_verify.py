@@ -101,6 +101,9 @@ def check_rules(
             report.passed("size")
     if entry.manifest_error:
         report.failed("manifest", entry.manifest_error)
+        recorded = (entry.journal or {}).get("size")
+        if entry.manifest is None and recorded is not None and recorded != entry.size:
+            report.failed("size", "size %d differs from the journal's %s: the file was changed or cut" % (entry.size, recorded))
     elif entry.manifest is None:
         report.skipped("manifest", "no manifest (a legacy backup): size and sha256 cannot be compared")
     else:
@@ -127,10 +130,11 @@ def check_data(report: Report, entry: Entry, content: ContentCheck | None = None
     if reader.content_size == 0:
         report.failed("content", "the backup is empty once decompressed")
         return
-    if entry.manifest is not None:
-        expected = entry.manifest.get("artifact", {}).get("sha256")
+    expected = entry.expected_sha256
+    if expected is not None:
+        whose = "manifest's" if entry.manifest is not None else "journal's"
         if reader.sha256 != expected:
-            report.failed("sha256", "sha256 %s differs from the manifest's %s" % (reader.sha256, expected))
+            report.failed("sha256", "sha256 %s differs from the %s %s" % (reader.sha256, whose, expected))
         else:
             report.passed("sha256")
     else:

@@ -12,6 +12,7 @@ filters on the controller and the modules on the managed host share one implemen
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import re
@@ -311,6 +312,19 @@ def prune_runs(logs_dir: str, retention_days: int, now: datetime.datetime | None
             if not dry_run:
                 os.unlink(path)
     return deleted
+
+
+def unwritable_sentence(where: str, exc: OSError) -> str:
+    """Why the run log could not be kept, and the fix."""
+    if exc.errno == errno.EROFS:
+        fix = "the file system is mounted read-only: remount it read-write, or set backup_root to a writable directory"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "permission denied: run as the user that owns backup_root (become: true), or fix its owner and mode"
+    elif exc.errno == errno.ENOSPC:
+        fix = "no space left on the device: free some space there"
+    else:
+        fix = exc.strerror or str(exc)
+    return "could not write the run log and report at %s: %s" % (where, fix)
 
 
 def write_run(logs_dir: str, report: t.Mapping[str, t.Any], stamp: str, mode: int = 0o600) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._engines.redis impor
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import REDIS, Catalog, Entry, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock, process_alive
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, run
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
@@ -279,6 +279,8 @@ def make(
 ) -> dict[str, t.Any]:
     """One backup through the shared flow; a save replaced by a later one is taken again."""
     found = versions(conn, facts)
+    # the free-space check of a first backup starts from the memory the data takes
+    spec = dataclasses.replace(spec, estimate=lambda: int(facts["used_memory"]) or None)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         if settings.method == "logical":
             producer: _ops.Producer = LogicalProducer(conn, facts)
@@ -301,7 +303,7 @@ def backup(req: BackupRequest, check_mode: bool) -> dict[str, t.Any]:
         facts = rd.server_facts(session)
         transfer, path = ("logical", None) if settings.method == "logical" else plan_transfer(session, conn, settings.transfer)
         if check_mode:
-            out = _ops.predict_backup(req.spec)
+            out = _ops.predict_backup(dataclasses.replace(req.spec, estimate=lambda: int(facts["used_memory"]) or None))
             out["artifact"]["versions"] = versions(conn, facts)
             keys, expires = totals(facts["databases"])
             out["source"] = {
@@ -391,16 +393,7 @@ def info(
     now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, method) if level == "deep" else None
-    backups, problems = _ops.inspect(catalog_, rules, level, content_factory(conn, method), now, deep)
-    latest = catalog_.latest()
-    return {
-        "directory": catalog_.directory,
-        "method": method,
-        "backups": backups,
-        "latest": latest.as_dict() if latest else None,
-        "problems": problems,
-        "healthy": not problems,
-    }
+    return dict(_ops.inspect(catalog_, rules, level, content_factory(conn, method), now, deep), method=method)
 
 
 REDIS_VER = re.compile(rb"\xfa\x09redis-ver([\x00-\x3f])")
@@ -469,24 +462,6 @@ class Files:
     aof_seq: int = 0
     aof_owner: tuple[int, int] = (0, 0)
     current_rdb_version: int | None = None
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process still runs; a zombie (exited, not yet reaped by its parent) does not."""
-    try:
-        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
-            state = handle.read().rsplit(")", 1)[-1].split()[0]
-        return state not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 MANIFEST_LINE = re.compile(r"^file (\S+) seq (\d+) type ([bhi])$")

@@ -11,80 +11,17 @@ export ANSIBLE_COLLECTIONS_PATH=$root/.collections
 demo_root=${CCLITE_DEMO_ROOT:-/tmp/cclite-demo}
 qdrant_port=${CCLITE_DEMO_QDRANT_PORT:-6337}
 backend_port=${CCLITE_DEMO_BACKEND_PORT:-8000}
-image=${STACK_IMAGE:-cc-lite-stack:bookworm}
-net=cc-lite-demo
-label=cclite.demo=1
 start=$SECONDS
 bold='' plain=''
 if [ -t 1 ]; then bold=$(printf '\033[1m') plain=$(printf '\033[0m'); fi
 phase() { printf '\n%s== %s%s (%ss)\n' "$bold" "$*" "$plain" $((SECONDS - start)); }
 
-# Never touch a real CC-Lite stack: containers with these names must be the demo's own.
-for c in cc-lite-postgres cc-lite-redis cc-lite-qdrant cc-lite-backend; do
-  if docker container inspect "$c" >/dev/null 2>&1 &&
-    [ "$(docker container inspect -f '{{index .Config.Labels "cclite.demo"}}' "$c")" != 1 ]; then
-    echo "demo: ERROR: a container named $c exists and is not the demo's; the demo uses that name." \
-      "Run the demo on another Docker host (or rename that container)." >&2
-    exit 1
-  fi
-done
-"$root/tests/harness/demo-clean.sh" --quiet
-
-# Busy for 5 s in a row (a docker-proxy of a container just removed takes a moment to go;
-# SO_REUSEADDR as servers use: connections in TIME_WAIT do not make a port busy).
-port_busy() {
-  for _ in 1 2 3 4 5; do
-    python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null && return 1
-    sleep 1
-  done
-}
-for pv in "$qdrant_port:CCLITE_DEMO_QDRANT_PORT:Qdrant's API (the guide's QDRANT_PORT)" "$backend_port:CCLITE_DEMO_BACKEND_PORT:the backend's /health"; do
-  IFS=: read -r port var what <<<"$pv"
-  if port_busy "$port"; then
-    echo "demo: ERROR: port $port on 127.0.0.1 ($what) is in use; free it or pick another with" \
-      "$var=PORT make demo" >&2
-    exit 1
-  fi
-done
-
-phase "Starting the guide's stack on Docker (image $image)"
-mkdir -p "$demo_root"
-chmod 0700 "$demo_root"
-secret() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
-pg_password=$(secret) redis_password=$(secret)
-CCLITE_DEMO_QDRANT_KEY=$(secret)
+phase "Starting the guide's stack on Docker"
+"$root/tests/harness/stack-up.sh"
+stack_secret() { sed -n "s/^$1=//p" "$demo_root/stack.env"; }
+pg_password=$(stack_secret POSTGRES_PASSWORD) redis_password=$(stack_secret REDIS_PASSWORD)
+CCLITE_DEMO_QDRANT_KEY=$(stack_secret QDRANT_API_KEY)
 export CCLITE_DEMO_QDRANT_KEY CCLITE_DEMO_QDRANT_URL=http://127.0.0.1:$qdrant_port
-# Secrets reach the containers through an env file (mode 0600), not argv.
-envfile=$demo_root/stack.env
-(umask 077 && printf 'POSTGRES_PASSWORD=%s\nREDIS_PASSWORD=%s\nQDRANT_API_KEY=%s\n' \
-  "$pg_password" "$redis_password" "$CCLITE_DEMO_QDRANT_KEY" >"$envfile")
-docker network create --label "$label" "$net" >/dev/null
-for v in postgres redis qdrant; do docker volume create --label "$label" "cc-lite-demo-$v" >/dev/null; done
-run() {
-  local name=$1
-  shift
-  docker run -d --name "$name" --hostname "$name" --network "$net" --label "$label" \
-    --env-file "$envfile" "$@" >/dev/null
-  echo "  $name started"
-}
-run cc-lite-postgres -v cc-lite-demo-postgres:/var/lib/postgresql "$image" postgres
-run cc-lite-redis -v cc-lite-demo-redis:/data "$image" redis
-run cc-lite-qdrant -v cc-lite-demo-qdrant:/qdrant/storage -p "127.0.0.1:$qdrant_port:6333" "$image" qdrant
-run cc-lite-backend -p "127.0.0.1:$backend_port:8000" "$image" backend
-
-wait_for() {
-  local what=$1
-  shift
-  for _ in $(seq 60); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
-  echo "demo: ERROR: $what did not come up in 60s; see docker logs ${what%% *}" >&2
-  exit 1
-}
-wait_for "cc-lite-postgres (PostgreSQL)" docker exec cc-lite-postgres pg_isready -q
-# shellcheck disable=SC2016  # expanded in the container, where the password is
-wait_for "cc-lite-redis (Redis)" docker exec cc-lite-redis sh -c 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning ping | grep -q PONG'
-wait_for "cc-lite-qdrant (Qdrant API on 127.0.0.1:$qdrant_port)" curl -fsS "$CCLITE_DEMO_QDRANT_URL/healthz"
-wait_for "cc-lite-backend (http://127.0.0.1:$backend_port)" curl -sS -o /dev/null "http://127.0.0.1:$backend_port/health"
-docker exec cc-lite-postgres runuser -u postgres -- psql -XAtqc 'CREATE DATABASE operator_demo'
 
 phase "Sample data"
 python3 "$root/tests/harness/demo_data.py" seed

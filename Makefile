@@ -27,14 +27,14 @@ MOLECULE_SKIP ?=
 SCENARIOS := $(filter-out $(MOLECULE_SKIP),$(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 # The stages of `make test`, in order; each is a target below.
-TEST_STAGES ?= lint sanity units integration runner molecule
+TEST_STAGES ?= lint sanity units integration runner molecule ee
 # Shell scripts `make lint` checks with shellcheck.
-SHELL_SCRIPTS := .ci/run $(wildcard tests/harness/*.sh tests/stack/*.sh scripts/*.sh)
+SHELL_SCRIPTS := .ci/run $(wildcard tests/harness/*.sh tests/stack/*.sh tests/ee/*.sh scripts/*.sh)
 
-.PHONY: help system setup venv collections docker image stack-images lint sanity units integration runner molecule test build demo demo-clean bench
+.PHONY: help system setup venv collections docker image stack-images ee lint sanity units integration runner molecule test build demo demo-clean bench
 
 help:
-	@echo 'make demo | demo-clean | test | system | setup | docker | image | stack-images | lint | sanity | units | integration | runner | molecule | build | bench'
+	@echo 'make demo | demo-clean | test | system | setup | docker | image | stack-images | lint | sanity | units | integration | runner | molecule | ee | build | bench'
 
 # Debian packages from tests/harness/system-packages.txt (the one list; add packages there).
 system:
@@ -91,6 +91,13 @@ molecule: image
 	  echo "=== molecule test -s $$s ($$(date +%T))"; \
 	  molecule test -s "$$s"; \
 	done
+
+# The AWX execution environment built with ansible-builder from execution-environment.yml
+# (offline: local base image, wheels and collections), then backup, verify and restore run
+# inside it through ansible-runner's process isolation against the guide's stack.
+ee: stack-images
+	@tests/harness/build-ee.sh
+	tests/ee/run-ee.sh
 
 # Each stage's duration is printed at the end (also when a stage fails).
 test: setup image

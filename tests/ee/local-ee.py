@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+
 def main():
     """Read the shipped definition, write the local one and copy the collections."""
     shipped, out, collections = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])

@@ -40,7 +40,7 @@ make -C "$root" --no-print-directory build >/dev/null
 
 recipe=$({
   docker image inspect -f '{{.Id}}' "$base"
-  sha256sum "$0" "$root/execution-environment.yml" "$root/tests/ee/local-ee.py" "$root/tests/ee/Dockerfile.base"
+  cat "$0" "$root/execution-environment.yml" "$root/tests/ee/local-ee.py" "$root/tests/ee/Dockerfile.base" | sha256sum
   cat "$stamp"
   # The collection tarball's bytes change with every build; its FILES.json lists the content's sums.
   tar -xOzf "$tarball" FILES.json | sha256sum

@@ -28,7 +28,9 @@ fi
 # The recipe: the base image, this script, the stack's files, the Qdrant server, the wheel.
 recipe=$({
   docker image inspect -f '{{.Id}}' "$base"
-  sha256sum "$0" "${wheel[0]}"
+  # Contents, not paths: the same checkout anywhere gives the same recipe.
+  sha256sum <"$0"
+  sha256sum <"${wheel[0]}"
   cd "$root/tests" && find stack qdrant_server -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
 } | sha256sum | cut -c1-12)
 if [ "${FORCE:-0}" != 1 ] &&

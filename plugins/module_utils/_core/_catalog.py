@@ -53,6 +53,18 @@ class Layout:
         """Where restores keep the copy of the data they are about to replace."""
         return Layout(self.store, self.prefix.replace("_backup", "_safety"), self.content, "safety")
 
+    def pattern(self, series: str | None = None) -> t.Pattern[str]:
+        """Backup file names, ``<prefix>[_<series>]_<stamp><content><ext>``: of one series
+        (``""``: none), or of any series (``None``: the name's series in group ``series``)."""
+        if series is None:
+            infix = r"(?:_(?P<series>%s))?" % SERIES_RE.pattern
+        else:
+            infix = re.escape("_%s" % series if series else "")
+        return re.compile(
+            r"%s%s_(?P<stamp>\d{8}_\d{6})%s(?P<comp>%s)"
+            % (re.escape(self.prefix), infix, re.escape(self.content), "|".join(re.escape(e) for e in EXTENSIONS.values()))
+        )
+
 
 POSTGRESQL = Layout("postgresql", "postgres_backup", ".sql")
 REDIS = Layout("redis", "redis_backup", ".rdb")
@@ -127,16 +139,7 @@ class Catalog:
         self.layout = layout
         self.series = series
         self.directory = os.path.join(root, layout.relative_dir)
-        infix = "_%s" % series if series else ""
-        self._pattern = re.compile(
-            r"%s%s_(?P<stamp>\d{8}_\d{6})%s(?P<comp>%s)"
-            % (
-                re.escape(layout.prefix),
-                re.escape(infix),
-                re.escape(layout.content),
-                "|".join(re.escape(e) for e in EXTENSIONS.values()),
-            )
-        )
+        self._pattern = layout.pattern(series)
 
     # names ---------------------------------------------------------------------------------
 

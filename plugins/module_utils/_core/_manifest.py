@@ -10,10 +10,9 @@ import datetime
 import json
 import os
 import socket
-import tempfile
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written, in_place
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
 
 SCHEMA = "cclite.backup/manifest"
@@ -65,21 +64,15 @@ def build(
     return manifest
 
 
+def write_text(path: str, text: str, mode: int = 0o600) -> None:
+    """Write a small text file through a temp file in the same directory, fsync, then rename."""
+    with in_place(path, mode, text=True) as partial:
+        partial.file.write(text)
+
+
 def write_json(path: str, data: t.Mapping[str, t.Any], mode: int = 0o600) -> None:
     """Write JSON to ``path`` through a temp file, fsync and rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".partial")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
 def write(artifact: str, manifest: t.Mapping[str, t.Any], mode: int = 0o600) -> str:

@@ -182,9 +182,10 @@ def inspect(
     content: ContentFactory,
     now: datetime.datetime | None = None,
     deep: t.Callable[[Entry, Report], None] | None = None,
-) -> tuple[list[dict[str, t.Any]], list[str]]:
+) -> dict[str, t.Any]:
     """List the catalog and check each backup at ``level`` (none, quick, full; deep adds the
-    engine's deep check on the newest). Returns the backups and the problems found.
+    engine's deep check on the newest). Returns what every ``*_backup_info`` module returns:
+    directory, backups, latest, problems, healthy.
 
     The age rule applies to the newest backup only (is a backup being made?); the size-drop
     rule compares each backup with the ones before it.
@@ -212,7 +213,14 @@ def inspect(
             item["verification"] = report.as_dict()
             problems.extend(report.problems)
         backups.append(item)
-    return backups, problems
+    latest = catalog.latest()
+    return {
+        "directory": catalog.directory,
+        "backups": backups,
+        "latest": latest.as_dict() if latest else None,
+        "problems": problems,
+        "healthy": not problems,
+    }
 
 
 def check_before_restore(entry: Entry, content: ContentFactory) -> Report:

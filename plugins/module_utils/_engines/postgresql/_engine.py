@@ -283,15 +283,7 @@ def info(
     now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, database) if level == "deep" and conn is not None else None
-    backups, problems = _ops.inspect(catalog_, rules, level, pg.DumpComplete, now, deep)
-    latest = catalog_.latest()
-    return {
-        "directory": catalog_.directory,
-        "backups": backups,
-        "latest": latest.as_dict() if latest else None,
-        "problems": problems,
-        "healthy": not problems,
-    }
+    return _ops.inspect(catalog_, rules, level, pg.DumpComplete, now, deep)
 
 
 DUMP_HEADER = {

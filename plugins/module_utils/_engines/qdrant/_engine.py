@@ -408,15 +408,7 @@ def _deep_pass(edge: t.Any, entry: Entry, scratch: str, counts: dict[str, int]) 
 
 def info(catalog_: Catalog, rules: Rules, level: str, now: datetime.datetime | None = None) -> dict[str, t.Any]:
     deep = deep_check() if level == "deep" else None
-    backups, problems = _ops.inspect(catalog_, rules, level, qd.BundleCheck, now, deep)
-    latest = catalog_.latest()
-    return {
-        "directory": catalog_.directory,
-        "backups": backups,
-        "latest": latest.as_dict() if latest else None,
-        "problems": problems,
-        "healthy": not problems,
-    }
+    return _ops.inspect(catalog_, rules, level, qd.BundleCheck, now, deep)
 
 
 def adopt(

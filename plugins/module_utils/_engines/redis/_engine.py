@@ -391,16 +391,7 @@ def info(
     now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, method) if level == "deep" else None
-    backups, problems = _ops.inspect(catalog_, rules, level, content_factory(conn, method), now, deep)
-    latest = catalog_.latest()
-    return {
-        "directory": catalog_.directory,
-        "method": method,
-        "backups": backups,
-        "latest": latest.as_dict() if latest else None,
-        "problems": problems,
-        "healthy": not problems,
-    }
+    return dict(_ops.inspect(catalog_, rules, level, content_factory(conn, method), now, deep), method=method)
 
 
 REDIS_VER = re.compile(rb"\xfa\x09redis-ver([\x00-\x3f])")

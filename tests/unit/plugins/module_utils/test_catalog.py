@@ -552,3 +552,17 @@ def test_median_size():
 def test_layout_safety():
     assert POSTGRESQL.safety() == Layout("postgresql", "postgres_safety", ".sql", "safety")
     assert POSTGRESQL.safety().relative_dir == os.path.join("postgresql", "safety")
+
+
+def test_one_name_pattern_for_a_series_none_or_any():
+    # the catalog (one series) and the S3 listing (any series) read names with the same pattern
+    anyone = POSTGRESQL.pattern()
+    assert anyone.fullmatch("postgres_backup_app_20250615_120000.sql.gz").group("series") == "app"
+    assert anyone.fullmatch("postgres_backup_20250615_120000.sql.zst").group("series") is None
+    assert anyone.fullmatch("postgres_backup_20250615_120000.sql") is not None
+    assert anyone.fullmatch("postgres_backup_app_20250615_120000.rdb.gz") is None
+    assert anyone.fullmatch("latest.sql.gz") is None
+    assert POSTGRESQL.pattern("app").fullmatch("postgres_backup_app_20250615_120000.sql.gz") is not None
+    assert POSTGRESQL.pattern("app").fullmatch("postgres_backup_20250615_120000.sql.gz") is None
+    assert POSTGRESQL.pattern("").fullmatch("postgres_backup_app_20250615_120000.sql.gz") is None
+    assert POSTGRESQL.pattern("a.b").fullmatch("postgres_backup_aXb_20250615_120000.sql.gz") is None  # escaped

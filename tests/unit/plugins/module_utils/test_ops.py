@@ -297,24 +297,29 @@ def test_inspect_levels(catalog):
     older = old_backup(catalog, 3)
     rules = Rules(max_age_hours=25.0, min_size_bytes=100)
 
-    backups, problems = inspect(catalog, rules, "none", DumpComplete)
+    found = inspect(catalog, rules, "none", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
     assert [b["path"] for b in backups] == [newest, older] and problems == []
+    assert found["healthy"] and found["latest"]["path"] == newest and found["directory"] == catalog.directory
     assert all("verification" not in b for b in backups)
 
-    backups, problems = inspect(catalog, rules, "quick", DumpComplete)
+    found = inspect(catalog, rules, "quick", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
     assert backups[0]["verification"]["checks"]["age"] == "failed"  # the age rule: newest only
     assert "age" not in backups[1]["verification"]["checks"]
     assert "stream" not in backups[0]["verification"]["checks"]  # quick reads no data
-    assert len(problems) == 1 and "hours old" in problems[0]
+    assert len(problems) == 1 and "hours old" in problems[0] and found["healthy"] is False
 
     with open(older, "r+b") as handle:
         handle.truncate(os.path.getsize(older) - 4)
-    backups, problems = inspect(catalog, rules, "full", DumpComplete)
+    found = inspect(catalog, rules, "full", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
     assert backups[0]["verification"]["checks"]["content"] == "ok"
     assert backups[1]["verification"]["checks"]["stream"] == "failed"
     assert any("truncated" in p for p in problems) and any("size" in p and "differs from the manifest" in p for p in problems)
 
 
 def test_inspect_empty_store(catalog):
-    backups, problems = inspect(catalog, Rules(), "quick", DumpComplete)
+    found = inspect(catalog, Rules(), "quick", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
     assert backups == [] and problems == ["no postgresql backup in %s" % catalog.directory]

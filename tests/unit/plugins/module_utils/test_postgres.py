@@ -15,7 +15,7 @@ import pytest
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import REDACTED, run
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import GUARD, REDACTED, run
 
 PASSWORD = "pa55-w0rd-that-must-not-leak"
 
@@ -47,7 +47,9 @@ def test_docker_command_at_the_process_boundary(tmp_path, fake_program):
     assert password_file.read_text() == PASSWORD  # docker exec -e PGPASSWORD copies it from its environment
     argv = argv_file.read_text().splitlines()
     assert PASSWORD not in argv_file.read_text()
-    assert argv[:4] == ["exec", "-i", "-u", "postgres"] and argv[-4:] == ["db", "psql", "-c", "SELECT 1"]
+    assert argv[:4] == ["exec", "-i", "-u", "postgres"]
+    # with no input of ours, the command runs under the guard that kills it when docker exec dies
+    assert argv[argv.index("db"):] == ["db", "sh", "-c", GUARD, "sh", "psql", "-c", "SELECT 1"]
     assert "PGPASSWORD" in argv
 
 

@@ -62,7 +62,9 @@ options:
     elements: dict
     default: []
   retention_days:
-    description: Delete run logs and reports older than this many days.
+    description:
+      - Delete run logs and reports older than this many days.
+      - At least V(1); V(0) or less is refused before anything is done.
     type: int
     default: 30
   metrics_dir:
@@ -152,6 +154,7 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
+        retention_days = _module.retention_days_from(p)
         if not os.path.isabs(p["backup_root"]):
             raise ConfigError("backup_root must be an absolute path, got %r" % p["backup_root"])
         if p["metrics_dir"] and not p["metrics_file"].endswith(".prom"):
@@ -166,10 +169,10 @@ def main() -> None:
         metrics = os.path.join(p["metrics_dir"], p["metrics_file"]) if p["metrics_dir"] else None
         if module.check_mode:
             log, path = _report.run_paths(logs, str(report["playbook"] or "run"), stamp)
-            pruned = _report.prune_runs(logs, p["retention_days"], dry_run=True)
+            pruned = _report.prune_runs(logs, retention_days, dry_run=True)
         else:
             try:
-                pruned = _report.prune_runs(logs, p["retention_days"])
+                pruned = _report.prune_runs(logs, retention_days)
                 log, path = _report.write_run(logs, report, stamp)
                 if metrics:
                     ended = _report.epoch(run.get("ended"), datetime.datetime.now().timestamp())

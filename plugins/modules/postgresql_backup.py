@@ -86,6 +86,7 @@ options:
     description:
       - After a successful backup, delete the backups of this series older than this many
         days, except the newest one that verifies as good. Omit to keep everything.
+      - At least V(1); V(0) or less is refused before anything is done.
     type: int
 notes:
   - The managed host needs the C(docker) CLI (O(mode=docker)) or the PostgreSQL client tools
@@ -225,6 +226,7 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
+        retention_days = _module.retention_days_from(p)
         content, content_stats = pg_ops.content_for(p["count_rows"], p["dump_options"])
         spec = _ops.BackupSpec(
             catalog=pg_ops.catalog(p["backup_root"], p["series"]),
@@ -233,7 +235,7 @@ def main() -> None:
             content=content,
             content_stats=content_stats,
             database=p["database"],
-            retention_days=p["retention_days"],
+            retention_days=retention_days,
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),

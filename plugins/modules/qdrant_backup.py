@@ -78,6 +78,7 @@ options:
     description:
       - After a successful backup, delete the backups of this series older than this many
         days, except the newest one that verifies as good. Omit to keep everything.
+      - At least V(1); V(0) or less is refused before anything is done.
     type: int
 notes:
   - The managed host needs network access to O(url), and C(gzip) (or C(pigz)) or C(zstd).
@@ -220,11 +221,12 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
+        retention_days = _module.retention_days_from(p)
         spec = qd_ops.backup_spec(
             qd_ops.catalog(p["backup_root"], p["series"]),
             _module.compression_from(p),
             full=p["full_snapshot"],
-            retention_days=p["retention_days"],
+            retention_days=retention_days,
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),

@@ -108,6 +108,7 @@ options:
     description:
       - After a successful backup, delete the backups of this method and series older than this
         many days, except the newest one that verifies as good. Omit to keep everything.
+      - At least V(1); V(0) or less is refused before anything is done.
     type: int
 notes:
   - The managed host needs the C(docker) CLI (O(mode=docker)) or C(redis-cli) (O(mode=host),
@@ -328,13 +329,14 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
+        retention_days = _module.retention_days_from(p)
         conn = rd.connection_from(p)
         spec = _ops.BackupSpec(
             catalog=rd_ops.catalog(p["backup_root"], p["method"], p["series"]),
             compression=_module.compression_from(p),
             fmt=p["method"],
             content=rd_ops.content_factory(conn, p["method"], tool=False),
-            retention_days=p["retention_days"],
+            retention_days=retention_days,
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),

@@ -47,7 +47,9 @@ options:
     choices: [postgresql, redis, qdrant]
     default: [postgresql, redis, qdrant]
   retention_days:
-    description: Keep copies made within this many days.
+    description:
+      - Keep copies made within this many days.
+      - At least V(1); V(0) or less is refused before anything is done.
     type: int
     required: true
 notes:
@@ -101,8 +103,9 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
+        retention_days = _module.retention_days_from(p)
         remote = _remote.Remote(s3.connection_from(p), min_size=_remote.min_sizes_from(p))
-        stores = {store: _prune.prune(remote, store, p["retention_days"], dry_run=module.check_mode) for store in p["stores"]}
+        stores = {store: _prune.prune(remote, store, retention_days, dry_run=module.check_mode) for store in p["stores"]}
         deleted = ["%s/%s" % (store, name) for store, result in stores.items() for name in result["deleted"]]
         aborted = [key for result in stores.values() for key in result["aborted_uploads"]]
         verb = "would delete" if module.check_mode else "deleted"

@@ -25,7 +25,9 @@ import typing as t
 import pytest
 import yaml
 
-from .conftest import ROOT, free_port, run_playbook
+from tests.throwaway_postgres import free_port
+
+from .conftest import ROOT, run_playbook
 
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
 DEFAULT_LEVELS = {"gzip": 6, "zstd": 1, "none": 0}  # zstd 1: see the catalog doc fragment
@@ -94,6 +94,16 @@ def file_mode_from(params: t.Mapping[str, t.Any]) -> int:
         return int(mode, 8) if isinstance(mode, str) else int(mode)
     except ValueError:
         raise BackupError("file_mode %r is not an octal mode like '0600'" % mode) from None
+
+
+def retention_days_from(params: t.Mapping[str, t.Any], option: str = "retention_days") -> int | None:
+    """The retention in days, refused below 1: 0 or less would make every backup "older"."""
+    days = params[option]
+    if days is not None and days < 1:
+        raise ConfigError(
+            "%s is %d: give a whole number of days, at least 1 (what is older is deleted, never the newest good "
+            "backup); nothing was changed" % (option, days))
+    return days
 
 
 def run(module: t.Any, action: t.Callable[[], dict[str, t.Any]]) -> None:

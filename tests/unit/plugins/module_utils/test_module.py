@@ -100,3 +100,15 @@ def test_run_lets_programming_errors_through():
     with pytest.raises(KeyError):
         _module.run(module, lambda: {}["missing"])
     assert module.failed is None and module.exited is None
+
+
+@pytest.mark.parametrize("days", [1, 30, None])
+def test_retention_days_from_keeps_a_positive_number_or_none(days):
+    assert _module.retention_days_from({"retention_days": days}) == days
+
+
+@pytest.mark.parametrize("days", [0, -1, -30])
+def test_retention_days_from_refuses_zero_and_negatives(days):
+    # 0 or less puts every backup (and every run log) before the cutoff: issue 18.3
+    with pytest.raises(ConfigError, match=r"retention_days is %d: give a whole number of days, at least 1" % days):
+        _module.retention_days_from({"retention_days": days})

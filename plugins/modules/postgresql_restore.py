@@ -120,6 +120,7 @@ tables:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
 
@@ -139,18 +140,18 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
-        request = pg_ops.RestoreRequest(
-            conn=pg.connection_from(p),
+        spec = _restore.RestoreSpec(
             catalog=pg_ops.catalog(p["backup_root"], p["series"]),
             name=p["name"],
-            database=p["database"],
             confirm=p["confirm"],
             safety_backup=p["safety_backup"],
             keep_previous=p["keep_previous"],
             compression=_module.compression_from(p),
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),
+            safety_series=p["database"],
         )
+        request = pg_ops.RestoreRequest(conn=pg.connection_from(p), database=p["database"], spec=spec)
         return pg_ops.Restore(request).run(module.check_mode)
 
     _module.run(module, action)

@@ -18,12 +18,12 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
 from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _scratch, _snapshot
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import REDIS, Catalog, Entry, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, run
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
@@ -506,27 +506,31 @@ def highest_seq(manifest_text: str) -> int:
 
 
 class Restore:
-    """Restore so that a failure before the server is stopped changes nothing.
+    """The Redis steps of the shared restore flow (``_restore``); the safety backup before any
+    change is the rollback point.
 
-    RDB: check the file (stream, sha256, redis-check-rdb) -> safety backup (BGSAVE + copy) ->
-    stage the new files beside the old -> stop -> move them into place -> start -> wait for the
-    load -> compare key counts with the manifest -> remove the replaced AOF files.
-    Logical: check the file -> safety backup (logical) -> FLUSHALL -> RESTORE every key -> compare.
+    RDB: accept (the RDB format this Redis reads) -> prepare: stage the new files beside the
+    old -> swap: stop, move them into place, start, wait for the load -> measure: key counts
+    -> finish: remove the replaced AOF files. Logical: swap is FLUSHALL and RESTORE of every
+    key; measure compares with what the dump held.
     """
+
+    staged = False
+    keeps_previous = False
 
     def __init__(self, req: RestoreRequest) -> None:
         self.req = req
         self.conn = req.conn
+        self.store = req.catalog.layout.store
         self.actions: list[str] = []
-
-    # planning ------------------------------------------------------------------------------
-
-    def resolve(self) -> Entry:
-        name = self.req.name
-        if name.startswith("safety/"):  # rolling back to the copy an earlier restore kept
-            safety = Catalog(self.req.catalog.root, self.req.catalog.layout.safety(), self.req.catalog.series)
-            return safety.resolve(name[len("safety/"):])
-        return self.req.catalog.resolve(name)
+        self.session: rd.Session | None = None
+        self.files_: Files | None = None
+        self.checker: tuple[Command | None, str] | None = None
+        self.work = ""
+        self.staging: dict[str, str] = {}
+        self.state = ""  # what a failed swap left, in words
+        self.stats: dict[str, t.Any] = {}
+        self.result: dict[str, t.Any] = {}
 
     def _docker(self, *args: str, timeout: float | None = 120) -> bytes:
         target = self.conn.target()
@@ -618,85 +622,117 @@ class Restore:
             return Command(("service", self.req.service, action), stage="service")
         raise ConfigError("unknown service_manager %r: use auto, systemd or sysv" % manager)
 
-    # running -------------------------------------------------------------------------------
+    # the steps ---------------------------------------------------------------------------
 
     def run(self, check_mode: bool) -> dict[str, t.Any]:
         req = self.req
-        entry = self.resolve()
-        session = connect(self.conn, "restore into %s (it must be running)" % self.conn.describe())
-        try:
-            facts = rd.server_facts(session)
-            out: dict[str, t.Any] = {
-                "restored_from": entry.as_dict(),
-                "method": req.method,
-                "server_version": facts["redis_version"],
-                "safety_backup": None,
-                "databases": None,
-                "aof": None,
-                "actions": self.actions,
-                "changed": True,
-            }
-            files: Files | None = None
-            checked: _rdb.RdbCheck | None = None
-            if req.method == "rdb":
-                files = self.files(session)
-                if self.conn.mode == "host":
-                    self._service_command("stop")  # fails now, not after the safety backup
-                out["aof"] = {"enabled": files.aof}
-            if not check_mode and not req.confirm:
-                raise RestoreError(
-                    "refusing to restore %s into %s without confirmation: set confirm: true "
-                    "(restore_confirm=true for the playbooks) once you are sure" % (entry.name, self.conn.describe())
-                )
-            if files is not None:
-                checked = _rdb.RdbCheck(_rdb.checker_command(self.conn))
-                _ops.check_before_restore(entry, lambda: checked)
-                # what the server reads: at least the format of its current RDB and of its release
-                readable = max([v for v in (files.current_rdb_version, rd.rdb_format_of(facts["redis_version"])) if v], default=0)
-                if readable and checked.version and checked.version > readable:
-                    raise RestoreError(
-                        "refusing to restore %s, nothing was changed: its RDB format %d is newer than the %d this "
-                        "Redis %s writes, so it could not load it" % (entry.name, checked.version, readable, facts["redis_version"])
-                    )
-            else:
-                _ops.check_before_restore(entry, _logical.LogicalCheck)
-            if check_mode:
-                out["msg"] = "would restore %s into %s (check mode: file checked, nothing changed)" % (entry.name, self.conn.describe())
-                return out
-            with StoreLock(req.catalog.directory, "redis", "redis restore", req.lock_timeout):
-                if req.safety_backup:
-                    out["safety_backup"] = self._safety_backup(session, facts)
-                if checked is not None and files is not None:  # an RDB restore
-                    session.close()
-                    session = self._restore_rdb(entry, checked, files, facts, out)
-                else:
-                    self._restore_logical(entry, session, out)
-        finally:
-            session.close()
-        out["msg"] = self._message(entry, out)
-        return out
-
-    def _safety_backup(self, session: rd.Session, facts: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-        req = self.req
-        safety = Catalog(req.catalog.root, req.catalog.layout.safety(), req.catalog.series)
-        spec = _ops.BackupSpec(
-            catalog=safety,
-            compression=req.compression,
-            fmt=req.method,
-            content=content_factory(self.conn, req.method, tool=False),
-            kind="safety",
-            move_latest=False,
-            lock_timeout=req.lock_timeout,
-            file_mode=req.file_mode,
+        spec = _restore.RestoreSpec(
+            req.catalog, req.name, req.confirm, req.safety_backup, False, req.compression, req.lock_timeout, req.file_mode
         )
-        transfer, path = ("logical", None) if req.method == "logical" else ("file", _snapshot.rdb_location(session))
         try:
-            settings = dataclasses.replace(req.settings, method=req.method, transfer="file")
-            result = make(session, self.conn, spec, settings, facts, transfer, path)
-        except BackupError as exc:
-            raise RestoreError("the safety backup failed, nothing was changed: %s" % exc.msg) from exc
-        self.actions.append("saved the current data in %s" % result["artifact"]["path"])
-        return result["artifact"]
+            return _restore.restore(spec, self, check_mode)
+        finally:
+            if self.session is not None:
+                self.session.close()
+
+    def plan(self) -> _restore.Plan:
+        self.session = connect(self.conn, "restore into %s (it must be running)" % self.conn.describe())
+        self.facts = rd.server_facts(self.session)
+        self.result = {
+            "method": self.req.method, "server_version": self.facts["redis_version"], "databases": None, "aof": None,
+            "actions": self.actions,
+        }
+        if self.req.method == "rdb":
+            self.files_ = self.files(self.session)
+            if self.conn.mode == "host":
+                self._service_command("stop")  # fails now, not after the safety backup
+            self.result["aof"] = {"enabled": self.files_.aof}
+            self.checker = _rdb.checker_command(self.conn)
+        return _restore.Plan(self.conn.describe(), True, self.result)
+
+    def content(self) -> t.Any:
+        return _rdb.RdbCheck(self.checker) if self.checker is not None else _logical.LogicalCheck()
+
+    def accept(self, entry: Entry, check: t.Any) -> str:
+        """An RDB in a format newer than this Redis reads (its current RDB's, or its release's) is refused."""
+        if self.files_ is not None:
+            readable = max([v for v in (self.files_.current_rdb_version, rd.rdb_format_of(self.facts["redis_version"])) if v], default=0)
+            if readable and check.version and check.version > readable:
+                raise RestoreError(
+                    "refusing to restore %s, nothing was changed: its RDB format %d is newer than the %d this "
+                    "Redis %s writes, so it could not load it" % (entry.name, check.version, readable, self.facts["redis_version"])
+                )
+            self.checked = check
+        return ""
+
+    def safety_backup(self, spec: _restore.RestoreSpec) -> dict[str, t.Any]:
+        req = self.req
+        session = t.cast(rd.Session, self.session)
+        backup = spec.safety_spec(req.method, content_factory(self.conn, req.method, tool=False))
+        transfer, path = ("logical", None) if req.method == "logical" else ("file", _snapshot.rdb_location(session))
+        settings = dataclasses.replace(req.settings, method=req.method, transfer="file")
+        artifact = make(session, self.conn, backup, settings, self.facts, transfer, path)["artifact"]
+        self.actions.append("saved the current data in %s" % artifact["path"])
+        return artifact
+
+    def prepare(self, entry: Entry) -> None:
+        if self.files_ is not None:
+            self.work = tempfile.mkdtemp(dir=self.req.catalog.directory, prefix=".restore-")
+            self.staging = self._stage(entry, self.files_, self.work)
+
+    def swap(self, entry: Entry) -> None:
+        if self.files_ is not None:
+            t.cast(rd.Session, self.session).close()
+            try:
+                self.session = self._restore_rdb(entry, self.files_)
+            finally:
+                shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            self._restore_logical(entry, t.cast(rd.Session, self.session))
+        self.result["databases"] = rd.parse_keyspace(t.cast(rd.Session, self.session).info("keyspace"))
+
+    def measure(self, entry: Entry) -> list[_restore.Count]:
+        actual = self.result["databases"]
+        if self.files_ is None:
+            return self._per_database(_logical.expected_after_load(self.stats), actual) if self.req.replace_all else []
+        counts: list[_restore.Count] = []
+        source = (entry.manifest or {}).get("source", {})
+        if source.get("counts_exact") and source.get("databases") is not None:
+            counts += self._per_database(source["databases"], actual)
+        checked = self.checked
+        if checked.keys is not None:
+            expires = checked.expires or 0
+            counts.append(_restore.Count("Redis", "keys", totals(actual)[0], checked.keys, checked.keys - expires, "%d with a TTL" % expires))
+        return counts
+
+    @staticmethod
+    def _per_database(expected: t.Mapping[str, t.Mapping[str, int]], actual: t.Mapping[str, t.Mapping[str, int]]) -> list[_restore.Count]:
+        """Keys with a TTL may have expired since the backup: a database may hold up to its
+        ``expires`` fewer keys; never more."""
+        counts = []
+        for name in sorted(set(expected) | set(actual), key=lambda n: int(n[2:])):
+            want = expected.get(name, {})
+            keys, expires = want.get("keys", 0), want.get("expires", 0)
+            counts.append(_restore.Count(name, "keys", actual.get(name, {}).get("keys", 0), keys, keys - expires, "%d with a TTL" % expires))
+        return counts
+
+    def finish(self, keep: bool) -> None:
+        if self.files_ is not None and self.files_.aof and self.files_.aof_dir:
+            self.result["aof"]["removed"] = self._remove_old_aof(self.files_)
+
+    def undo(self, swapped: bool) -> str:
+        if self.work:
+            shutil.rmtree(self.work, ignore_errors=True)
+        for tmp in self.staging:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self.staging = {}
+        return self.state
+
+    def summary(self) -> str:
+        databases = self.result["databases"] or {}
+        aof = (self.result.get("aof") or {}).get("action")
+        return "%d keys in %d database(s)%s" % (totals(databases)[0], len(databases), "; %s" % aof if aof else "")
 
     # RDB -----------------------------------------------------------------------------------
 
@@ -834,69 +870,33 @@ class Restore:
             % (self.req.start_timeout, last, "docker logs %s" % self.conn.container if self.conn.mode == "docker" else "the Redis log")
         )
 
-    def _restore_rdb(
-        self, entry: Entry, checked: _rdb.RdbCheck, files: Files, facts: t.Mapping[str, t.Any], out: dict[str, t.Any]
-    ) -> rd.Session:
-        work = tempfile.mkdtemp(dir=self.req.catalog.directory, prefix=".restore-")
-        staged: dict[str, str] = {}
+    def _restore_rdb(self, entry: Entry, files: Files) -> rd.Session:
+        self._stop(self.facts)
         try:
-            staged = self._stage(entry, files, work)
-            self._stop(facts)
-            try:
-                self._place(staged)
-            except BaseException as exc:
-                self._start()
-                raise RestoreError(
-                    "putting the RDB in place failed (%s); Redis was started again with the data it had"
-                    % (exc.msg if isinstance(exc, BackupError) else exc)
-                ) from exc
-            staged = {}
-            self.actions.append("put %s in place as %s" % (entry.name, files.rdb))
-            if files.aof:
-                out["aof"]["action"] = (
-                    "appendonly is yes, so Redis loads the AOF and ignores %s: installed the backup as the AOF "
-                    "base (%s) with a new manifest" % (os.path.basename(files.rdb), files.aof_dir or files.aof_file)
-                    if files.aof_dir
-                    else "appendonly is yes: replaced %s with the backup (an AOF may be a plain RDB)" % files.aof_file
-                )
-                self.actions.append(out["aof"]["action"])
-            try:
-                self._start()
-            except BackupError as exc:
-                raise RestoreError(
-                    "the backup is in place but Redis did not start: %s. %s" % (exc.msg, self._rollback_hint(out))
-                ) from exc
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-            for tmp in staged:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        session = self._wait_loaded()
-        actual = rd.parse_keyspace(session.info("keyspace"))
-        out["databases"] = actual
-        self.actions.append("Redis loaded the data (%d keys)" % totals(actual)[0])
-        problems = self._compare(entry, checked, actual)
-        if files.aof and files.aof_dir:
-            out["aof"]["removed"] = self._remove_old_aof(files)
-        if problems:
+            self._place(self.staging)
+        except BaseException as exc:
+            self._start()
             raise RestoreError(
-                "the restored data does not match the manifest: %s. %s" % ("; ".join(problems), self._rollback_hint(out))
+                "putting the RDB in place failed (%s); Redis was started again with the data it had"
+                % (exc.msg if isinstance(exc, BackupError) else exc)
+            ) from exc
+        self.staging = {}
+        self.state = "the backup's files are in place but Redis is not running"
+        self.actions.append("put %s in place as %s" % (entry.name, files.rdb))
+        if files.aof:
+            self.result["aof"]["action"] = (
+                "appendonly is yes, so Redis loads the AOF and ignores %s: installed the backup as the AOF "
+                "base (%s) with a new manifest" % (os.path.basename(files.rdb), files.aof_dir or files.aof_file)
+                if files.aof_dir
+                else "appendonly is yes: replaced %s with the backup (an AOF may be a plain RDB)" % files.aof_file
             )
+            self.actions.append(self.result["aof"]["action"])
+        self._start()
+        self.state = "the backup's files are in place and Redis runs, but it did not finish loading them"
+        session = self._wait_loaded()
+        self.state = ""
+        self.actions.append("Redis loaded the data")
         return session
-
-    def _compare(self, entry: Entry, checked: _rdb.RdbCheck, actual: t.Mapping[str, t.Mapping[str, int]]) -> list[str]:
-        problems: list[str] = []
-        source = (entry.manifest or {}).get("source", {})
-        if source.get("counts_exact") and source.get("databases") is not None:
-            problems += _compare.compare_databases(source["databases"], actual)
-        if checked.keys is not None:
-            have = totals(actual)[0]
-            low = checked.keys - (checked.expires or 0)
-            if not low <= have <= checked.keys:
-                problems.append(
-                    "Redis holds %d keys, the RDB %d (%d with a TTL)" % (have, checked.keys, checked.expires or 0)
-                )
-        return problems
 
     def _remove_old_aof(self, files: Files) -> list[str]:
         """The replaced AOF files, now referenced by no manifest."""
@@ -915,42 +915,13 @@ class Restore:
 
     # logical -------------------------------------------------------------------------------
 
-    def _restore_logical(self, entry: Entry, session: rd.Session, out: dict[str, t.Any]) -> None:
-        req = self.req
-        if req.replace_all:
+    def _restore_logical(self, entry: Entry, session: rd.Session) -> None:
+        if self.req.replace_all:
             session.call("FLUSHALL", timeout=3600)
+            self.state = "every key was deleted (FLUSHALL)"
             self.actions.append("deleted every key (FLUSHALL)")
-        try:
-            stats = _logical.restore_logical(session, ArtifactReader(entry.path).chunks(), empty=req.replace_all)
-        except BackupError as exc:
-            raise RestoreError("%s. The server now holds part of the backup. %s" % (exc.msg, self._rollback_hint(out))) from exc
-        self.actions.append("restored %d keys (RESTORE ... ABSTTL)" % stats["keys"])
-        actual = rd.parse_keyspace(session.info("keyspace"))
-        out["databases"] = actual
-        out["duplicates"] = sum(stats["duplicates"].values())
-        if req.replace_all:
-            problems = _compare.compare_databases(_logical.expected_after_load(stats), actual)
-            if problems:
-                raise RestoreError(
-                    "the restored data does not match the dump: %s. %s" % ("; ".join(problems), self._rollback_hint(out))
-                )
-
-    # messages ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _rollback_hint(out: t.Mapping[str, t.Any]) -> str:
-        safety = out.get("safety_backup")
-        if safety:
-            return "The data it replaced is in %s (restore safety/%s to go back)" % (safety["path"], safety["name"])
-        return "No safety backup was taken"
-
-    def _message(self, entry: Entry, out: t.Mapping[str, t.Any]) -> str:
-        keys = totals(out["databases"] or {})[0]
-        msg = "restored %s into %s (%d keys in %d database(s))" % (entry.name, self.conn.describe(), keys, len(out["databases"] or {}))
-        if out.get("aof") and out["aof"].get("action"):
-            msg += "; %s" % out["aof"]["action"]
-        if out["safety_backup"]:
-            msg += "; the data it replaced is saved in %s (to roll back, restore safety/%s)" % (
-                out["safety_backup"]["path"], out["safety_backup"]["name"],
-            )
-        return msg
+        self.state = "the server holds part of the backup"
+        self.stats = _logical.restore_logical(session, ArtifactReader(entry.path).chunks(), empty=self.req.replace_all)
+        self.state = ""
+        self.actions.append("restored %d keys (RESTORE ... ABSTTL)" % self.stats["keys"])
+        self.result["duplicates"] = sum(self.stats["duplicates"].values())

@@ -247,6 +247,6 @@ def test_a_failed_upload_names_what_was_restored_and_the_rollback(server, conn, 
         restore(conn, tmp_path)
     message = caught.value.msg
     assert "POST /collections/faq/snapshots/upload answered 400: Wrong input: Snapshot is not compatible" in message
-    assert "restored so far: docs" in message and "to roll back, restore safety/qdrant_safety_" in message
+    assert "Restored so far: docs" in message and "to roll back, restore safety/qdrant_safety_" in message
     assert server.collections == {"docs": 5, "faq": 0}
     assert server.snapshots == {"docs": {}, "faq": {}}  # the rejected upload was deleted from the server too

@@ -109,39 +109,39 @@ class RollbackPoint:
 
 
 class Engine(t.Protocol):
-    """The steps of one store's restore. Every step may raise ``BackupError``."""
+    """The steps of one store's restore; each may raise ``BackupError``.
 
-    store: str  # the lock's store name and the catalog's directory name
-    staged: bool  # prepare() loads into a staging place: measured before the swap
+    ``accept`` refuses what the target cannot load and returns words for check mode;
+    ``safety_backup`` backs up the data about to be replaced (once swapped, the kept data);
+    ``swap`` makes the new data serve and returns the kept replaced data, if it keeps it;
+    ``measure`` gives the counts to compare with the manifest; ``finish`` keeps or discards
+    the replaced data after success; ``undo`` removes the staging after a failure and says,
+    in a sentence, what state the target is in when that is not "as it was".
+    """
+
+    store: str  # the lock's store name
+    staged: bool  # prepare() loads into a staging place, measured before the swap
     keeps_previous: bool  # swap() keeps the replaced data itself as the rollback point
 
     def plan(self) -> Plan: ...
 
     def content(self) -> ContentCheck | None: ...
 
-    def accept(self, entry: Entry, check: ContentCheck | None) -> str:
-        """Refuse (raise) what the target cannot load; return words for check mode."""
+    def accept(self, entry: Entry, check: t.Any) -> str: ...
 
-    def safety_backup(self, spec: RestoreSpec) -> dict[str, t.Any]:
-        """Back up the data about to be replaced (or, once swapped, the kept data)."""
+    def safety_backup(self, spec: RestoreSpec) -> dict[str, t.Any]: ...
 
     def prepare(self, entry: Entry) -> None: ...
 
-    def swap(self, entry: Entry) -> RollbackPoint | None:
-        """Make the new data serve; return the kept replaced data, if the engine keeps it."""
+    def swap(self, entry: Entry) -> RollbackPoint | None: ...
 
-    def measure(self, entry: Entry) -> list[Count] | None:
-        """The counts to compare with the manifest; None when the manifest records none."""
+    def measure(self, entry: Entry) -> list[Count] | None: ...
 
-    def finish(self, keep: bool) -> None:
-        """After success: keep or discard the replaced data the swap kept."""
+    def finish(self, keep: bool) -> None: ...
 
-    def undo(self, swapped: bool) -> str:
-        """After a failure: remove the staging and put the old data back where it can be;
-        return the state of the target in a sentence."""
+    def undo(self, swapped: bool) -> str: ...
 
-    def summary(self) -> str:
-        """What was restored, for the message: '3 tables, 120 rows'."""
+    def summary(self) -> str: ...
 
 
 def compare(counts: t.Iterable[Count]) -> list[str]:

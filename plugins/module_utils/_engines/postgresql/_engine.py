@@ -127,7 +127,7 @@ def deep_check(conn: pg.Connection, database: str) -> t.Callable[[Entry, Report]
             report.passed("deep")
             report.notes.append("%s: restored %d tables; no manifest to compare row counts with" % (entry.name, len(counts)))
             return
-        problems = pg.compare_counts(expected, counts)
+        problems = _restore.compare(pg.table_counts(expected, counts))
         if problems:
             report.failed("deep", "; ".join(problems))
         else:
@@ -208,7 +208,7 @@ class Restore:
         expected = (entry.manifest or {}).get("source", {}).get("tables")
         if expected is None:
             return None
-        return [_restore.Count("table %s" % n, "rows", counts.get(n), expected.get(n)) for n in sorted(set(expected) | set(counts))]
+        return pg.table_counts(expected, counts)
 
     def swap(self, entry: Entry) -> _restore.RollbackPoint | None:
         db = self.req.database

@@ -348,7 +348,7 @@ def deep_check(conn: rd.Connection, method: str) -> t.Callable[[Entry, Report], 
                 if "rdb_last_load_keys_loaded" in loaded:
                     in_file = int(loaded["rdb_last_load_keys_loaded"]) + int(loaded.get("rdb_last_load_keys_expired", "0"))
                 if expected is not None and (method == "logical" or source.get("counts_exact")):
-                    problems += _compare.compare_databases(expected, actual)
+                    problems += _restore.compare(_compare.database_counts(expected, actual))
                     if method == "rdb" and in_file is not None and "keys" in source:
                         if in_file != source["keys"]:
                             problems.append("the RDB holds %d keys, the manifest says %d" % (in_file, source["keys"]))
@@ -694,26 +694,15 @@ class Restore:
     def measure(self, entry: Entry) -> list[_restore.Count]:
         actual = self.result["databases"]
         if self.files_ is None:
-            return self._per_database(_logical.expected_after_load(self.stats), actual) if self.req.replace_all else []
+            return _compare.database_counts(_logical.expected_after_load(self.stats), actual) if self.req.replace_all else []
         counts: list[_restore.Count] = []
         source = (entry.manifest or {}).get("source", {})
         if source.get("counts_exact") and source.get("databases") is not None:
-            counts += self._per_database(source["databases"], actual)
+            counts += _compare.database_counts(source["databases"], actual)
         checked = self.checked
         if checked.keys is not None:
             expires = checked.expires or 0
             counts.append(_restore.Count("Redis", "keys", totals(actual)[0], checked.keys, checked.keys - expires, "%d with a TTL" % expires))
-        return counts
-
-    @staticmethod
-    def _per_database(expected: t.Mapping[str, t.Mapping[str, int]], actual: t.Mapping[str, t.Mapping[str, int]]) -> list[_restore.Count]:
-        """Keys with a TTL may have expired since the backup: a database may hold up to its
-        ``expires`` fewer keys; never more."""
-        counts = []
-        for name in sorted(set(expected) | set(actual), key=lambda n: int(n[2:])):
-            want = expected.get(name, {})
-            keys, expires = want.get("keys", 0), want.get("expires", 0)
-            counts.append(_restore.Count(name, "keys", actual.get(name, {}).get("keys", 0), keys, keys - expires, "%d with a TTL" % expires))
         return counts
 
     def finish(self, keep: bool) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import RestoreSpec
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
 DEFAULT_LEVELS = {"gzip": 6, "zstd": 1, "none": 0}  # zstd 1: see the catalog doc fragment
@@ -94,6 +96,14 @@ def file_mode_from(params: t.Mapping[str, t.Any]) -> int:
         return int(mode, 8) if isinstance(mode, str) else int(mode)
     except ValueError:
         raise BackupError("file_mode %r is not an octal mode like '0600'" % mode) from None
+
+
+def restore_spec_from(params: t.Mapping[str, t.Any], catalog: Catalog, **kwargs: t.Any) -> RestoreSpec:
+    """The restore options every ``*_restore`` module shares, for ``_restore.restore``."""
+    return RestoreSpec(
+        catalog, params["name"], params["confirm"], params["safety_backup"], params.get("keep_previous") or False,
+        compression_from(params), params["lock_timeout"], file_mode_from(params), **kwargs,
+    )
 
 
 def run(module: t.Any, action: t.Callable[[], dict[str, t.Any]]) -> None:

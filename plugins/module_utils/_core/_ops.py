@@ -213,3 +213,16 @@ def inspect(
             problems.extend(report.problems)
         backups.append(item)
     return backups, problems
+
+
+def info(
+    catalog: Catalog, rules: Rules, level: str, content: ContentFactory, now: datetime.datetime | None = None,
+    deep: t.Callable[[Entry, Report], None] | None = None,
+) -> dict[str, t.Any]:
+    """The result of an ``_info`` module: the catalog checked at ``level`` (see :func:`inspect`)."""
+    backups, problems = inspect(catalog, rules, level, content, now, deep)
+    latest = catalog.latest()
+    return {
+        "directory": catalog.directory, "backups": backups, "latest": latest.as_dict() if latest else None,
+        "problems": problems, "healthy": not problems,
+    }

@@ -255,23 +255,10 @@ def rename(conn: pg.Connection, old: str, new: str) -> None:
 
 
 def info(
-    catalog_: Catalog,
-    rules: Rules,
-    level: str,
-    conn: pg.Connection | None,
-    database: str,
-    now: datetime.datetime | None = None,
+    catalog_: Catalog, rules: Rules, level: str, conn: pg.Connection | None, database: str, now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, database) if level == "deep" and conn is not None else None
-    backups, problems = _ops.inspect(catalog_, rules, level, pg.DumpComplete, now, deep)
-    latest = catalog_.latest()
-    return {
-        "directory": catalog_.directory,
-        "backups": backups,
-        "latest": latest.as_dict() if latest else None,
-        "problems": problems,
-        "healthy": not problems,
-    }
+    return _ops.info(catalog_, rules, level, pg.DumpComplete, now, deep)
 
 
 DUMP_HEADER = {

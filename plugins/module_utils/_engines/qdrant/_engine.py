@@ -407,16 +407,7 @@ def _deep_pass(edge: t.Any, entry: Entry, scratch: str, counts: dict[str, int]) 
 
 
 def info(catalog_: Catalog, rules: Rules, level: str, now: datetime.datetime | None = None) -> dict[str, t.Any]:
-    deep = deep_check() if level == "deep" else None
-    backups, problems = _ops.inspect(catalog_, rules, level, qd.BundleCheck, now, deep)
-    latest = catalog_.latest()
-    return {
-        "directory": catalog_.directory,
-        "backups": backups,
-        "latest": latest.as_dict() if latest else None,
-        "problems": problems,
-        "healthy": not problems,
-    }
+    return _ops.info(catalog_, rules, level, qd.BundleCheck, now, deep_check() if level == "deep" else None)
 
 
 def adopt(
@@ -443,14 +434,8 @@ def adopt(
 @dataclasses.dataclass
 class RestoreRequest:
     conn: qd.Connection
-    catalog: Catalog
-    name: str
-    confirm: bool
+    spec: _restore.RestoreSpec
     collections: t.Sequence[str] = ()
-    safety_backup: bool = True
-    compression: Compression = dataclasses.field(default_factory=Compression)
-    lock_timeout: float = 600.0
-    file_mode: int = 0o600
 
 
 class Restore:
@@ -478,11 +463,7 @@ class Restore:
         self._plan: _restore.Plan | None = None
 
     def run(self, check_mode: bool) -> dict[str, t.Any]:
-        req = self.req
-        spec = _restore.RestoreSpec(
-            req.catalog, req.name, req.confirm, req.safety_backup, False, req.compression, req.lock_timeout, req.file_mode
-        )
-        return _restore.restore(spec, self, check_mode)
+        return _restore.restore(self.req.spec, self, check_mode)
 
     def plan(self) -> _restore.Plan:
         self.server = str(self.client.server()["version"])

@@ -383,24 +383,10 @@ def deep_check(conn: rd.Connection, method: str) -> t.Callable[[Entry, Report], 
 
 
 def info(
-    catalog_: Catalog,
-    rules: Rules,
-    level: str,
-    conn: rd.Connection,
-    method: str,
-    now: datetime.datetime | None = None,
+    catalog_: Catalog, rules: Rules, level: str, conn: rd.Connection, method: str, now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, method) if level == "deep" else None
-    backups, problems = _ops.inspect(catalog_, rules, level, content_factory(conn, method), now, deep)
-    latest = catalog_.latest()
-    return {
-        "directory": catalog_.directory,
-        "method": method,
-        "backups": backups,
-        "latest": latest.as_dict() if latest else None,
-        "problems": problems,
-        "healthy": not problems,
-    }
+    return dict(_ops.info(catalog_, rules, level, content_factory(conn, method), now, deep), method=method)
 
 
 REDIS_VER = re.compile(rb"\xfa\x09redis-ver([\x00-\x3f])")
@@ -438,20 +424,14 @@ def adopt(
 @dataclasses.dataclass
 class RestoreRequest:
     conn: rd.Connection
-    catalog: Catalog
-    name: str
-    confirm: bool
+    spec: _restore.RestoreSpec
     method: str = "rdb"
-    safety_backup: bool = True
     service: str = "redis-server"
     service_manager: str = "auto"
     start_timeout: float = 300.0
     stop_timeout: float = 120.0
     replace_all: bool = True
     settings: Settings = dataclasses.field(default_factory=Settings)
-    compression: Compression = dataclasses.field(default_factory=Compression)
-    lock_timeout: float = 600.0
-    file_mode: int = 0o600
 
 
 @dataclasses.dataclass
@@ -521,7 +501,7 @@ class Restore:
     def __init__(self, req: RestoreRequest) -> None:
         self.req = req
         self.conn = req.conn
-        self.store = req.catalog.layout.store
+        self.store = req.spec.catalog.layout.store
         self.actions: list[str] = []
         self.session: rd.Session | None = None
         self.files_: Files | None = None
@@ -625,12 +605,8 @@ class Restore:
     # the steps ---------------------------------------------------------------------------
 
     def run(self, check_mode: bool) -> dict[str, t.Any]:
-        req = self.req
-        spec = _restore.RestoreSpec(
-            req.catalog, req.name, req.confirm, req.safety_backup, False, req.compression, req.lock_timeout, req.file_mode
-        )
         try:
-            return _restore.restore(spec, self, check_mode)
+            return _restore.restore(self.req.spec, self, check_mode)
         finally:
             if self.session is not None:
                 self.session.close()
@@ -677,7 +653,7 @@ class Restore:
 
     def prepare(self, entry: Entry) -> None:
         if self.files_ is not None:
-            self.work = tempfile.mkdtemp(dir=self.req.catalog.directory, prefix=".restore-")
+            self.work = tempfile.mkdtemp(dir=self.req.spec.catalog.directory, prefix=".restore-")
             self.staging = self._stage(entry, self.files_, self.work)
 
     def swap(self, entry: Entry) -> None:

@@ -19,6 +19,7 @@ import pytest
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _engine as ops
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import RestoreSpec
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.qdrant_fake import FakeQdrant
@@ -160,7 +161,8 @@ def test_info_full_finds_a_damaged_bundle(server, conn, tmp_path):
 
 
 def restore(conn, root, name="latest", confirm=True, **kwargs):
-    request = ops.RestoreRequest(conn, ops.catalog(str(root)), name, confirm, **kwargs)
+    collections = kwargs.pop("collections", ())
+    request = ops.RestoreRequest(conn, RestoreSpec(ops.catalog(str(root)), name, confirm, **kwargs), collections)
     return ops.Restore(request).run(False)
 
 
@@ -212,7 +214,7 @@ def test_restore_needs_confirmation_and_changes_nothing_without(server, conn, tm
 
 def test_check_mode_reads_the_file_and_changes_nothing(server, conn, tmp_path):
     make(conn, tmp_path)
-    out = ops.Restore(ops.RestoreRequest(conn, ops.catalog(str(tmp_path)), "latest", False)).run(True)
+    out = ops.Restore(ops.RestoreRequest(conn, RestoreSpec(ops.catalog(str(tmp_path)), "latest", False))).run(True)
     assert "would restore docs, faq" in out["msg"] and "would replace docs, faq" in out["msg"]
     assert server.uploads == [] and out["collections"] is None
 

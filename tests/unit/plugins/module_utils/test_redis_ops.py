@@ -25,6 +25,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._engines.redis impor
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as ops
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, local_now
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import RestoreSpec
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
@@ -78,7 +79,7 @@ def test_stage_writes_rdb_and_aof_files_beside_the_old_ones(tmp_path):
     uid, gid = os.getuid(), os.getgid()
     files = ops.Files(str(data), str(data / "dump.rdb"), (uid, gid), 0o640, aof=True, aof_dir=str(aof),
                       aof_file="appendonly.aof", aof_existing=["appendonly.aof.3.base.rdb"], aof_seq=3, aof_owner=(uid, gid))
-    restore = ops.Restore(ops.RestoreRequest(rd.Connection(mode="host"), ops.catalog(str(tmp_path / "backups")), "latest", True))
+    restore = ops.Restore(ops.RestoreRequest(rd.Connection(mode="host"), RestoreSpec(ops.catalog(str(tmp_path / "backups")), "latest", True)))
     staged = restore._stage(backup_file(tmp_path, b"REDIS0010new-data"), files, str(tmp_path / "work"))
     assert list(staged.values()) == [
         str(data / "dump.rdb"), str(aof / "appendonly.aof.4.base.rdb"), str(aof / "appendonly.aof.4.incr.aof"),
@@ -102,7 +103,7 @@ def test_stage_refuses_a_file_that_changed_since_it_was_checked(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     files = ops.Files(str(data), str(data / "dump.rdb"), (os.getuid(), os.getgid()), 0o600)
-    restore = ops.Restore(ops.RestoreRequest(rd.Connection(mode="host"), ops.catalog(str(tmp_path / "backups")), "latest", True))
+    restore = ops.Restore(ops.RestoreRequest(rd.Connection(mode="host"), RestoreSpec(ops.catalog(str(tmp_path / "backups")), "latest", True)))
     with pytest.raises(RestoreError, match="changed while it was being restored; nothing was changed"):
         restore._stage(backup_file(tmp_path, b"REDIS0010x", sha="0" * 64), files, str(tmp_path / "work"))
     assert os.listdir(data) == []
@@ -112,13 +113,13 @@ def test_single_file_aof_is_replaced_by_the_rdb(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     files = ops.Files(str(data), str(data / "dump.rdb"), (os.getuid(), os.getgid()), 0o600, aof=True, aof_file="appendonly.aof")
-    restore = ops.Restore(ops.RestoreRequest(rd.Connection(mode="host"), ops.catalog(str(tmp_path / "backups")), "latest", True))
+    restore = ops.Restore(ops.RestoreRequest(rd.Connection(mode="host"), RestoreSpec(ops.catalog(str(tmp_path / "backups")), "latest", True)))
     staged = restore._stage(backup_file(tmp_path, b"REDIS0009old-redis"), files, str(tmp_path / "work"))
     assert sorted(staged.values()) == [str(data / "appendonly.aof"), str(data / "dump.rdb")]
 
 
 def test_host_restore_needs_a_service(tmp_path):
-    req = ops.RestoreRequest(rd.Connection(mode="host"), ops.catalog(str(tmp_path)), "latest", True, service="")
+    req = ops.RestoreRequest(rd.Connection(mode="host"), RestoreSpec(ops.catalog(str(tmp_path)), "latest", True), service="")
     with pytest.raises(ConfigError, match="redis_backup_service"):
         ops.Restore(req)._service_command("stop")
     req.service, req.service_manager = "redis-server", "systemd"
@@ -225,9 +226,9 @@ def test_logical_backup_restore_and_refusals(server, tmp_path):
         session.pipeline([("FLUSHALL",), ("SET", "marker", "still here")])
 
     def request(**kw):
-        base = dict(conn=server.conn, catalog=ops.catalog(root, "logical"), name="latest", confirm=True, method="logical")
+        base = dict(name="latest", confirm=True)
         base.update(kw)
-        return ops.RestoreRequest(**base)
+        return ops.RestoreRequest(server.conn, RestoreSpec(ops.catalog(root, "logical"), **base), method="logical")
 
     with pytest.raises(RestoreError, match="without confirmation"):
         ops.Restore(request(confirm=False)).run(check_mode=False)
@@ -259,7 +260,7 @@ def test_rdb_restore_of_a_remote_server_is_refused(server, tmp_path):
     ops.backup(ops.BackupRequest(server.conn, spec_for(root, server.conn)), check_mode=False)
     with server.session() as session:
         with pytest.raises(ConfigError, match="use method logical"):
-            ops.Restore(ops.RestoreRequest(rd.Connection(mode="host", login_host="10.9.9.9"), ops.catalog(root), "latest", True)).files(session)
+            ops.Restore(ops.RestoreRequest(rd.Connection(mode="host", login_host="10.9.9.9"), RestoreSpec(ops.catalog(root), "latest", True))).files(session)
 
 
 def test_a_zombie_is_not_a_running_server():

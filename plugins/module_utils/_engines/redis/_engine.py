@@ -21,7 +21,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
 from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _scratch, _snapshot
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Source
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import REDIS, Catalog, Entry, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, StageError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, run

@@ -2,6 +2,7 @@
 # Copyright (c) cclite.backup contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared option documentation: how every PostgreSQL module reaches the server (docker or host mode, login options)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 # Copyright (c) cclite.backup contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared option documentation: the bucket, prefix, endpoint, credentials and encryption of every S3 module."""
 
 from __future__ import annotations
 

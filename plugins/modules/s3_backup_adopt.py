@@ -162,7 +162,7 @@ def main() -> None:
         remote = _remote.Remote(s3.connection_from(p))
         stores = {
             store: _adopt.adopt(remote, p["backup_root"], store, p["fetch_missing"], _module.file_mode_from(p),
-                                 module.check_mode, p["lock_timeout"])
+                                module.check_mode, p["lock_timeout"])
             for store in p["stores"]
         }
         adopted = ["%s/%s" % (store, name) for store, result in stores.items() for name in result["adopted"]]

@@ -23,6 +23,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks imp
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._fetch import download_legacy_into, matches_local
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry, layout_for
 
+
 def adopt(
     remote: Remote,
     root: str,

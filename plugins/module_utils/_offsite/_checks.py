@@ -15,6 +15,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._artifact impo
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry
 
+
 def check_object(remote: Remote, entry: RemoteEntry, report: dict[str, t.Any]) -> None:
     """Existence, size and checksum of the stored object against its manifest, without a download."""
     checks, problems = report["checks"], report["problems"]

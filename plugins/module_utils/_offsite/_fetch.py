@@ -21,6 +21,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks imp
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._listing import is_latest, resolve
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import AWS_CLI_PART, Remote, RemoteEntry, layout_for
 
+
 def fetch(
     remote: Remote,
     root: str,

@@ -17,6 +17,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._errors import
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import apply_stream, check_object, check_stream, download, new_report, settle
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry, layout_for, name_pattern
 
+
 def inspect(
     remote: Remote,
     store: str,

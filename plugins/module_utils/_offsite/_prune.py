@@ -16,6 +16,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._errors import
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import is_good
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry, STALE_UPLOAD
 
+
 def prune(
     remote: Remote,
     store: str,

@@ -22,6 +22,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._lock import S
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import check_object, is_good, new_report
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import MARKERS, Options, Remote, RemoteEntry, layout_for
 
+
 @dataclasses.dataclass
 class Planned:
     path: str

@@ -175,61 +175,43 @@ def full_read(entry: Entry, check: ContentCheck | None) -> Report:
 
 def link_target(catalog: Catalog) -> str | None:
     """The file name the ``latest`` link points to, read without trusting it."""
-    for name in catalog.latest_names():
-        link = os.path.join(catalog.directory, name)
-        if os.path.islink(link):
-            return os.path.basename(os.readlink(link))
-    return None
+    links = [os.path.join(catalog.directory, n) for n in catalog.latest_names()]
+    return next((os.path.basename(os.readlink(link)) for link in links if os.path.islink(link)), None)
 
 
-class Choice:
-    """Step 1: the artifact, and for ``latest`` the candidates newest first."""
+def candidates(spec: RestoreSpec) -> tuple[list[Entry], bool]:
+    """Step 1: the backup named, or for ``latest`` every backup newest first."""
+    if spec.name.startswith(SAFETY):  # rolling back to what an earlier restore replaced
+        return [spec.safety_catalog().resolve(spec.name[len(SAFETY):])], False
+    if spec.name != "latest" and spec.name not in spec.catalog.latest_names():
+        return [spec.catalog.resolve(spec.name)], False
+    entries = spec.catalog.entries()
+    if not entries:
+        raise ConfigError("there is no backup in %s yet: run a backup first, or name a file" % spec.catalog.directory)
+    return entries, True
 
-    def __init__(self, spec: RestoreSpec) -> None:
-        name = spec.name
-        self.notes: list[str] = []
-        self.skipped: list[str] = []
-        self.latest = False
-        if name.startswith(SAFETY):  # rolling back to what an earlier restore replaced
-            self.candidates = [spec.safety_catalog().resolve(name[len(SAFETY):])]
-        elif name == "latest" or name in spec.catalog.latest_names():
-            self.latest = True
-            self.candidates = spec.catalog.entries()
-            if not self.candidates:
-                raise ConfigError("there is no backup in %s yet: run a backup first, or name a file" % spec.catalog.directory)
-            self.link = link_target(spec.catalog)
-        else:
-            self.candidates = [spec.catalog.resolve(name)]
-        self.catalog = spec.catalog
 
-    def read(self, engine: Engine) -> tuple[Entry, t.Any]:
-        """Step 4: the first candidate that reads back whole; for ``latest``, the newest good one."""
-        for entry in self.candidates:
-            check = engine.content()
-            try:
-                if entry.manifest_error:
-                    raise VerifyError("refusing to restore %s: its manifest cannot be read (%s)" % (entry.name, entry.manifest_error))
-                full_read(entry, check)
-            except VerifyError as exc:
-                if not self.latest:
-                    raise
-                self.skipped.append(exc.msg)
-                continue
-            if self.latest:
-                self._compare_link(entry)
-            return entry, check
-        raise VerifyError(
-            "refusing to restore latest, nothing was changed: no backup in %s reads back good: %s"
-            % (self.catalog.directory, "; ".join(self.skipped))
-        )
-
-    def _compare_link(self, entry: Entry) -> None:
-        if self.skipped:
-            self.notes.append("newer backups do not read back good and were passed over: %s" % "; ".join(self.skipped))
-        if self.link is None:
-            self.notes.append("there is no latest link; %s is the newest good backup" % entry.name)
-        elif self.link != entry.name:
-            self.notes.append("the latest link points to %s, but the newest good backup is %s: restored %s" % (self.link, entry.name, entry.name))
+def choose(spec: RestoreSpec, engine: Engine, entries: list[Entry], latest: bool, notes: list[str]) -> tuple[Entry, t.Any]:
+    """Step 4: the first backup that reads back whole; for ``latest``, the newest good one."""
+    skipped = []
+    for entry in entries:
+        check = engine.content()
+        try:
+            if entry.manifest_error:
+                raise VerifyError("refusing to restore %s: its manifest cannot be read (%s)" % (entry.name, entry.manifest_error))
+            full_read(entry, check)
+        except VerifyError as exc:
+            if not latest:
+                raise
+            skipped.append(exc.msg)
+            continue
+        if skipped:
+            notes.append("newer backups do not read back good and were passed over: %s" % "; ".join(skipped))
+        link = link_target(spec.catalog) if latest else entry.name
+        if link not in (None, entry.name):
+            notes.append("the latest link points to %s, but the newest good backup is %s: restored %s" % (link, entry.name, entry.name))
+        return entry, check
+    raise VerifyError("refusing to restore latest: no backup in %s reads back good: %s" % (spec.catalog.directory, "; ".join(skipped)))
 
 
 class Flow:
@@ -253,21 +235,19 @@ class Flow:
 
     def _run(self, check_mode: bool) -> dict[str, t.Any]:
         spec, engine = self.spec, self.engine
-        choice = Choice(spec)
+        entries, latest = candidates(spec)
         self.step = "plan"
         plan = self.plan = engine.plan()
-        first = choice.candidates[0]
         if not check_mode and not spec.confirm:
             raise RestoreError(
                 "refusing to restore %s into %s without confirmation: set confirm: true (the module's option) once you are sure"
-                % (spec.name if choice.latest else first.name, plan.target), worded=True,
+                % (spec.name if latest else entries[0].name, plan.target), worded=True,
             )
         self.step = "read the whole backup"
-        entry, check = choice.read(engine)
+        entry, check = choose(spec, engine, entries, latest, plan.notes)
         words = engine.accept(entry, check)
-        out: dict[str, t.Any] = {"restored_from": entry.as_dict()}
-        out.update(plan.result)
-        out.update(safety_backup=None, rollback=None, notes=choice.notes, changed=True)
+        out: dict[str, t.Any] = dict({"restored_from": entry.as_dict()}, **plan.result)
+        out.update(safety_backup=None, rollback=None, notes=plan.notes, changed=True)
         if check_mode:
             out["msg"] = "would restore %s into %s (check mode: file checked, nothing changed)%s" % (entry.name, plan.target, words)
             return out
@@ -299,7 +279,6 @@ class Flow:
             if kept is not None and not spec.keep_previous:
                 self.rollback = RollbackPoint.of_safety(out["safety_backup"]) if out["safety_backup"] else None
         out.update(plan.result)
-        out["notes"] = choice.notes + plan.notes
         out["rollback"] = dataclasses.asdict(self.rollback) if self.rollback else None
         out["msg"] = self._message(entry)
         return out
@@ -316,10 +295,10 @@ class Flow:
             return "no copy of the replaced data was kept"
         return "the data it replaced is saved in %s (to roll back, %s)" % (self.rollback.where, self.rollback.how)
 
-    def _failed(self, exc: BackupError) -> RestoreError:
+    def _failed(self, exc: BackupError) -> BackupError:
         target = self.plan.target if self.plan else "the target"
-        if not self.swapped and self.step in ("choose the backup", "plan", "read the whole backup"):
-            return _with_msg(exc, "%s%s" % (exc.msg, "" if "nothing was changed" in exc.msg else "; nothing was changed"))
+        if self.step in ("choose the backup", "plan", "read the whole backup"):  # the same error, completed
+            return type(exc)(exc.msg + ("" if "nothing was changed" in exc.msg else "; nothing was changed"), **exc.details)
         try:
             state = self.engine.undo(self.swapped)
         except BackupError as undo_exc:
@@ -333,18 +312,9 @@ class Flow:
         return RestoreError("the restore failed at step '%s': %s. %s" % (self.step, exc.msg, state[:1].upper() + state[1:]), **exc.details)
 
     def _message(self, entry: Entry) -> str:
-        engine = self.engine
-        msg = "restored %s into %s (%s)" % (entry.name, t.cast(Plan, self.plan).target, engine.summary())
-        if self.rollback is not None:
-            msg += "; " + self._hint()
-        notes = t.cast(Plan, self.plan).notes
-        return "; ".join([msg] + notes)
-
-
-def _with_msg(exc: BackupError, msg: str) -> BackupError:
-    """The same error (type and details) with its message completed."""
-    new = type(exc)(msg, **exc.details)
-    return new
+        plan = t.cast(Plan, self.plan)
+        msg = "restored %s into %s (%s)" % (entry.name, plan.target, self.engine.summary())
+        return "; ".join([msg] + ([self._hint()] if self.rollback else []) + plan.notes)
 
 
 def restore(spec: RestoreSpec, engine: Engine, check_mode: bool) -> dict[str, t.Any]:

@@ -595,7 +595,7 @@ class Restore:
             else:
                 raise ConfigError("no service manager found (systemctl or service): set service_manager")
         if not self.req.service:
-            raise ConfigError("a host-mode RDB restore stops and starts Redis: set service (redis_backup_service)")
+            raise ConfigError("a host-mode RDB restore stops and starts Redis: set the option service")
         if manager == "systemd":
             return Command(("systemctl", action, self.req.service), stage="systemctl")
         if manager == "sysv":
@@ -783,8 +783,8 @@ class Restore:
                 break
             if time.monotonic() > deadline:
                 raise RestoreError(
-                    "Redis (pid %s) still runs %g seconds after '%s'; nothing was replaced. Check service "
-                    "(redis_backup_service) names the service that runs it" % (pid, req.stop_timeout, " ".join(self._service_command("stop").argv))
+                    "Redis (pid %s) still runs %g seconds after '%s'; nothing was replaced. Check that "
+                    "the option service names the service that runs it" % (pid, req.stop_timeout, " ".join(self._service_command("stop").argv))
                 )
             time.sleep(0.2)
         self.actions.append("stopped Redis (%s)" % " ".join(self._service_command("stop").argv))

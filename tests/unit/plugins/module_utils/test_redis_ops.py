@@ -120,7 +120,7 @@ def test_single_file_aof_is_replaced_by_the_rdb(tmp_path):
 
 def test_host_restore_needs_a_service(tmp_path):
     req = ops.RestoreRequest(rd.Connection(mode="host"), RestoreSpec(ops.catalog(str(tmp_path)), "latest", True), service="")
-    with pytest.raises(ConfigError, match="redis_backup_service"):
+    with pytest.raises(ConfigError, match="set the option service"):
         ops.Restore(req)._service_command("stop")
     req.service, req.service_manager = "redis-server", "systemd"
     assert ops.Restore(req)._service_command("start").argv == ("systemctl", "start", "redis-server")

@@ -215,6 +215,13 @@ def test_latest_passes_over_a_newer_backup_that_does_not_read_back(catalog):
     assert "but the newest good backup is %s" % good.name in out["notes"][1]
 
 
+def test_latest_without_a_link_is_the_newest_good_backup(catalog):
+    backup(catalog, 2, 2)
+    newest = backup(catalog, 1, 3)
+    out = _restore.restore(spec_for(catalog), FakeEngine(), check_mode=False)
+    assert out["restored_from"]["name"] == newest.name and out["notes"] == []
+
+
 def test_a_safety_name_restores_from_the_safety_catalog(catalog):
     backup(catalog, 1, 3, latest=True)
     first = _restore.restore(spec_for(catalog), FakeEngine(), check_mode=False)

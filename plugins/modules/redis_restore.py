@@ -213,6 +213,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as rd_ops
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _restore as rd_restore
 
 
 def main() -> None:
@@ -236,7 +237,7 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
-        request = rd_ops.RestoreRequest(
+        request = rd_restore.RestoreRequest(
             conn=rd.connection_from(p),
             spec=_module.restore_spec_from(p, rd_ops.catalog(p["backup_root"], p["method"], p["series"])),
             method=p["method"],
@@ -247,7 +248,7 @@ def main() -> None:
             replace_all=p["replace_all"],
             settings=rd_ops.Settings(p["method"], "file", p["pause_writes_ms"], 3, p["bgsave_timeout"]),
         )
-        return rd_ops.Restore(request).run(module.check_mode)
+        return rd_restore.Restore(request).run(module.check_mode)
 
     _module.run(module, action)
 

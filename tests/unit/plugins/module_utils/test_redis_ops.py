@@ -63,6 +63,11 @@ def test_aof_manifest_names_and_sequence():
 # --- staging the files of an RDB restore -----------------------------------------------------
 
 
+def host_restore(tmp_path) -> redis_restore.Restore:
+    spec = RestoreSpec(ops.catalog(str(tmp_path / "backups")), "latest", True)
+    return redis_restore.Restore(redis_restore.RestoreRequest(rd.Connection(mode="host"), spec))
+
+
 def backup_file(tmp_path, content: bytes, sha: str | None = None) -> Entry:
     directory = tmp_path / "backups" / "redis"
     directory.mkdir(parents=True, exist_ok=True)
@@ -79,8 +84,8 @@ def test_stage_writes_rdb_and_aof_files_beside_the_old_ones(tmp_path):
     (data / "dump.rdb").write_bytes(b"old")
     uid, gid = os.getuid(), os.getgid()
     files = redis_restore.Files(str(data), str(data / "dump.rdb"), (uid, gid), 0o640, aof=True, aof_dir=str(aof),
-                      aof_file="appendonly.aof", aof_existing=["appendonly.aof.3.base.rdb"], aof_seq=3, aof_owner=(uid, gid))
-    restore = redis_restore.Restore(redis_restore.RestoreRequest(rd.Connection(mode="host"), RestoreSpec(ops.catalog(str(tmp_path / "backups")), "latest", True)))
+                                aof_file="appendonly.aof", aof_existing=["appendonly.aof.3.base.rdb"], aof_seq=3, aof_owner=(uid, gid))
+    restore = host_restore(tmp_path)
     staged = restore._stage(backup_file(tmp_path, b"REDIS0010new-data"), files, str(tmp_path / "work"))
     assert list(staged.values()) == [
         str(data / "dump.rdb"), str(aof / "appendonly.aof.4.base.rdb"), str(aof / "appendonly.aof.4.incr.aof"),
@@ -104,7 +109,7 @@ def test_stage_refuses_a_file_that_changed_since_it_was_checked(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     files = redis_restore.Files(str(data), str(data / "dump.rdb"), (os.getuid(), os.getgid()), 0o600)
-    restore = redis_restore.Restore(redis_restore.RestoreRequest(rd.Connection(mode="host"), RestoreSpec(ops.catalog(str(tmp_path / "backups")), "latest", True)))
+    restore = host_restore(tmp_path)
     with pytest.raises(RestoreError, match="changed while it was being restored; nothing was changed"):
         restore._stage(backup_file(tmp_path, b"REDIS0010x", sha="0" * 64), files, str(tmp_path / "work"))
     assert os.listdir(data) == []
@@ -114,7 +119,7 @@ def test_single_file_aof_is_replaced_by_the_rdb(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     files = redis_restore.Files(str(data), str(data / "dump.rdb"), (os.getuid(), os.getgid()), 0o600, aof=True, aof_file="appendonly.aof")
-    restore = redis_restore.Restore(redis_restore.RestoreRequest(rd.Connection(mode="host"), RestoreSpec(ops.catalog(str(tmp_path / "backups")), "latest", True)))
+    restore = host_restore(tmp_path)
     staged = restore._stage(backup_file(tmp_path, b"REDIS0009old-redis"), files, str(tmp_path / "work"))
     assert sorted(staged.values()) == [str(data / "appendonly.aof"), str(data / "dump.rdb")]
 
@@ -261,7 +266,8 @@ def test_rdb_restore_of_a_remote_server_is_refused(server, tmp_path):
     ops.backup(ops.BackupRequest(server.conn, spec_for(root, server.conn)), check_mode=False)
     with server.session() as session:
         with pytest.raises(ConfigError, match="use method logical"):
-            redis_restore.Restore(redis_restore.RestoreRequest(rd.Connection(mode="host", login_host="10.9.9.9"), RestoreSpec(ops.catalog(root), "latest", True))).files(session)
+            remote = rd.Connection(mode="host", login_host="10.9.9.9")
+            redis_restore.Restore(redis_restore.RestoreRequest(remote, RestoreSpec(ops.catalog(root), "latest", True))).files(session)
 
 
 def test_a_zombie_is_not_a_running_server():

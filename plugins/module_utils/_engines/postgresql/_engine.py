@@ -165,7 +165,7 @@ class Restore:
         self.staging = pg.scratch_name(req.database, "restore")
         self.previous = pg.scratch_name(req.database, "pre_restore_%s" % self.stamp)
         self.current: dict[str, str] | None = None
-        self.swapped = False
+        self.swapped = self.prepared = False
         self.result: dict[str, t.Any] = {}
 
     def run(self, check_mode: bool) -> dict[str, t.Any]:
@@ -199,6 +199,7 @@ class Restore:
                 allow_connections(self.conn, database, False)
 
     def prepare(self, entry: Entry) -> None:
+        self.prepared = True  # from here on, the staging database is this run's (under the lock)
         pg.drop_database(self.conn, self.staging)  # left by a run that was killed
         pg.create_database(self.conn, self.staging, self.current)
         pg.load(self.conn, self.staging, ArtifactReader(entry.path).chunks())
@@ -235,7 +236,8 @@ class Restore:
             if self.swapped:
                 self.result["previous_database"] = self.previous
             return "%s holds the restored data" % self.req.database
-        pg.drop_database(self.conn, self.staging)
+        if self.prepared:
+            pg.drop_database(self.conn, self.staging)
         return ""
 
     def summary(self) -> str:

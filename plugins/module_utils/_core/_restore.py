@@ -232,6 +232,8 @@ class Flow:
             if isinstance(exc, RestoreError) and exc.details.get("worded"):
                 raise
             raise self._failed(exc) from exc
+        except Exception as exc:  # an OSError (disk full, permissions) still gets the undo and the state
+            raise self._failed(BackupError("%s: %s" % (type(exc).__name__, exc))) from exc
 
     def _run(self, check_mode: bool) -> dict[str, t.Any]:
         spec, engine = self.spec, self.engine
@@ -301,8 +303,8 @@ class Flow:
             return type(exc)(exc.msg + ("" if "nothing was changed" in exc.msg else "; nothing was changed"), **exc.details)
         try:
             state = self.engine.undo(self.swapped)
-        except BackupError as undo_exc:
-            state = "cleaning up after it failed too: %s" % undo_exc.msg
+        except Exception as undo_exc:  # pylint: disable=broad-exception-caught  # the first failure is the one to report
+            state = "cleaning up after it failed too: %s" % getattr(undo_exc, "msg", undo_exc)
         if self.swapped:
             state = "%s; %s" % (state or "the restored data is in place", self._hint())
         elif state:  # the swap failed part way

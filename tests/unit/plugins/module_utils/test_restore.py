@@ -309,6 +309,20 @@ def test_load_fails(catalog, fail):
     assert engine.live == OLD and engine.staging is None  # the staging was removed
 
 
+def test_an_os_error_in_a_step_still_undoes_and_names_the_step(catalog):
+    backup(catalog, 1, 3, latest=True)
+    engine = FakeEngine()
+
+    def full_disk(entry: Entry) -> None:
+        engine.staging = {"public.users": 1}
+        raise OSError(28, "No space left on device")
+
+    engine.prepare = full_disk  # type: ignore[method-assign]
+    with pytest.raises(RestoreError, match=r"failed at step 'prepare': OSError: \[Errno 28\] No space left on device\. Nothing was changed"):
+        _restore.restore(spec_for(catalog), engine, check_mode=False)
+    assert engine.live == OLD and engine.staging is None and engine.calls[-1] == "undo"
+
+
 def test_compare_fails(catalog):
     backup(catalog, 1, 3, latest=True)
     engine = FakeEngine(measured={"public.users": 2, "public.extra": 1})

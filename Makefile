@@ -84,9 +84,7 @@ build:
 demo:
 	@if [ -x tests/harness/demo.sh ]; then tests/harness/demo.sh; else echo 'demo: tests/harness/demo.sh is not written yet'; fi
 
-# Every bench/bench_*.py in turn, e.g. make bench BENCH_ARGS='--size-mb 256'
+# The one bench (every engine, backup and restore, scaling, memory), e.g.
+# make bench BENCH_ARGS='--quick' (a smoke test of a few minutes) or BENCH_ARGS='--size-mb 256 --rounds 2'
 bench:
-	for b in bench/bench_*.py; do \
-	  [ -e "$$b" ] || { echo 'bench: no bench/bench_*.py yet'; break; }; \
-	  echo "=== $$b ($$(date +%T))"; python "$$b" $(BENCH_ARGS); \
-	done
+	python bench/bench_all.py $(BENCH_ARGS)

@@ -24,147 +24,31 @@ Run from the repository root after `make setup`:  .venv/bin/python bench/bench_r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PASSWORD = "bench-Redis-pw"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _common import REDIS_PASSWORD, RedisServer, newest_manifest, redis_cli, run_playbook, task_seconds  # noqa: E402  pylint: disable=wrong-import-position
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cli(port: int, *args: str) -> str:
-    out = subprocess.run(
-        ["redis-cli", "-p", str(port), *args], check=True, capture_output=True, text=True,
-        env=dict(os.environ, REDISCLI_AUTH=PASSWORD),
-    )
-    if out.stdout.startswith("ERR"):
-        sys.exit("redis-cli %s: %s" % (" ".join(args), out.stdout))
-    return out.stdout.strip()
-
-
-class Server:
-    """A throwaway redis-server on a free port, in its own directory."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="cclite-bench-redis-")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", "",
-             "--appendonly", "no", "--requirepass", PASSWORD, "--enable-debug-command", "yes",
-             "--logfile", os.path.join(self.dir, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for _attempt in range(100):
-            try:
-                if cli(self.port, "PING") == "PONG":
-                    return
-            except subprocess.CalledProcessError:
-                pass
-            time.sleep(0.1)
-        sys.exit("redis-server did not start")
-
-    def populate(self, keys: int, value_size: int) -> dict:
-        first = keys * 9 // 10
-        cli(self.port, "DEBUG", "POPULATE", str(first), "key", str(value_size))
-        cli(self.port, "-n", "1", "DEBUG", "POPULATE", str(keys - first), "session", str(value_size))
-        # a TTL on every key of db1, far enough away not to expire during the benchmark
-        cli(self.port, "-n", "1", "EVAL",
-            "local c = '0' repeat local r = redis.call('SCAN', c, 'COUNT', 1000) c = r[1] "
-            "for _, k in ipairs(r[2]) do redis.call('EXPIRE', k, 86400) end until c == '0' return 1", "0")
-        return {line.split(":")[0]: line.split(":")[1] for line in cli(self.port, "INFO", "keyspace").splitlines() if ":" in line}
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class PeakRss:
-    """Samples VmHWM of the module processes (AnsiballZ_redis_backup) while they run."""
-
-    def __init__(self, needle: str) -> None:
-        self.needle = needle.encode()
-        self.peak_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    with open("/proc/%s/cmdline" % pid, "rb") as f:
-                        if self.needle not in f.read():
-                            continue
-                    with open("/proc/%s/status" % pid) as f:
-                        for line in f:
-                            if line.startswith("VmHWM:"):
-                                self.peak_kb = max(self.peak_kb, int(line.split()[1]))
-                except OSError:
-                    continue
-            time.sleep(0.05)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def task_seconds(output: str, name: str) -> float:
-    """Duration of one task, from the json callback's output."""
-    for play in json.loads(output)["plays"]:
-        for task in play["tasks"]:
-            if task["task"]["name"].split(" : ")[-1] == name:
-                duration = task["task"]["duration"]
-                start = time.mktime(time.strptime(duration["start"][:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + duration["start"][20:26])
-                end = time.mktime(time.strptime(duration["end"][:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + duration["end"][20:26])
-                return end - start
-    raise KeyError(name)
+PASSWORD = REDIS_PASSWORD
+cli = redis_cli
 
 
 def playbook(port: int, root: str, **settings: object) -> tuple[float, float, dict]:
-    os.makedirs(root)
-    inventory = os.path.join(root, "inventory.json")
-    with open(inventory, "w") as f:
-        json.dump({"cclite_backup": {"hosts": {"localhost": {"ansible_connection": "local",
-                                                             "ansible_python_interpreter": sys.executable}}}}, f)
     extra = {
         "backup_root": root, "backup_stores": ["redis"], "redis_backup_mode": "host",
         "redis_backup_login_port": port, "redis_backup_login_password": PASSWORD,
     }
     extra.update({"redis_backup_" + k: v for k, v in settings.items()})
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_STDOUT_CALLBACK="json")
-    start = time.monotonic()
-    with PeakRss("AnsiballZ_redis_backup") as peak:
-        out = subprocess.run(
-            [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
-             os.path.join(ROOT, "playbooks", "backup.yml"), "-e", json.dumps(extra)],
-            capture_output=True, text=True, env=env, check=False,
-        )
-    wall = time.monotonic() - start
-    if out.returncode != 0:
-        sys.exit("playbook failed:\n" + out.stdout[-3000:] + out.stderr[-3000:])
-    link = os.path.join(root, "redis", "latest.rdb" + (".zst" if settings.get("compression") == "zstd" else ".gz"))
-    with open(os.path.realpath(link) + ".manifest.json") as f:
-        manifest = json.load(f)
-    manifest["module_seconds"] = task_seconds(out.stdout, "Back up the Redis data")
-    return wall, peak.peak_kb / 1024.0, manifest
+    wall, peaks, out = run_playbook("backup.yml", root, {"localhost": {}}, extra)
+    _path, manifest = newest_manifest(root, "redis")
+    manifest["module_seconds"] = task_seconds(out, "Back up the Redis data")
+    return wall, peaks.get("redis_backup", 0.0), manifest
 
 
 def main() -> None:
@@ -176,7 +60,7 @@ def main() -> None:
                         help="rounds of raw and gzip playbook runs, interleaved so both see the same load (default 3)")
     args = parser.parse_args()
 
-    big, small = Server(), Server()
+    big, small = RedisServer(), RedisServer()
     work = tempfile.mkdtemp(prefix="cclite-bench-")
     try:
         print("populating %d keys of %d bytes (and %d in a small server)..." % (args.keys, args.value_size, args.small_keys), flush=True)

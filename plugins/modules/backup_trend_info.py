@@ -21,6 +21,7 @@ description:
     catalog this collection knows are returned unchanged (with an empty C(warnings) list).
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
+  - cclite.backup.size_trend
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -37,22 +38,6 @@ options:
     type: list
     elements: dict
     required: true
-  history:
-    description: How many of the backups before the new one make the median.
-    type: int
-    default: 7
-  min_history:
-    description: Fewer earlier backups than this give no median and no trend warning.
-    type: int
-    default: 3
-  smaller_ratio:
-    description: Warn when the new backup is smaller than this share of the median.
-    type: float
-    default: 0.5
-  larger_ratio:
-    description: Warn when the new backup is larger than this multiple of the median.
-    type: float
-    default: 2.0
 seealso:
   - module: cclite.backup.backup_report
 """
@@ -100,10 +85,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             results=dict(type="list", elements="dict", required=True),
-            history=dict(type="int", default=7),
-            min_history=dict(type="int", default=3),
-            smaller_ratio=dict(type="float", default=0.5),
-            larger_ratio=dict(type="float", default=2.0),
+            **_report.trend_argument_spec()
         ),
         supports_check_mode=True,
     )

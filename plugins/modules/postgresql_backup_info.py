@@ -104,6 +104,10 @@ backups:
       description: SHA-256 from the manifest (null for legacy backups).
       type: str
       returned: always
+    duration:
+      description: Seconds the backup took, from the manifest (null for legacy backups).
+      type: float
+      returned: always
     compression:
       description: gzip, zstd or none.
       type: str

@@ -99,6 +99,9 @@ backups:
     sha256:
       description: SHA-256 from the manifest (null for legacy backups).
       type: str
+    duration:
+      description: Seconds the backup took, from the manifest (null for legacy backups).
+      type: float
     compression:
       description: gzip, zstd or none.
       type: str

@@ -117,6 +117,10 @@ backups:
       description: SHA-256 from the manifest (null for legacy backups).
       returned: always
       type: str
+    duration:
+      description: Seconds the backup took, from the manifest (null for legacy backups).
+      returned: always
+      type: float
     compression:
       description: gzip, zstd or none.
       returned: always

@@ -147,6 +147,35 @@ class Job:
     artifacts: dict[str, t.Any]
 
 
+def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any]) -> Job:
+    """Run playbooks/<playbook>.yml through ansible-runner, as AWX does, with extra vars only."""
+    import ansible_runner  # imported late: only these tests need it
+
+    private = tempfile.mkdtemp(prefix="cclite-runner-job-")
+    try:
+        env = {
+            "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".collections"),
+            "PATH": os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""),
+            "ANSIBLE_NOCOLOR": "1",
+        }
+        result = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=ROOT,
+            playbook="playbooks/%s.yml" % playbook,
+            inventory=inventory,
+            extravars=dict(extravars),
+            envvars=env,
+            quiet=True,
+            timeout=600,
+        )
+        stdout = result.stdout.read()
+        stats = [e for e in result.events if e.get("event") == "playbook_on_stats"]
+        artifacts = stats[0]["event_data"].get("artifact_data", {}) if stats else {}
+        return Job(result.status, result.rc, stdout, artifacts)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
 @dataclasses.dataclass
 class Site:
     root: str  # backup_root
@@ -155,31 +184,7 @@ class Site:
     postgres: Postgres
 
     def run(self, playbook: str, **extravars: t.Any) -> Job:
-        import ansible_runner  # imported late: only these tests need it
-
-        private = tempfile.mkdtemp(prefix="cclite-runner-job-")
-        try:
-            env = {
-                "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".collections"),
-                "PATH": os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""),
-                "ANSIBLE_NOCOLOR": "1",
-            }
-            result = ansible_runner.run(
-                private_data_dir=private,
-                project_dir=ROOT,
-                playbook="playbooks/%s.yml" % playbook,
-                inventory=self.inventory,
-                extravars=extravars,
-                envvars=env,
-                quiet=True,
-                timeout=600,
-            )
-            stdout = result.stdout.read()
-            stats = [e for e in result.events if e.get("event") == "playbook_on_stats"]
-            artifacts = stats[0]["event_data"].get("artifact_data", {}) if stats else {}
-            return Job(result.status, result.rc, stdout, artifacts)
-        finally:
-            shutil.rmtree(private, ignore_errors=True)
+        return run_playbook(self.inventory, playbook, extravars)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)

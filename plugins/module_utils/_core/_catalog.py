@@ -94,6 +94,7 @@ class Entry:
             "created": self.created.isoformat(),
             "size": self.size,
             "sha256": (self.manifest or {}).get("artifact", {}).get("sha256"),
+            "duration": (self.manifest or {}).get("duration_seconds"),
             "compression": self.algorithm,
             "series": self.series,
             "legacy": self.legacy,

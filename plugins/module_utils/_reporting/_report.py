@@ -64,6 +64,16 @@ def size_history(artifact: str, store: str) -> tuple[str, list[int]] | None:
     return found[0].created.isoformat(), found[1]
 
 
+def trend_argument_spec() -> dict[str, t.Any]:
+    """The size trend's options (doc fragment ``cclite.backup.size_trend``)."""
+    return {
+        "history": {"type": "int", "default": 7},
+        "min_history": {"type": "int", "default": 3},
+        "smaller_ratio": {"type": "float", "default": 0.5},
+        "larger_ratio": {"type": "float", "default": 2.0},
+    }
+
+
 def _percent(value: float) -> str:
     return "%+.1f%%" % value
 
@@ -200,7 +210,7 @@ def overall_status(records: t.Iterable[t.Mapping[str, t.Any]]) -> str:
 # per-run log and JSON report ---------------------------------------------------------------
 
 
-def _write_text(path: str, text: str, mode: int) -> None:
+def write_text(path: str, text: str, mode: int) -> None:
     """Write ``text`` through a temp file in the same directory, fsync, then rename."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".partial")
@@ -322,9 +332,39 @@ def prune_runs(logs_dir: str, retention_days: int, now: datetime.datetime | None
 def write_run(logs_dir: str, report: t.Mapping[str, t.Any], stamp: str, mode: int = 0o600) -> tuple[str, str]:
     os.makedirs(logs_dir, mode=0o700, exist_ok=True)
     log, path = run_paths(logs_dir, str(report.get("playbook") or "run"), stamp)
-    _write_text(path, json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", mode)
-    _write_text(log, render_log(report), mode)
+    write_text(path, json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", mode)
+    write_text(log, render_log(report), mode)
     return log, path
+
+
+RUN_KEYS = ("run_id", "playbook", "host", "started", "ended", "status", "stores")
+RECORD_KEYS = ("store", "action", "target", "status", "artifact", "size", "duration", "median_ratio", "problems", "warnings", "error")
+
+
+def read_runs(logs_dir: str, kinds: t.Sequence[str] = ()) -> list[dict[str, t.Any]]:
+    """The JSON run reports under ``logs_dir``, newest first (by the stamp in their name),
+    cut to the run and its records; files that are not run reports are skipped."""
+    try:
+        names = os.listdir(logs_dir)
+    except FileNotFoundError:
+        return []
+    runs = []
+    for name in names:
+        match = RUN_FILE_RE.fullmatch(name)
+        if not match or not name.endswith(".json") or (kinds and match.group("kind") not in kinds):
+            continue
+        try:
+            with open(os.path.join(logs_dir, name), encoding="utf-8") as handle:
+                report = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(report, dict) or report.get("schema") != "cclite.backup/run-report":
+            continue
+        run = {k: report.get(k) for k in RUN_KEYS}
+        run["file"] = name
+        run["results"] = [{k: r.get(k) for k in RECORD_KEYS} for r in report.get("results") or [] if isinstance(r, dict)]
+        runs.append((match.group("stamp"), name, run))
+    return [run for _stamp, _name, run in sorted(runs, key=lambda x: (x[0], x[1]), reverse=True)]
 
 
 # node-exporter textfile metrics ------------------------------------------------------------
@@ -428,5 +468,5 @@ def write_metrics(directory: str, records: t.Sequence[t.Mapping[str, t.Any]], en
                 current = parse_metrics(handle.read())
         except FileNotFoundError:
             current = {}
-        _write_text(path, render_metrics(update_metrics(current, records, ended)), 0o644)
+        write_text(path, render_metrics(update_metrics(current, records, ended)), 0o644)
     return path

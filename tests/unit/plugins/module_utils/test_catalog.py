@@ -301,6 +301,7 @@ def test_entries_newest_first_and_only_catalog_files(catalog, tmp_path):
         "created": (NOW - datetime.timedelta(days=1)).isoformat(),
         "size": entries[0].size,
         "sha256": hashlib.sha256(open(newest, "rb").read()).hexdigest(),
+        "duration": entries[0].manifest["duration_seconds"],
         "compression": "gzip",
         "series": "",
         "legacy": False,

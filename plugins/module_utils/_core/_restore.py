@@ -300,7 +300,10 @@ class Flow:
     def _failed(self, exc: BackupError) -> BackupError:
         target = self.plan.target if self.plan else "the target"
         if self.step in ("choose the backup", "plan", "read the whole backup"):  # the same error, completed
-            return type(exc)(exc.msg + ("" if "nothing was changed" in exc.msg else "; nothing was changed"), **exc.details)
+            if "nothing was changed" not in exc.msg:
+                exc.msg = exc.msg + "; nothing was changed"
+                exc.args = (exc.msg,)
+            return exc
         try:
             state = self.engine.undo(self.swapped)
         except Exception as undo_exc:  # pylint: disable=broad-exception-caught  # the first failure is the one to report

@@ -263,6 +263,27 @@ def test_artifact_bad(catalog, damage):
     assert "prepare" not in engine.calls and engine.live == OLD and engine.staging is None
 
 
+def test_a_plan_that_fails_keeps_its_error_type(catalog):
+    """An engine's own error class (an HTTP error with its status) reaches the module as it is."""
+
+    class HttpError(StageError):
+        def __init__(self, msg: str, status: int) -> None:
+            super().__init__(msg)
+            self.status = status
+
+    backup(catalog, 1, 3, latest=True)
+    engine = FakeEngine()
+
+    def refused() -> _restore.Plan:
+        raise HttpError("the server answered 401", 401)
+
+    engine.plan = refused  # type: ignore[method-assign]
+    with pytest.raises(HttpError) as err:
+        _restore.restore(spec_for(catalog), engine, check_mode=False)
+    assert err.value.msg == "the server answered 401; nothing was changed" and err.value.status == 401
+    assert engine.live == OLD
+
+
 def test_lock_held(catalog):
     backup(catalog, 1, 3, latest=True)
     engine = FakeEngine()

@@ -1,5 +1,5 @@
 # Entry points for developers and CI (.ci/run). Start with `make setup`.
-# `make test` runs lint, sanity, units, integration and molecule in that order and stops
+# `make test` runs lint, sanity, units, integration, runner, the reduced fault suite and molecule in that order and stops
 # at the first failure.
 
 SHELL := /bin/bash
@@ -25,10 +25,10 @@ BENCH_ARGS ?=
 MOLECULE_SKIP ?=
 SCENARIOS := $(filter-out $(MOLECULE_SKIP),$(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup collections docker image lint sanity units integration runner molecule test build demo bench
+.PHONY: help setup collections docker image lint sanity units integration runner molecule test build demo bench faults faults-reduced
 
 help:
-	@echo 'make setup | docker | image | lint | sanity | units | integration | runner | molecule | test | build | demo | bench'
+	@echo 'make setup | docker | image | lint | sanity | units | integration | runner | faults | molecule | test | build | demo | bench'
 
 setup: $(VENV)/.requirements collections
 
@@ -72,7 +72,7 @@ molecule: image
 	done
 
 test:
-	@for t in lint sanity units integration runner molecule; do \
+	@for t in lint sanity units integration runner faults-reduced molecule; do \
 	  echo "=== make $$t ($$(date +%T))"; \
 	  $(MAKE) --no-print-directory $$t; \
 	done
@@ -88,3 +88,15 @@ demo:
 # make bench BENCH_ARGS='--quick' (a smoke test of a few minutes) or BENCH_ARGS='--size-mb 256 --rounds 2'
 bench:
 	python bench/bench_all.py $(BENCH_ARGS)
+
+# The fault suite (tests/faults/): real PostgreSQL and Redis started by the tests, kills of every
+# stage at random points, disk full, read-only root, server down, wrong credentials, corruption,
+# two runs at once, bad input; prints its figures. `make faults` runs the full matrix (>= 10
+# trials per kill stage); `make faults FAULTS=reduced` the few-minute one that `make test` runs.
+# Needs root (tmpfs mounts; runs the server as the postgres user).
+FAULTS ?= full
+faults:
+	CCLITE_FAULTS=$(FAULTS) tests/harness/pytest.sh -p no:cacheprovider -q tests/faults
+
+faults-reduced:
+	$(MAKE) --no-print-directory faults FAULTS=reduced

@@ -86,3 +86,16 @@ requirements:
   - boto3 on the managed host (python3-boto3, or pip install boto3)
   - cryptography on the managed host when encryption is used (python3-cryptography)
 """
+
+    # the options of _remote.min_size_argument_spec(): modules that judge copies without a manifest
+    MIN_SIZE = r"""
+options:
+  min_size_bytes:
+    description:
+      - Size floor per store (V(postgresql), V(redis), V(qdrant)) of the copies without a manifest
+        on S3 (made by the guide's scripts); a smaller one is bad. Copies with a manifest are held
+        to the size it records instead.
+      - Defaults to V(1024) for postgresql and qdrant and V(128) for redis, the store roles' floors.
+    type: dict
+    default: {}
+"""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
+
 
 def _record(result: t.Mapping[str, t.Any], store: str, action: str) -> dict[str, t.Any]:
     artifact = result.get("artifact") or (result.get("restored_from") if action == "restore" else None) or {}
@@ -45,17 +47,6 @@ def run_results(registered: t.Mapping[str, t.Any], store: str, action: str) -> l
     return [_record(registered, store, action)]
 
 
-def _size(size: t.Any) -> str:
-    if not isinstance(size, int):
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
-        value /= 1024
-    return "%d B" % size
-
-
 def run_line(record: t.Mapping[str, t.Any]) -> str:
     """One readable line for a run record."""
     parts = [record.get("store", "?"), record.get("action", "?")]
@@ -64,7 +55,7 @@ def run_line(record: t.Mapping[str, t.Any]) -> str:
     parts.append(str(record.get("status", "?")).upper())
     if record.get("artifact"):
         parts.append(str(record["artifact"]).rsplit("/", 1)[-1])
-        parts.append(_size(record.get("size")))
+        parts.append(_report.human_size(record.get("size")))
     if record.get("duration") is not None:
         parts.append("%.1fs" % record["duration"])
     text = " | ".join(parts)
@@ -85,7 +76,7 @@ def catalog_lines(catalog: t.Mapping[str, t.Any]) -> list[str]:
             for backup in backups:
                 state = (backup.get("verification") or {}).get("state", "not checked")
                 legacy = " legacy" if backup.get("legacy") else ""
-                lines.append("  %s  %s  %s  %s%s" % (backup["name"], backup["created"][:19], _size(backup["size"]), state, legacy))
+                lines.append("  %s  %s  %s  %s%s" % (backup["name"], backup["created"][:19], _report.human_size(backup["size"]), state, legacy))
             for problem in result.get("problems") or []:
                 lines.append("  problem: %s" % problem)
     return lines

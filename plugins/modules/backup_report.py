@@ -98,12 +98,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 log:
-  description: Path of the run log.
+  description:
+    - Path of the run log; V(null) when it could not be written (a read-only or full
+      O(backup_root)). Then the task warns and says why instead of failing, so that the run's
+      own error stays the one reported.
   returned: always
   type: str
   sample: /var/backups/cc-lite/logs/backup_20251226_020000.log
 report:
-  description: Path of the JSON report.
+  description: Path of the JSON report; V(null) when it could not be written (see RV(log)).
   returned: always
   type: str
 metrics:
@@ -165,11 +168,19 @@ def main() -> None:
             log, path = _report.run_paths(logs, str(report["playbook"] or "run"), stamp)
             pruned = _report.prune_runs(logs, p["retention_days"], dry_run=True)
         else:
-            pruned = _report.prune_runs(logs, p["retention_days"])
-            log, path = _report.write_run(logs, report, stamp)
-            if metrics:
-                ended = _report.epoch(run.get("ended"), datetime.datetime.now().timestamp())
-                _report.write_metrics(p["metrics_dir"], p["results"], ended, p["metrics_file"])
+            try:
+                pruned = _report.prune_runs(logs, p["retention_days"])
+                log, path = _report.write_run(logs, report, stamp)
+                if metrics:
+                    ended = _report.epoch(run.get("ended"), datetime.datetime.now().timestamp())
+                    _report.write_metrics(p["metrics_dir"], p["results"], ended, p["metrics_file"])
+            except OSError as exc:
+                # the run's own outcome (often the very same unwritable backup_root) must stay the
+                # error people see: the report says it could not be kept, and why, without failing
+                where = exc.filename or logs
+                sentence = "%s; the run's status was %s" % (_report.unwritable_sentence(where, exc), report["status"])
+                module.warn(sentence)
+                return dict(changed=False, log=None, report=None, metrics=None, status=report["status"], pruned=[], msg=sentence)
         verb = "would write" if module.check_mode else "wrote"
         msg = "%s %s and %s%s" % (verb, log, path, (" and updated %s" % metrics) if metrics else "")
         return dict(changed=True, log=log, report=path, metrics=metrics, status=report["status"], pruned=pruned, msg=msg)

@@ -91,7 +91,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest, _module
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
 from ansible_collections.cclite.backup.plugins.module_utils._reporting import _html, _report
 
@@ -119,7 +119,7 @@ def main() -> None:
         summary = {h["host"]: {s["label"]: {"backups": len(s["backups"]), "gaps": len(s["gaps"]), "anomalies": len(s["anomalies"])}
                                for s in h["stores"]} for h in facts["hosts"]}
         if not module.check_mode:
-            _report.write_text(dest, page, 0o644)
+            _manifest.write_text(dest, page, 0o644)
         verb = "would write" if module.check_mode else "wrote"
         return dict(changed=True, dest=dest, hosts=summary, msg="%s %s (%d host(s))" % (verb, dest, len(facts["hosts"])))
 

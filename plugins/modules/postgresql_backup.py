@@ -65,6 +65,12 @@ options:
     description:
       - Extra C(pg_dump) options, for example C(--exclude-table-data=audit_log). The format
         stays plain SQL.
+      - Options that would move or reshape the output are refused before anything runs, with
+        the reason - C(-f)/C(--file), C(-F)/C(--format), C(-Z)/C(--compress), C(-j)/C(--jobs),
+        C(-d)/C(--dbname), C(-h)/C(--host), C(-p)/C(--port), C(-U)/C(--username),
+        C(-W)/C(--password), C(--snapshot), C(--help), C(--version) and bare arguments (a
+        database name). Abbreviated long options (C(--fil=x)) and bundled short ones (C(-vf x))
+        are read as C(pg_dump) reads them.
     type: list
     elements: str
     default: []

@@ -33,6 +33,7 @@ description:
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.s3
+  - cclite.backup.s3.MIN_SIZE
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -80,14 +81,6 @@ options:
     description: Seconds to wait for another run on the same store to finish.
     type: int
     default: 600
-  min_size_bytes:
-    description:
-      - Size floor per store (V(postgresql), V(redis), V(qdrant)) of the copies without a manifest
-        on S3 (made by the guide's scripts); a smaller one is bad. Copies with a manifest are held
-        to the size it records instead.
-      - Defaults to V(1024) for postgresql and qdrant and V(128) for redis, the store roles' floors.
-    type: dict
-    default: {}
 seealso:
   - module: cclite.backup.s3_backup_info
   - module: cclite.backup.postgresql_restore

@@ -24,6 +24,7 @@ description:
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.s3
+  - cclite.backup.s3.MIN_SIZE
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -63,14 +64,6 @@ options:
     description: The newest copy of each series must not be older than this.
     type: float
     default: 25
-  min_size_bytes:
-    description:
-      - Size floor per store (V(postgresql), V(redis), V(qdrant)) of the copies without a manifest
-        on S3 (made by the guide's scripts); a smaller one is bad. Copies with a manifest are held
-        to the size it records instead.
-      - Defaults to V(1024) for postgresql and qdrant and V(128) for redis, the store roles' floors.
-    type: dict
-    default: {}
   fail_on_problems:
     description: Fail when any check finds a problem, listing every problem.
     type: bool

@@ -28,6 +28,7 @@ description:
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.s3
+  - cclite.backup.s3.MIN_SIZE
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -49,14 +50,6 @@ options:
     description: Keep copies made within this many days.
     type: int
     required: true
-  min_size_bytes:
-    description:
-      - Size floor per store (V(postgresql), V(redis), V(qdrant)) of the copies without a manifest
-        on S3 (made by the guide's scripts); a smaller one is bad. Copies with a manifest are held
-        to the size it records instead.
-      - Defaults to V(1024) for postgresql and qdrant and V(128) for redis, the store roles' floors.
-    type: dict
-    default: {}
 notes:
   - Needs C(s3:DeleteObject), C(s3:ListBucket), C(s3:ListBucketMultipartUploads) and C(s3:AbortMultipartUpload) on the prefix.
   - On a versioned bucket a delete leaves a noncurrent version; expire those with a lifecycle

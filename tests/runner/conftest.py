@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -22,17 +21,12 @@ import typing as t
 import pytest
 import yaml
 
+from tests import throwaway_postgres
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PGBIN = "/usr/lib/postgresql/15/bin"
 PG_PASSWORD = "Runner-Secret-9d2f7"
 WEBHOOK_TOKEN = "T000-B000-hookTokenZ9"
 PING_UUID = "5f0c2a1e-ping-uuid-4b7d"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -88,10 +82,6 @@ def capture() -> t.Iterator[Capture]:
     server.close()
 
 
-def _as_postgres(*argv: str, **kwargs: t.Any) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], cwd="/", check=True, capture_output=True, text=True, **kwargs)
-
-
 @dataclasses.dataclass
 class Postgres:
     port: int
@@ -106,35 +96,16 @@ class Postgres:
 
 @pytest.fixture(scope="session")
 def postgres() -> t.Iterator[Postgres]:
-    if not os.path.exists(os.path.join(PGBIN, "initdb")):
+    if not throwaway_postgres.installed():
         pytest.skip("PostgreSQL 15 is not installed (apt-get install postgresql-15)")
-    base = tempfile.mkdtemp(prefix="cclite-runner-pg-", dir="/var/tmp")
-    os.chmod(base, 0o755)
-    data = os.path.join(base, "data")
-    os.mkdir(data, 0o700)
-    shutil.chown(data, "postgres")
-    pwfile = os.path.join(base, "pw")
-    with open(pwfile, "w", encoding="utf-8") as handle:
-        handle.write(PG_PASSWORD)
-    shutil.chown(pwfile, "postgres")
-    port = free_port()
-    _as_postgres(os.path.join(PGBIN, "initdb"), "-D", data, "-U", "postgres", "--pwfile=" + pwfile,
-                 "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
-    os.unlink(pwfile)
-    _as_postgres(os.path.join(PGBIN, "pg_ctl"), "-D", data, "-w", "-l", os.path.join(data, "pg.log"),
-                 "-o", "-p %d -k %s -c listen_addresses=127.0.0.1" % (port, data), "start")
-    server = Postgres(port, data)
-    try:
+    with throwaway_postgres.cluster(PG_PASSWORD, "cclite-runner-pg-") as (port, data):
+        server = Postgres(port, data)
         server.psql("CREATE DATABASE operator_demo", database="postgres")
         server.psql(
             "CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL);"
             "INSERT INTO users (email) SELECT 'agent' || g || '@example.com' FROM generate_series(1, 3000) g;"
         )
         yield server
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(PGBIN, "pg_ctl"), "-D", data, "-m", "fast", "stop"],
-                       cwd="/", check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclasses.dataclass

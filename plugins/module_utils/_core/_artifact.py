@@ -22,6 +22,7 @@ and computes the sha256 and size of the stored (compressed) bytes in the same pa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -35,7 +36,7 @@ import typing as t
 import zlib
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, spooled_tail
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Child, Command, start
 
 CHUNK = 1024 * 1024
 EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}
@@ -88,6 +89,31 @@ class Compression:
         return {"algorithm": self.algorithm, "level": self.level, "program": cmd.name if cmd else None}
 
 
+def read_chunks(handle: t.Any) -> t.Iterator[bytes]:
+    """What ``handle`` holds, one :data:`CHUNK` at a time, to its end."""
+    return iter(lambda: handle.read(CHUNK), b"")
+
+
+def _feed(sink: t.BinaryIO, produce: t.Callable[[t.BinaryIO], None], errors: list[BaseException]) -> threading.Thread:
+    """Run ``produce(sink)`` in a thread, then close ``sink``; what it raises lands in ``errors``
+    (reported once the pipeline has ended)."""
+
+    def run() -> None:
+        try:
+            produce(sink)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            try:
+                sink.close()
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def algorithm_of(path: str) -> str:
     if path.endswith(".gz"):
         return "gzip"
@@ -97,7 +123,7 @@ def algorithm_of(path: str) -> str:
 
 
 class Consumer(t.Protocol):
-    """A content check fed the decompressed data chunk by chunk (see ``_verify.ContentCheck``)."""
+    """A content check fed the decompressed data chunk by chunk; ``result`` is its problem or ``None``."""
 
     def feed(self, chunk: bytes) -> None: ...
 
@@ -130,33 +156,7 @@ class Written:
 Source = t.Union[Command, t.Callable[[t.BinaryIO], None]]
 
 
-class _Stage:
-    """A child process with its stderr spooled to an anonymous temp file."""
-
-    def __init__(self, cmd: Command, stdin: t.Any) -> None:
-        self.cmd = cmd
-        self.err = tempfile.TemporaryFile()
-        try:
-            self.proc = subprocess.Popen(
-                list(cmd.argv), stdin=stdin, stdout=subprocess.PIPE, stderr=self.err, env=cmd.environ()
-            )
-        except FileNotFoundError as exc:
-            self.err.close()
-            raise ConfigError("cannot run %s: %s is not installed or not on PATH" % (cmd.name, exc.filename)) from exc
-
-    def stderr(self) -> str:
-        return spooled_tail(self.err, self.cmd.secrets())
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-    def close(self) -> None:
-        self.err.close()
-
-
-def _failure(stages: list[_Stage], feeder_error: BaseException | None) -> StageError | None:
+def _failure(stages: list[Child], feeder_error: BaseException | None) -> StageError | None:
     """The error to report, naming the root cause first (a producer before its consumer)."""
     failed = [s for s in stages if s.proc.returncode != 0]
     if feeder_error is not None and not (isinstance(feeder_error, BrokenPipeError) and failed):
@@ -166,11 +166,7 @@ def _failure(stages: list[_Stage], feeder_error: BaseException | None) -> StageE
         downstream_failed = any(o is not stage and stages.index(o) > stages.index(stage) for o in failed)
         if stage.proc.returncode in SIGPIPE_CODES and downstream_failed:
             continue  # it only lost its reader; the reader's failure is the cause
-        rc = stage.proc.returncode
-        how = "was killed by signal %d" % -rc if rc < 0 else "failed with exit status %d" % rc
-        return StageError(
-            "%s %s: %s" % (stage.cmd.name, how, stage.stderr() or "(no error output)"), stage=stage.cmd.name, rc=rc
-        )
+        return StageError(stage.failure(), stage=stage.cmd.name, rc=stage.proc.returncode)
     return None
 
 
@@ -191,6 +187,7 @@ class _StreamCheck:
         self.chunks: queue.Queue[bytes] = queue.Queue(self.DEPTH)
         self.error: str | None = None
         self.content_size = 0
+        self.content: str | None = None
         self.done = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -212,6 +209,9 @@ class _StreamCheck:
                 self.content_size += len(data)
                 if self.consumer is not None:
                     self.consumer.feed(data)
+            if self.consumer is not None:
+                # here, not in finish(): a child the check started dies with this thread (PDEATHSIG)
+                self.content = self.consumer.result()
         except BackupError as exc:
             self.error = exc.msg
         except Exception as exc:  # a content check that breaks must not hang the writer
@@ -238,10 +238,7 @@ class _StreamCheck:
     def finish(self) -> StreamChecked:
         self._end()
         self.thread.join()
-        content = None
-        if self.error is None and self.consumer is not None:
-            content = self.consumer.result()
-        return StreamChecked(self.error, self.content_size, content)
+        return StreamChecked(self.error, self.content_size, self.content if self.error is None else None)
 
     def abandon(self) -> None:
         """The write failed: stop the thread without waiting for data that will not come."""
@@ -249,6 +246,36 @@ class _StreamCheck:
         self._drain()
         self._end()
         self.thread.join(timeout=5)
+
+
+class Partial:
+    """The temp file of :func:`in_place`; set ``keep`` false to drop it instead of renaming it."""
+
+    def __init__(self, handle: t.Any) -> None:
+        self.file = handle
+        self.keep = True
+
+
+@contextlib.contextmanager
+def in_place(path: str, mode: int = 0o600, text: bool = False) -> t.Iterator[Partial]:
+    """A hidden ``.partial`` temp file beside ``path``, fsynced and renamed onto ``path`` when the
+    block ends without an error (and ``keep`` is still set); removed in every other case."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".%s.%d." % (os.path.basename(path), os.getpid()), suffix=".partial")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w" if text else "wb", encoding="utf-8" if text else None) as handle:
+            fd = -1
+            partial = Partial(handle)
+            yield partial
+            handle.flush()
+            os.fsync(handle.fileno())
+        if partial.keep:
+            os.rename(tmp, path)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _fsync_dir(path: str) -> None:
@@ -279,53 +306,37 @@ def write_artifact(
         raise ConfigError("%s already exists; refusing to overwrite an artifact" % dest)
     started = utcnow()
     fd, tmp = -1, ""
-    stages: list[_Stage] = []
+    stages: list[Child] = []
     feeder: threading.Thread | None = None
     feeder_error: list[BaseException] = []
     digest = hashlib.sha256()
     size = 0
     inflight: _StreamCheck | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(dest), suffix=".partial")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s.%d." % (os.path.basename(dest), os.getpid()), suffix=".partial")
         os.fchmod(fd, mode)
         compressor = compression.compressor()
         if isinstance(source, Command):
-            stages.append(_Stage(source, subprocess.DEVNULL))
+            stages.append(start(source))
             upstream: t.Any = stages[0].proc.stdout
             if compressor is not None:
-                stages.append(_Stage(compressor, upstream))
+                stages.append(start(compressor, stdin=upstream))
                 upstream.close()  # the compressor owns the read end now
                 upstream = stages[-1].proc.stdout
         else:
             if compressor is None:
                 raise ConfigError("a Python data source needs a compressor; use gzip or zstd")
-            stages.append(_Stage(compressor, subprocess.PIPE))
+            stages.append(start(compressor, stdin=subprocess.PIPE))
             sink = stages[0].proc.stdin
             if sink is None:
                 raise StageError("the compressor has no input pipe")
-
-            def feed() -> None:
-                try:
-                    source(sink)
-                except BaseException as exc:  # reported after the pipeline ends
-                    feeder_error.append(exc)
-                finally:
-                    try:
-                        sink.close()
-                    except OSError:
-                        pass
-
-            feeder = threading.Thread(target=feed, daemon=True)
-            feeder.start()
+            feeder = _feed(sink, source, feeder_error)
             upstream = stages[0].proc.stdout
         if check is not None and check is not False:
             inflight = _StreamCheck(dest, compression.algorithm, None if check is True else check)
         with os.fdopen(fd, "wb", closefd=True) as out:
             fd = -1
-            while True:
-                chunk = upstream.read(CHUNK)
-                if not chunk:
-                    break
+            for chunk in read_chunks(upstream):
                 digest.update(chunk)
                 out.write(chunk)
                 if inflight is not None:
@@ -356,7 +367,6 @@ def write_artifact(
         if fd >= 0:
             os.close(fd)
         for stage in stages:
-            stage.kill()
             stage.close()
         if feeder is not None:
             feeder.join(timeout=5)
@@ -383,10 +393,7 @@ class ArtifactReader:
     def _raw(self, digest: t.Any) -> t.Iterator[bytes]:
         try:
             with open(self.path, "rb") as handle:
-                while True:
-                    chunk = handle.read(CHUNK)
-                    if not chunk:
-                        return
+                for chunk in read_chunks(handle):
                     digest.update(chunk)
                     self.size += len(chunk)
                     yield chunk
@@ -441,34 +448,22 @@ class ArtifactReader:
     def _unzstd(self, raw: t.Iterator[bytes]) -> t.Iterator[bytes]:
         if not shutil.which("zstd"):
             raise ConfigError("reading %s needs the zstd program on the managed host: install zstd" % self.path)
-        stage = _Stage(Command(("zstd", "-d", "-c", "-q"), stage="zstd"), subprocess.PIPE)
+        stage = start(Command(("zstd", "-d", "-c", "-q"), stage="zstd"), stdin=subprocess.PIPE)
         errors: list[BaseException] = []
         sink = stage.proc.stdin
         if sink is None or stage.proc.stdout is None:
             raise StageError("zstd has no pipes")
 
-        def feed() -> None:
+        def produce(out: t.BinaryIO) -> None:
             try:
                 for chunk in raw:
-                    sink.write(chunk)
+                    out.write(chunk)
             except BrokenPipeError:
-                pass
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                try:
-                    sink.close()
-                except OSError:
-                    pass
+                pass  # zstd stopped reading: its exit status says why
 
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
+        feeder = _feed(sink, produce, errors)
         try:
-            while True:
-                data = stage.proc.stdout.read(CHUNK)
-                if not data:
-                    break
-                yield data
+            yield from read_chunks(stage.proc.stdout)
             stage.proc.wait()
             feeder.join()
             if errors:
@@ -476,6 +471,5 @@ class ArtifactReader:
             if stage.proc.returncode != 0:
                 raise VerifyError("%s: the zstd stream is corrupt or truncated (%s)" % (self.path, stage.stderr()))
         finally:
-            stage.kill()
             stage.close()
             feeder.join(timeout=5)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
+import fcntl
 import os
 import re
 import stat
@@ -29,11 +31,11 @@ import typing as t
 from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import EXTENSIONS, algorithm_of
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME, process_alive
 
 STAMP = "%Y%m%d_%H%M%S"
 SERIES_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*(?:_[A-Za-z0-9.-]+)*")
 SIDECARS = (_manifest.SUFFIX,)
-STALE_PARTIAL_SECONDS = 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,18 @@ class Layout:
         """Where restores keep the copy of the data they are about to replace."""
         return Layout(self.store, self.prefix.replace("_backup", "_safety"), self.content, "safety")
 
+    def pattern(self, series: str | None = None) -> t.Pattern[str]:
+        """Backup file names, ``<prefix>[_<series>]_<stamp><content><ext>``: of one series
+        (``""``: none), or of any series (``None``: the name's series in group ``series``)."""
+        if series is None:
+            infix = r"(?:_(?P<series>%s))?" % SERIES_RE.pattern
+        else:
+            infix = re.escape("_%s" % series if series else "")
+        return re.compile(
+            r"%s%s_(?P<stamp>\d{8}_\d{6})%s(?P<comp>%s)"
+            % (re.escape(self.prefix), infix, re.escape(self.content), "|".join(re.escape(e) for e in EXTENSIONS.values()))
+        )
+
 
 POSTGRESQL = Layout("postgresql", "postgres_backup", ".sql")
 REDIS = Layout("redis", "redis_backup", ".rdb")
@@ -69,7 +83,8 @@ class Entry:
     series: str
     size: int
     manifest: dict[str, t.Any] | None
-    manifest_error: str | None = None  # the manifest exists but cannot be read
+    manifest_error: str | None = None  # the manifest cannot be read, is gone, or disagrees with the journal
+    journal: dict[str, t.Any] | None = None  # the catalog journal's record, when this collection made it
 
     @property
     def algorithm(self) -> str:
@@ -77,11 +92,21 @@ class Entry:
 
     @property
     def legacy(self) -> bool:
-        return self.manifest is None and self.manifest_error is None
+        """Made by something else (the guide's scripts): no manifest, and the journal does not know it."""
+        return self.manifest is None and self.manifest_error is None and self.journal is None
+
+    @property
+    def expected_sha256(self) -> str | None:
+        """The sha256 the bytes must have: the manifest's, else the journal's."""
+        if self.manifest is not None:
+            return self.manifest.get("artifact", {}).get("sha256")
+        return (self.journal or {}).get("sha256")
 
     @property
     def created(self) -> datetime.datetime:
         ended = _manifest.ended(self.manifest) if self.manifest else None
+        if ended is None and self.journal:
+            ended = _manifest.ended({"ended": self.journal.get("created")})
         return ended or self.stamp
 
     def age_hours(self, now: datetime.datetime) -> float:
@@ -93,7 +118,7 @@ class Entry:
             "path": self.path,
             "created": self.created.isoformat(),
             "size": self.size,
-            "sha256": (self.manifest or {}).get("artifact", {}).get("sha256"),
+            "sha256": self.expected_sha256,
             "duration": (self.manifest or {}).get("duration_seconds"),
             "compression": self.algorithm,
             "series": self.series,
@@ -127,16 +152,7 @@ class Catalog:
         self.layout = layout
         self.series = series
         self.directory = os.path.join(root, layout.relative_dir)
-        infix = "_%s" % series if series else ""
-        self._pattern = re.compile(
-            r"%s%s_(?P<stamp>\d{8}_\d{6})%s(?P<comp>%s)"
-            % (
-                re.escape(layout.prefix),
-                re.escape(infix),
-                re.escape(layout.content),
-                "|".join(re.escape(e) for e in EXTENSIONS.values()),
-            )
-        )
+        self._pattern = layout.pattern(series)
 
     # names ---------------------------------------------------------------------------------
 
@@ -165,7 +181,56 @@ class Catalog:
     def ensure(self) -> None:
         """Create the store and logs directories, private to the owner."""
         for directory in (self.directory, os.path.join(self.root, "logs")):
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            try:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(unwritable(directory, exc)) from exc
+
+    def writable(self) -> None:
+        """Fail with what, where and the fix when the store's directory cannot be written."""
+        probe = existing(self.directory)
+        try:
+            read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        if read_only:
+            raise ConfigError(unwritable(self.directory, OSError(errno.EROFS, os.strerror(errno.EROFS))))
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise ConfigError(unwritable(self.directory, OSError(errno.EACCES, os.strerror(errno.EACCES))))
+
+    def free_space(self, expected: int | None, basis: str) -> dict[str, t.Any]:
+        """Compare the free space at the store's directory with ``expected`` bytes; fail early,
+        with the figures, when it does not fit. ``basis`` says where ``expected`` comes from."""
+        probe = existing(self.directory)
+        info = os.statvfs(probe)
+        free = info.f_bavail * info.f_frsize
+        out: dict[str, t.Any] = {"path": probe, "free": free, "expected": expected, "basis": basis}
+        if expected is not None and free < expected:
+            raise ConfigError(
+                "not enough free space for a backup in %s: %s free, %s expected (%s). Nothing was written: "
+                "free some space there, lower the retention, or point backup_root at a larger file system"
+                % (probe, human(free), human(expected), basis),
+                preflight=out,
+            )
+        return out
+
+    def expected_size(self, estimate: t.Callable[[], int | None] | None, compressed: bool) -> tuple[int | None, str]:
+        """What the next backup will need: the newest backup made here (journal or manifest
+        size) plus a margin; for the first backup, the engine's ``estimate`` of the data."""
+        for entry in self.entries():
+            recorded = entry.expected_sha256 and ((entry.manifest or {}).get("artifact", {}).get("size") or (entry.journal or {}).get("size"))
+            if recorded and not entry.manifest_error:
+                size = int(recorded)
+                return int(size * SPACE_MARGIN), "%s was %s, plus %d%%" % (entry.name, human(size), round(100 * SPACE_MARGIN) - 100)
+        if estimate is None:
+            return None, "no earlier backup and no estimate from the engine: not checked"
+        data = estimate()
+        if data is None:
+            return None, "no earlier backup and the engine cannot tell the data's size: not checked"
+        if compressed:
+            return int(data * FIRST_COMPRESSED_SHARE), "no earlier backup; the data is %s and a compressed dump is taken as %d%% of it" % (
+                human(data), round(100 * FIRST_COMPRESSED_SHARE))
+        return int(data), "no earlier backup; the data is %s, stored uncompressed" % human(data)
 
     def preflight(self) -> None:
         """Fail before any work when the catalog could not take a new backup."""
@@ -210,12 +275,13 @@ class Catalog:
         except FileNotFoundError:
             return []
         found = []
+        journal = self.journal.records()
         for name in names:
             stamp = self.parse(name)
             path = os.path.join(self.directory, name)
             if stamp is None or os.path.islink(path) or not os.path.isfile(path):
                 continue
-            found.append(self._entry(name, path, stamp))
+            found.append(self._entry(name, path, stamp, journal))
         found.sort(key=lambda e: (e.stamp, e.name), reverse=True)
         return found
 
@@ -228,14 +294,41 @@ class Catalog:
                 return entry, [e.size for e in entries[index + 1:]]
         return None
 
-    def latest(self) -> Entry | None:
-        """What ``latest`` points to; the newest backup when there is no link."""
+    def latest_link(self) -> tuple[str, str] | None:
+        """The ``latest`` link of this series and the name it points to, refused when it points
+        out of the directory or at something that is not a backup of this series."""
         for name in self.latest_names():
             link = os.path.join(self.directory, name)
-            if os.path.islink(link) and os.path.exists(link):
-                return self.resolve(os.path.basename(os.path.realpath(link)))
+            if not os.path.islink(link):
+                continue
+            target = os.readlink(link)
+            real = os.path.realpath(link)
+            if os.path.dirname(real) != os.path.realpath(self.directory):
+                raise ConfigError(
+                    "%s points at %s, outside %s: a latest link must name a backup file of that directory. "
+                    "Delete the link (the next backup recreates it) or name a backup file instead of latest"
+                    % (link, target, self.directory)
+                )
+            if self.parse(os.path.basename(real)) is None:
+                raise ConfigError(
+                    "%s points at %s, which is not a %s backup of this series (names like %s): delete the link "
+                    "(the next backup recreates it) or name a backup file instead of latest"
+                    % (link, target, self.layout.store, self.name_pattern())
+                )
+            return link, os.path.basename(real)
+        return None
+
+    def latest(self) -> Entry | None:
+        """What ``latest`` points to; the newest backup when there is no link."""
+        found = self.latest_link()
+        if found is not None and os.path.exists(os.path.join(self.directory, found[1])):
+            return self.resolve(found[1])
         entries = self.entries()
         return entries[0] if entries else None
+
+    def name_pattern(self) -> str:
+        infix = "_%s" % self.series if self.series else ""
+        return "%s%s_YYYYMMDD_HHMMSS%s[.gz|.zst]" % (self.layout.prefix, infix, self.layout.content)
 
     def resolve(self, name: str) -> Entry:
         """A backup by name (``latest``, a latest link name, or a backup file name).
@@ -262,18 +355,44 @@ class Catalog:
         stamp = self.parse(base)
         if stamp is None:
             raise ConfigError(
-                "%r is not a %s backup name (expected %s)" % (base, self.layout.store, self.file_name(local_now(), ".gz"))
+                "%r is not a %s backup name: backup names look like %s; list the backups to see them"
+                % (base, self.layout.store, self.name_pattern())
             )
         path = os.path.join(self.directory, base)
         if os.path.islink(path) or not os.path.isfile(path):
             raise ConfigError("backup %s not found in %s: list the backups to see what exists" % (base, self.directory))
         return self._entry(base, path, stamp)
 
-    def _entry(self, name: str, path: str, stamp: datetime.datetime) -> Entry:
+    @property
+    def journal(self) -> _manifest.Journal:
+        return _manifest.Journal(self.directory)
+
+    def _entry(self, name: str, path: str, stamp: datetime.datetime, journal: t.Mapping[str, t.Any] | None = None) -> Entry:
+        """One backup, its manifest checked against the journal: a backup made here keeps being
+        known as such when its manifest is deleted or replaced."""
+        record = (self.journal.records() if journal is None else journal).get(name)
+        size = os.path.getsize(path)
         try:
-            return Entry(name, path, stamp, self.series, os.path.getsize(path), _manifest.read(path))
+            manifest = _manifest.read(path)
         except VerifyError as exc:
-            return Entry(name, path, stamp, self.series, os.path.getsize(path), None, exc.msg)
+            return Entry(name, path, stamp, self.series, size, None, exc.msg, record)
+        if record is None:
+            return Entry(name, path, stamp, self.series, size, manifest)
+        if manifest is None:
+            return Entry(
+                name, path, stamp, self.series, size, None,
+                "manifest missing (%s); the journal %s records sha256 %s, size %s: restore the manifest "
+                "from the off-site copy, or delete the backup" % (_manifest.path_for(path), self.journal.path, record.get("sha256"), record.get("size")),
+                record,
+            )
+        listed = manifest.get("artifact", {}).get("sha256")
+        if listed != record.get("sha256"):
+            return Entry(
+                name, path, stamp, self.series, size, None,
+                "the manifest's sha256 %s differs from the journal's %s: the manifest was replaced" % (listed, record.get("sha256")),
+                record,
+            )
+        return Entry(name, path, stamp, self.series, size, manifest, None, record)
 
     # retention -----------------------------------------------------------------------------
 
@@ -294,8 +413,6 @@ class Catalog:
         cutoff = datetime.timedelta(days=retention_days)
         expired = [e for e in entries if now - e.created > cutoff]
         deleted: list[str] = []
-        if not dry_run:
-            self._remove_stale_partials()
         if not expired:
             return PruneResult(deleted, None, "no backup is older than %d days" % retention_days)
         protected = next((e for e in entries if is_good(e)), None)
@@ -311,6 +428,7 @@ class Catalog:
                 for path in (entry.path,) + tuple(entry.path + s for s in SIDECARS):
                     if os.path.lexists(path):
                         os.unlink(path)
+                self.journal.remove(entry.name)
         if not dry_run:
             for name in self.latest_names():
                 link = os.path.join(self.directory, name)
@@ -319,23 +437,109 @@ class Catalog:
         reason = "kept %s, the newest good backup" % protected.name
         return PruneResult(deleted, protected.path, reason)
 
-    def _remove_stale_partials(self) -> None:
-        """Temp files of runs that were killed (younger ones may belong to a live run)."""
+    # leftovers of killed runs ---------------------------------------------------------------
+
+    def partials(self) -> list[Partial]:
+        """The temp files in the directory (``.<name>.<pid>[.<random>].partial``), each marked
+        stale when its writer is gone: the PID in its name is dead, or no run holds the lock."""
         try:
-            names = os.listdir(self.directory)
+            names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
-            return
-        limit = time.time() - STALE_PARTIAL_SECONDS
-        for name in names:
-            if not (name.startswith(".") and name.endswith(".partial")):
-                continue
+            return []
+        found = [n for n in names if n.startswith(".") and n.endswith(".partial")]
+        if not found:
+            return []
+        lock_free = not _lock_held(self.directory)
+        out = []
+        for name in found:
             path = os.path.join(self.directory, name)
             try:
-                info = os.lstat(path)  # a link left by point_latest may dangle
-                if not stat.S_ISDIR(info.st_mode) and info.st_mtime < limit:
-                    os.unlink(path)
+                info = os.lstat(path)
             except FileNotFoundError:
                 continue
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            match = PARTIAL_PID_RE.search(name)
+            pid = int(match.group(1)) if match else None
+            out.append(Partial(name, path, info.st_size, pid, lock_free or (pid is not None and not process_alive(pid))))
+        return out
+
+    def remove_stale_partials(self) -> list[dict[str, t.Any]]:
+        """Delete the temp files of killed runs. Call it holding the store's lock: every writer
+        of the directory holds it, so any temp file that is not this process's is a leftover."""
+        removed = []
+        for partial in self.partials():
+            if partial.pid == os.getpid():
+                continue
+            try:
+                os.unlink(partial.path)
+            except FileNotFoundError:
+                continue
+            removed.append({"name": partial.name, "size": partial.size, "pid": partial.pid})
+        return removed
+
+
+PARTIAL_PID_RE = re.compile(r"\.(\d+)(?:\.[A-Za-z0-9_]{8})?\.partial$")
+SPACE_MARGIN = 1.25
+FIRST_COMPRESSED_SHARE = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Partial:
+    """A temp file of a writer, and whether that writer is gone."""
+
+    name: str
+    path: str
+    size: int
+    pid: int | None
+    stale: bool
+
+
+def _lock_held(directory: str) -> bool:
+    """Whether a run holds the store's lock now (without taking it for longer than a test)."""
+    try:
+        fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def existing(path: str) -> str:
+    """``path``, or its nearest existing parent (where it would be created)."""
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def human(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return ("%d %s" % (size, unit)) if unit == "bytes" else ("%.1f %s" % (size, unit))
+        size /= 1024.0
+    return str(size)
+
+
+def unwritable(directory: str, exc: OSError) -> str:
+    """What, where and the fix, for a backup directory that cannot be written."""
+    if exc.errno == errno.EROFS:
+        why = "the file system is mounted read-only"
+        fix = "remount it read-write, or set backup_root to a directory on a writable file system"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = "permission denied"
+        fix = "run as the user that owns backup_root (become: true), or fix its owner and mode"
+    elif exc.errno == errno.ENOSPC:
+        why = "no space left on the device"
+        fix = "free some space there, or point backup_root at a larger file system"
+    else:
+        why = exc.strerror or str(exc)
+        fix = "check that backup_root is a writable local directory"
+    return "cannot write backups to %s: %s. Nothing was written; %s" % (directory, why, fix)
 
 
 def median_size(entries: t.Sequence[Entry]) -> float | None:

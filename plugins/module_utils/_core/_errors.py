@@ -40,3 +40,11 @@ class VerifyError(BackupError):
 
 class RestoreError(BackupError):
     """A restore step failed; the message says what state the target is in."""
+
+
+def with_hint(message: str, hints: t.Iterable[tuple[str, str]]) -> str:
+    """``message`` with the fix of the first ``(needle, hint)`` whose needle it contains."""
+    for needle, hint in hints:
+        if needle in message:
+            return "%s (%s)" % (message, hint)
+    return message

@@ -24,6 +24,24 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._errors import
 LOCK_NAME = ".cclite-backup.lock"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process still runs; a zombie (exited, not yet reaped by its parent) does not."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
+            state = handle.read().rsplit(")", 1)[-1].split()[0]
+        return state not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
 class StoreLock:
     def __init__(self, directory: str, store: str, purpose: str, timeout: float = 600.0, poll: float = 0.2) -> None:
         self.path = os.path.join(directory, LOCK_NAME)

@@ -2,7 +2,16 @@
 # Copyright (c) cclite.backup contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Manifests: one JSON sidecar per artifact, written atomically, read back by every check."""
+"""Manifests: one JSON sidecar per artifact, written atomically, read back by every check; and
+the catalog journal, the record of every backup made or adopted here that outlives its manifest.
+
+The journal is ``.catalog.jsonl`` in the store's directory: one JSON line per backup whose
+manifest this collection wrote (``{"op": "add", "name", "size", "sha256", "created", "kind"}``),
+appended and fsynced before the artifact is renamed into place, under the store's lock. It is
+never rewritten; retention appends ``{"op": "remove", "name"}``. A backup the journal knows
+whose manifest is gone is therefore not legacy: it is a problem, and its bytes are still checked
+against the sha256 the journal recorded.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +19,9 @@ import datetime
 import json
 import os
 import socket
-import tempfile
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written, in_place
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
 
 SCHEMA = "cclite.backup/manifest"
@@ -65,26 +73,22 @@ def build(
     return manifest
 
 
+def write_text(path: str, text: str, mode: int = 0o600) -> None:
+    """Write a small text file through a temp file in the same directory, fsync, then rename."""
+    with in_place(path, mode, text=True) as partial:
+        partial.file.write(text)
+
+
 def write_json(path: str, data: t.Mapping[str, t.Any], mode: int = 0o600) -> None:
     """Write JSON to ``path`` through a temp file, fsync and rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".partial")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
 def write(artifact: str, manifest: t.Mapping[str, t.Any], mode: int = 0o600) -> str:
+    """Write the manifest, then record the backup in the directory's journal."""
     path = path_for(artifact)
     write_json(path, manifest, mode)
+    Journal(os.path.dirname(os.path.abspath(artifact))).add(manifest, mode)
     return path
 
 
@@ -108,3 +112,64 @@ def ended(manifest: t.Mapping[str, t.Any]) -> datetime.datetime | None:
         return datetime.datetime.fromisoformat(manifest["ended"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+JOURNAL = ".catalog.jsonl"
+
+
+class Journal:
+    """The append-only record of the backups of one directory (see the module docstring)."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, JOURNAL)
+
+    def _append(self, record: t.Mapping[str, t.Any], mode: int = 0o600) -> None:
+        line = json.dumps(record, sort_keys=True) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def add(self, manifest: t.Mapping[str, t.Any], mode: int = 0o600) -> None:
+        artifact = manifest.get("artifact") or {}
+        self._append(
+            {
+                "op": "add",
+                "name": artifact.get("name"),
+                "size": artifact.get("size"),
+                "sha256": artifact.get("sha256"),
+                "created": manifest.get("ended"),
+                "kind": manifest.get("kind"),
+            },
+            mode,
+        )
+
+    def remove(self, name: str) -> None:
+        """Retention deleted ``name`` (or its write never completed)."""
+        if os.path.exists(self.path):
+            self._append({"op": "remove", "name": name})
+
+    def records(self) -> dict[str, dict[str, t.Any]]:
+        """The backups the journal holds now, by name; the last line about a name wins. Lines
+        that cannot be read (a torn last line after a crash) are skipped."""
+        known: dict[str, dict[str, t.Any]] = {}
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+                        continue
+                    if record.get("op") == "remove":
+                        known.pop(record["name"], None)
+                    elif record.get("op") == "add":
+                        known[record["name"]] = record
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise VerifyError("the catalog journal %s cannot be read (%s)" % (self.path, exc.strerror or exc)) from exc
+        return known

@@ -7,11 +7,13 @@
 An engine supplies a :class:`Producer` (what to stream, and the statistics to record) and a
 content check; the order of the steps, which is what makes a backup trustworthy, lives here:
 
-1. take the store's lock; check the catalog can take a new backup;
+1. check the store's directory is writable and has room for the backup (the previous
+   backup's size plus a margin, or the engine's estimate for the first one); take the store's
+   lock; remove the temp files of killed runs; record backups older than the journal in it;
 2. stream the producer into a temp file (every stage's exit status checked);
 3. check the data as it is written (the stream decompresses, the engine's content check
    passes), then finish the producer (source statistics);
-4. write the manifest, then rename the artifact into place;
+4. write the manifest and its line in the catalog journal, then rename the artifact into place;
 5. only then move ``latest``, and apply retention (never deleting the newest good backup).
 """
 
@@ -25,7 +27,7 @@ import typing as t
 from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Source, StreamChecked, Written, write_artifact
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import ContentCheck, Report, Rules, check_data, verify
 
@@ -54,6 +56,9 @@ class BackupSpec:
     content_stats: bool = False  # the content check's stats() are the source statistics
     lock_timeout: float = 600.0
     file_mode: int = 0o600
+    # the engine's cheap estimate of the data's size in bytes (None: it cannot tell), used
+    # by the free-space check of a first backup
+    estimate: t.Callable[[], int | None] | None = None
 
 
 def artifact_result(written: Written, spec: BackupSpec, versions: t.Mapping[str, str]) -> dict[str, t.Any]:
@@ -81,7 +86,8 @@ def checked_problems(checked: StreamChecked) -> list[str]:
 
 
 def is_good(entry: Entry, content: ContentFactory) -> bool:
-    """Whether a backup verifies as good: its data reads back and matches its manifest."""
+    """Whether a backup verifies as good: its data reads back and matches its manifest (a
+    backup whose manifest is gone or disagrees with the journal never is)."""
     if entry.manifest_error:
         return False
     report = Report(entry.name, entry.path)
@@ -91,10 +97,14 @@ def is_good(entry: Entry, content: ContentFactory) -> bool:
 
 def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, str]) -> dict[str, t.Any]:
     catalog = spec.catalog
+    catalog.writable()
     catalog.ensure()
     catalog.preflight()
     result: dict[str, t.Any] = {}
     with StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
+        removed = catalog.remove_stale_partials()
+        record_unjournaled(catalog)
+        space = catalog.free_space(*catalog.expected_size(spec.estimate, spec.compression.algorithm != "none"))
         path = catalog.new_path(spec.compression.extension)
         manifest_path = _manifest.path_for(path)
 
@@ -131,6 +141,7 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
         except BaseException:
             if os.path.exists(manifest_path) and not os.path.exists(path):
                 os.unlink(manifest_path)
+                catalog.journal.remove(os.path.basename(path))
             raise
         out: dict[str, t.Any] = {
             "artifact": artifact_result(written, spec, versions),
@@ -138,6 +149,8 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
             "source": result["manifest"]["source"],
             "latest": None,
             "retention": None,
+            "preflight": space,
+            "removed_partials": removed,
         }
         if spec.move_latest:
             out["latest"] = catalog.point_latest(written.path)
@@ -155,10 +168,20 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
 HISTORY = 30
 
 
+def record_unjournaled(catalog: Catalog) -> None:
+    """Give the journal a line for each backup with a manifest made before the journal existed,
+    so that from now on its manifest cannot go missing unnoticed. Call it under the lock."""
+    for entry in catalog.entries():
+        if entry.manifest is not None and entry.journal is None and not entry.manifest_error:
+            catalog.journal.add(entry.manifest)
+
+
 def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
     """What a backup would do, for check mode: same shape, nothing written."""
     catalog = spec.catalog
+    catalog.writable()
     catalog.preflight()
+    space = catalog.free_space(*catalog.expected_size(spec.estimate, spec.compression.algorithm != "none"))
     path = os.path.join(catalog.directory, catalog.file_name(local_now(), spec.compression.extension))
     out: dict[str, t.Any] = {
         "artifact": {"path": path, "name": os.path.basename(path), "size": None, "sha256": None,
@@ -168,6 +191,8 @@ def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
         "source": {},
         "latest": os.path.join(catalog.directory, catalog.latest_name(spec.compression.extension)) if spec.move_latest else None,
         "retention": None,
+        "preflight": space,
+        "removed_partials": [{"name": p.name, "size": p.size, "pid": p.pid} for p in catalog.partials() if p.stale],
     }
     if spec.retention_days is not None:
         pruned = catalog.prune(spec.retention_days, lambda e: is_good(e, spec.content), dry_run=True)
@@ -182,19 +207,29 @@ def inspect(
     content: ContentFactory,
     now: datetime.datetime | None = None,
     deep: t.Callable[[Entry, Report], None] | None = None,
-) -> tuple[list[dict[str, t.Any]], list[str]]:
+) -> dict[str, t.Any]:
     """List the catalog and check each backup at ``level`` (none, quick, full; deep adds the
-    engine's deep check on the newest). Returns the backups and the problems found.
+    engine's deep check on the newest). Returns what every ``*_backup_info`` module returns:
+    directory, backups, latest, problems, healthy.
 
     The age rule applies to the newest backup only (is a backup being made?); the size-drop
-    rule compares each backup with the ones before it.
+    rule compares each backup with the ones before it. Temp files left by killed runs are
+    problems (with their sizes) until the next run removes them, and ``latest`` must point at
+    the newest backup whose checks found it intact.
     """
     now = now or local_now()
     entries = catalog.entries()
     backups: list[dict[str, t.Any]] = []
     problems: list[str] = []
+    for partial in catalog.partials():
+        if partial.stale:
+            problems.append(
+                "%s: a temp file (%d bytes) left by a run that was killed; the next backup run removes it"
+                % (partial.path, partial.size)
+            )
     if not entries and level != "none":
         problems.append("no %s backup in %s" % (catalog.layout.store, catalog.directory))
+    intact: list[Entry] = []
     for index, entry in enumerate(entries):
         item = entry.as_dict()
         if level != "none":
@@ -211,18 +246,51 @@ def inspect(
                 deep(entry, report)
             item["verification"] = report.as_dict()
             problems.extend(report.problems)
+            if not any(report.checks.get(c) == "failed" for c in INTEGRITY_CHECKS):
+                intact.append(entry)
         backups.append(item)
-    return backups, problems
-
-
-def info(
-    catalog: Catalog, rules: Rules, level: str, content: ContentFactory, now: datetime.datetime | None = None,
-    deep: t.Callable[[Entry, Report], None] | None = None,
-) -> dict[str, t.Any]:
-    """The result of an ``_info`` module: the catalog checked at ``level`` (see :func:`inspect`)."""
-    backups, problems = inspect(catalog, rules, level, content, now, deep)
-    latest = catalog.latest()
+    if level != "none":
+        problems.extend(latest_problems(catalog, intact))
     return {
-        "directory": catalog.directory, "backups": backups, "latest": latest.as_dict() if latest else None,
-        "problems": problems, "healthy": not problems,
+        "directory": catalog.directory,
+        "backups": backups,
+        "latest": latest_listed(catalog),
+        "problems": problems,
+        "healthy": not problems,
     }
+
+
+def latest_listed(catalog: Catalog) -> dict[str, t.Any] | None:
+    """What ``latest`` names, for a listing; ``None`` when there is none or the link is refused
+    (inspect reports why)."""
+    try:
+        latest = catalog.latest()
+    except ConfigError:
+        return None
+    return latest.as_dict() if latest else None
+
+
+# the checks whose failure makes a backup unusable (age and size only raise doubts)
+INTEGRITY_CHECKS = ("manifest", "stream", "sha256", "content")
+
+
+def latest_problems(catalog: Catalog, intact: t.Sequence[Entry]) -> list[str]:
+    """``latest`` must point at the newest intact backup (``intact`` is newest first)."""
+    try:
+        found = catalog.latest_link()
+    except ConfigError as exc:
+        return [exc.msg]
+    if found is None:
+        return []
+    link, name = found
+    if not os.path.exists(os.path.join(catalog.directory, name)):
+        return ["%s points at %s, which does not exist: run a backup, or point it at %s" % (
+            link, name, intact[0].name if intact else "a good backup")]
+    if not intact:
+        return ["%s points at %s, and no backup of %s checks out as intact" % (link, name, catalog.directory)]
+    if name != intact[0].name:
+        return ["%s points at %s, but the newest intact backup is %s: a restore of latest would take the "
+                "wrong file; run a backup (it moves latest), or restore %s by name" % (link, name, intact[0].name, intact[0].name)]
+    return []
+
+

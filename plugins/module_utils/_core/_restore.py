@@ -164,6 +164,8 @@ def compare(counts: t.Iterable[Count]) -> list[str]:
 def full_read(entry: Entry, check: ContentCheck | None) -> Report:
     """Read the whole artifact before any change; a corrupt file stops the restore here."""
     report = Report(entry.name, entry.path)
+    if entry.manifest_error:  # unreadable, or gone while the journal says the collection made it
+        report.failed("manifest", entry.manifest_error)
     check_data(report, entry, check)
     if report.problems:
         raise VerifyError(
@@ -197,8 +199,6 @@ def choose(spec: RestoreSpec, engine: Engine, entries: list[Entry], latest: bool
     for entry in entries:
         check = engine.content()
         try:
-            if entry.manifest_error:
-                raise VerifyError("refusing to restore %s: its manifest cannot be read (%s)" % (entry.name, entry.manifest_error))
             full_read(entry, check)
         except VerifyError as exc:
             if not latest:

@@ -15,15 +15,12 @@ import dataclasses
 import datetime
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Consumer
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, median_size
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError
 
 
-class ContentCheck(t.Protocol):
-    def feed(self, chunk: bytes) -> None: ...
-
-    def result(self) -> str | None: ...
+ContentCheck = Consumer  # an engine's content check: fed every decompressed chunk, then result()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +45,8 @@ class Report:
     size: int | None = None  # stored bytes read
     # what a deep check measured, in the shape of the manifest's ``source`` (adoption records it)
     measured: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+    # the checks of which one passing makes the backup good (a copy on S3: checksum, download, stream)
+    good_when: tuple[str, ...] = ("sha256", "stream")
 
     def passed(self, check: str) -> None:
         self.checks[check] = "ok"
@@ -56,15 +55,19 @@ class Report:
         self.checks[check] = "failed"
         self.problems.append("%s: %s" % (self.name, problem))
 
-    def skipped(self, check: str, why: str) -> None:
+    def skipped(self, check: str, why: str = "", note: str = "") -> None:
+        """Record ``check`` as skipped, noted as '<check> not checked: <why>' or as ``note``."""
         self.checks[check] = "skipped"
-        self.notes.append("%s: %s not checked: %s" % (self.name, check, why))
+        self.note(note or "%s not checked: %s" % (check, why))
+
+    def note(self, text: str) -> None:
+        self.notes.append("%s: %s" % (self.name, text))
 
     @property
     def state(self) -> str:
         if self.problems:
             return "bad"
-        if any(v == "ok" for k, v in self.checks.items() if k in ("sha256", "stream")):
+        if any(self.checks.get(k) == "ok" for k in self.good_when):
             return "good"
         return "unverified"
 
@@ -98,6 +101,9 @@ def check_rules(
             report.passed("size")
     if entry.manifest_error:
         report.failed("manifest", entry.manifest_error)
+        recorded = (entry.journal or {}).get("size")
+        if entry.manifest is None and recorded is not None and recorded != entry.size:
+            report.failed("size", "size %d differs from the journal's %s: the file was changed or cut" % (entry.size, recorded))
     elif entry.manifest is None:
         report.skipped("manifest", "no manifest (a legacy backup): size and sha256 cannot be compared")
     else:
@@ -124,10 +130,11 @@ def check_data(report: Report, entry: Entry, content: ContentCheck | None = None
     if reader.content_size == 0:
         report.failed("content", "the backup is empty once decompressed")
         return
-    if entry.manifest is not None:
-        expected = entry.manifest.get("artifact", {}).get("sha256")
+    expected = entry.expected_sha256
+    if expected is not None:
+        whose = "manifest's" if entry.manifest is not None else "journal's"
         if reader.sha256 != expected:
-            report.failed("sha256", "sha256 %s differs from the manifest's %s" % (reader.sha256, expected))
+            report.failed("sha256", "sha256 %s differs from the %s %s" % (reader.sha256, whose, expected))
         else:
             report.passed("sha256")
     else:

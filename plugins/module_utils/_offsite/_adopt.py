@@ -19,7 +19,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._artifact impo
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
-from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import check_object, check_stream, new_report, settle
+from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import check_object, check_stream, new_report
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._fetch import download_legacy_into, matches_local
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry, layout_for
 
@@ -149,13 +149,13 @@ def _adopt_one(remote: Remote, entry: RemoteEntry, path: str, local_manifest: di
     adopted = dataclasses.replace(entry, manifest_key=manifest_key, manifest=remote_manifest, head=None, stream=None)
     report = new_report(adopted)
     check_object(remote, adopted, report)
-    if settle(report)["state"] != "good" and not (record["server_side_encryption"] == "aws:kms" and not report["problems"]):
+    if report.state != "good" and not (record["server_side_encryption"] == "aws:kms" and not report.problems):
         try:
             remote.delete(manifest_key)
         except BackupError:
             pass
         return {"state": "mismatch", "reason": "the adopted copy does not check out (%s); its manifest was removed again"
-                                               % "; ".join(report["problems"] or report["notes"])}
+                                               % "; ".join(report.problems or report.notes)}
     return result
 
 

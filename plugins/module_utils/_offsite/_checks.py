@@ -11,124 +11,105 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import CHUNK, ArtifactReader, algorithm_of
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, algorithm_of, read_chunks
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry
 
 
-def check_object(remote: Remote, entry: RemoteEntry, report: dict[str, t.Any]) -> None:
+GOOD_WHEN = ("checksum", "download", "stream")  # a copy on S3 is good once one of these passed
+
+
+def new_report(entry: RemoteEntry) -> Report:
+    """An empty verification report for a copy on S3 (the model local backups use too)."""
+    return Report(entry.name, entry.key, good_when=GOOD_WHEN)
+
+
+def check_object(remote: Remote, entry: RemoteEntry, report: Report) -> None:
     """Existence, size and checksum of the stored object against its manifest, without a download."""
-    checks, problems = report["checks"], report["problems"]
     if entry.manifest_error:
-        checks["manifest"] = "failed"
-        problems.append("%s: %s" % (entry.name, entry.manifest_error))
+        report.failed("manifest", entry.manifest_error)
         return
     if entry.legacy:
         check_legacy(remote, entry, report)
         return
     if entry.manifest is None:
-        checks["manifest"] = "failed"
-        problems.append("%s: no manifest on S3: the upload did not finish; this copy cannot be trusted" % entry.name)
+        report.failed("manifest", "no manifest on S3: the upload did not finish; this copy cannot be trusted")
         return
     record = entry.record
     if not record:
-        checks["manifest"] = "failed"
-        problems.append("%s: the manifest on S3 has no offsite record" % entry.name)
+        report.failed("manifest", "the manifest on S3 has no offsite record")
         return
-    checks["manifest"] = "ok"
+    report.passed("manifest")
     head = remote.head(entry.key, "checking %s" % entry.key)
     if head is None:
-        checks["exists"] = "failed"
-        problems.append("%s: the object is gone from S3" % entry.name)
+        report.failed("exists", "the object is gone from S3")
         return
-    checks["exists"] = "ok"
+    report.passed("exists")
     size = int(head.get("ContentLength", -1))
     if size != record.get("size"):
-        checks["size"] = "failed"
-        problems.append("%s: S3 holds %d bytes, the manifest says %s: the copy is incomplete or was replaced" % (entry.name, size, record.get("size")))
+        report.failed("size", "S3 holds %d bytes, the manifest says %s: the copy is incomplete or was replaced" % (size, record.get("size")))
     else:
-        checks["size"] = "ok"
+        report.passed("size")
     checksum = record.get("checksum") or {}
     if checksum.get("algorithm") == "SHA256":
         reported = head.get("ChecksumSHA256")
         if not reported:
-            checks["checksum"] = "failed"
-            problems.append("%s: S3 reports no SHA-256 checksum for the object (expected %s)" % (entry.name, checksum.get("value")))
+            report.failed("checksum", "S3 reports no SHA-256 checksum for the object (expected %s)" % checksum.get("value"))
         elif not s3.same_checksum(reported, checksum.get("value", "")):
-            checks["checksum"] = "failed"
-            problems.append(
-                "%s: S3's SHA-256 checksum %s differs from the manifest's %s: the object was changed"
-                % (entry.name, reported, checksum.get("value"))
+            report.failed(
+                "checksum",
+                "S3's SHA-256 checksum %s differs from the manifest's %s: the object was changed" % (reported, checksum.get("value")),
             )
         else:
-            checks["checksum"] = "ok"
+            report.passed("checksum")
     elif checksum.get("algorithm") == "MD5":
         etag = str(head.get("ETag", "")).strip('"')
         if record.get("server_side_encryption") == "aws:kms":
-            checks["checksum"] = "skipped"
-            report["notes"].append("%s: the ETag of an SSE-KMS object is not an MD5; size checked only" % entry.name)
+            report.skipped("checksum", note="the ETag of an SSE-KMS object is not an MD5; size checked only")
         elif etag != checksum.get("value"):
-            checks["checksum"] = "failed"
-            problems.append("%s: the ETag %s differs from the manifest's %s: the object was changed" % (entry.name, etag, checksum.get("value")))
+            report.failed("checksum", "the ETag %s differs from the manifest's %s: the object was changed" % (etag, checksum.get("value")))
         else:
-            checks["checksum"] = "ok"
+            report.passed("checksum")
     else:
-        checks["checksum"] = "failed"
-        problems.append("%s: the manifest records no checksum of the object" % entry.name)
+        report.failed("checksum", "the manifest records no checksum of the object")
 
 
-def check_legacy(remote: Remote, entry: RemoteEntry, report: dict[str, t.Any]) -> None:
+def check_legacy(remote: Remote, entry: RemoteEntry, report: Report) -> None:
     """The checks a copy made by the guide's scripts allows without a download: it exists, and
     it is not smaller than the store's floor. Says which checks it cannot do."""
-    checks, problems = report["checks"], report["problems"]
-    checks["manifest"] = "skipped"
-    checks["checksum"] = "skipped"
-    report["notes"].append(
-        "%s: no manifest on S3 (a copy made by the guide's scripts): checksum not compared; "
-        "s3_backup_adopt can make it a first-class copy" % entry.name
+    report.checks["manifest"] = "skipped"
+    report.skipped(
+        "checksum",
+        note="no manifest on S3 (a copy made by the guide's scripts): checksum not compared; "
+        "s3_backup_adopt can make it a first-class copy",
     )
     head = entry.head if entry.head is not None else remote.head(entry.key, "checking %s" % entry.key)
     if head is None:
-        checks["exists"] = "failed"
-        problems.append("%s: the object is gone from S3" % entry.name)
+        report.failed("exists", "the object is gone from S3")
         return
-    checks["exists"] = "ok"
+    report.passed("exists")
     size = int(head.get("ContentLength", entry.size))
     floor = remote.min_size_for(entry.store)
     if size < floor:
-        checks["size"] = "failed"
-        problems.append("%s: only %d bytes on S3 (floor %d): the dump is probably empty" % (entry.name, size, floor))
+        report.failed("size", "only %d bytes on S3 (floor %d): the dump is probably empty" % (size, floor))
     else:
-        checks["size"] = "ok"
+        report.passed("size")
     if entry.stream is not None:
         apply_stream(entry, report)
 
 
-def apply_stream(entry: RemoteEntry, report: dict[str, t.Any]) -> None:
+def apply_stream(entry: RemoteEntry, report: Report) -> None:
     """Record a legacy copy's stream check (made by :func:`check_stream`) in a report."""
     stream = entry.stream or {}
     if stream.get("error"):
-        report["checks"]["stream"] = "failed"
-        report["problems"].append("%s: %s" % (entry.name, stream["error"]))
+        report.failed("stream", stream["error"])
     else:
-        report["checks"]["stream"] = "ok"
-        report["notes"].append(
-            "%s: downloaded and decompressed to the end (%d bytes of content, sha256 %s); "
-            "content not compared with a manifest" % (entry.name, stream["content_size"], stream["sha256"])
+        report.passed("stream")
+        report.note(
+            "downloaded and decompressed to the end (%d bytes of content, sha256 %s); "
+            "content not compared with a manifest" % (stream["content_size"], stream["sha256"])
         )
-
-
-def new_report(entry: RemoteEntry) -> dict[str, t.Any]:
-    return {"state": "unverified", "checks": {}, "problems": [], "notes": []}
-
-
-def settle(report: dict[str, t.Any]) -> dict[str, t.Any]:
-    checks = report["checks"]
-    if report["problems"]:
-        report["state"] = "bad"
-    elif "ok" in (checks.get("checksum"), checks.get("download"), checks.get("stream")):
-        report["state"] = "good"
-    return report
 
 
 def is_good(remote: Remote, entry: RemoteEntry) -> bool:
@@ -136,10 +117,10 @@ def is_good(remote: Remote, entry: RemoteEntry) -> bool:
     downloaded and decompressed to the end: this costs a download of the whole object."""
     report = new_report(entry)
     check_object(remote, entry, report)
-    if entry.legacy and not report["problems"] and entry.stream is None:
+    if entry.legacy and not report.problems and entry.stream is None:
         check_stream(remote, entry)
         apply_stream(entry, report)
-    return settle(report)["state"] == "good"
+    return report.state == "good"
 
 
 def check_stream(remote: Remote, entry: RemoteEntry, sink: Sink | None = None) -> dict[str, t.Any]:
@@ -153,10 +134,7 @@ def check_stream(remote: Remote, entry: RemoteEntry, sink: Sink | None = None) -
     body = remote.call("downloading %s" % entry.key, "get_object", Bucket=remote.conn.bucket, Key=entry.key)["Body"]
 
     def raw() -> t.Iterator[bytes]:
-        while True:
-            data = body.read(CHUNK)
-            if not data:
-                return
+        for data in read_chunks(body):
             digest.update(data)
             md5.update(data)
             counted["size"] += len(data)
@@ -206,10 +184,7 @@ def download(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, sink: 
     stored, plain = hashlib.sha256(), hashlib.sha256()
     stored_size = plain_size = 0
     try:
-        while True:
-            data = body.read(CHUNK)
-            if not data:
-                break
+        for data in read_chunks(body):
             stored.update(data)
             stored_size += len(data)
             out = decryptor.update(data) if decryptor else data

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import CHUNK, EXTENSIONS, algorithm_of, utcnow
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import EXTENSIONS, algorithm_of, in_place, read_chunks, utcnow
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
@@ -140,7 +139,7 @@ def _fetch_one(
 def _same_file(path: str, sha256: str) -> bool:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
+        for block in read_chunks(handle):
             digest.update(block)
     return digest.hexdigest() == sha256
 
@@ -153,7 +152,7 @@ def _file_digests(path: str, part_size: int) -> dict[str, t.Any]:
     part = hashlib.md5(usedforsecurity=False)
     in_part = 0
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
+        for block in read_chunks(handle):
             sha.update(block)
             md5.update(block)
             while part_size and block:
@@ -235,51 +234,27 @@ def _write_local_manifest(remote: Remote, entry: RemoteEntry, path: str, mode: i
 
 
 def _download_into(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, path: str, mode: int) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".partial")
     manifest_path = _manifest.path_for(path)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            fd = -1
-            download(remote, entry, key, out)
-            out.flush()
-            os.fsync(out.fileno())
-        _write_local_manifest(remote, entry, path, mode)
-        os.rename(tmp, path)
+        with in_place(path, mode) as partial:
+            download(remote, entry, key, partial.file)
+            _write_local_manifest(remote, entry, path, mode)
     except BaseException:
         if os.path.exists(manifest_path) and not os.path.exists(path):
             os.unlink(manifest_path)
         raise
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def download_legacy_into(remote: Remote, entry: RemoteEntry, path: str, mode: int) -> dict[str, t.Any]:
     """Download a legacy copy into a temp file while checking its stream; rename it into place
     only when the stream is intact. Returns the stream check (``error`` set: nothing written)."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".partial")
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            fd = -1
-            stream = check_stream(remote, entry, out)
-            out.flush()
-            os.fsync(out.fileno())
-        if not stream.get("error"):
-            os.rename(tmp, path)
+        with in_place(path, mode) as partial:
+            stream = check_stream(remote, entry, partial.file)
+            partial.keep = not stream.get("error")
         return stream
     except OSError as exc:
         raise StageError("writing %s failed: %s; check free space and permissions there" % (path, exc.strerror or exc)) from exc
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # Adopting the copies made by the guide's scripts ------------------------------------------

@@ -14,8 +14,8 @@ import typing as t
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import apply_stream, check_object, check_stream, download, new_report, settle
-from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry, layout_for, name_pattern
+from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import apply_stream, check_object, check_stream, download, new_report
+from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry, layout_for
 
 
 def inspect(
@@ -52,40 +52,37 @@ def inspect(
             if newest.get(entry.series) is entry:
                 age = (now - entry.created).total_seconds() / 3600.0
                 if age > max_age_hours:
-                    report["checks"]["age"] = "failed"
-                    report["problems"].append(
-                        "%s: the newest copy on S3 is %.1f hours old (limit %g): off-site copies are not being made"
-                        % (entry.name, age, max_age_hours)
+                    report.failed(
+                        "age",
+                        "the newest copy on S3 is %.1f hours old (limit %g): off-site copies are not being made" % (age, max_age_hours),
                     )
                 else:
-                    report["checks"]["age"] = "ok"
+                    report.passed("age")
             check_object(remote, entry, report)
             enc = entry.encryption
-            if enc and not report["problems"]:
+            if enc and not report.problems:
                 if key is None or key.key_id != enc.get("key_id"):
-                    report["checks"]["key"] = "failed"
-                    report["problems"].append(
-                        "%s: encrypted with key id %s, which the configured key (%s) cannot decrypt: a restore would fail"
-                        % (entry.name, enc.get("key_id"), key.key_id if key else "none")
+                    report.failed(
+                        "key",
+                        "encrypted with key id %s, which the configured key (%s) cannot decrypt: a restore would fail"
+                        % (enc.get("key_id"), key.key_id if key else "none"),
                     )
                 else:
-                    report["checks"]["key"] = "ok"
-            if entry.name in downloads and not report["problems"] and entry.legacy:
+                    report.passed("key")
+            if entry.name in downloads and not report.problems and entry.legacy:
                 if entry.stream is None:
                     check_stream(remote, entry)
                 apply_stream(entry, report)
-            elif entry.name in downloads and not report["problems"]:
+            elif entry.name in downloads and not report.problems:
                 try:
                     download(remote, entry, key, None)
-                    report["checks"]["download"] = "ok"
+                    report.passed("download")
                 except BackupError as exc:
-                    report["checks"]["download"] = "failed"
-                    report["problems"].append("%s: %s" % (entry.name, exc.msg))
-            elif entry.legacy and level == "full" and not report["problems"]:
-                report["checks"]["stream"] = "skipped"
-                report["notes"].append("%s: stream not checked: not in this run's download sample" % entry.name)
-            item["verification"] = settle(report)
-            problems.extend(report["problems"])
+                    report.failed("download", exc.msg)
+            elif entry.legacy and level == "full" and not report.problems:
+                report.skipped("stream", "not in this run's download sample")
+            item["verification"] = report.as_dict()
+            problems.extend(report.problems)
         backups.append(item)
     return {
         "store": store,
@@ -127,10 +124,10 @@ def resolve(remote: Remote, store: str, name: str, series: t.Sequence[str]) -> l
             for entry in by_series.get(one, []):
                 report = new_report(entry)
                 check_object(remote, entry, report)
-                if report["problems"]:
+                if report.problems:
                     continue
                 candidates.append(entry)
-                if not entry.legacy and settle(report)["state"] == "good":
+                if not entry.legacy and report.state == "good":
                     break
             if not candidates:
                 raise ConfigError(
@@ -143,11 +140,11 @@ def resolve(remote: Remote, store: str, name: str, series: t.Sequence[str]) -> l
         return chosen
     found = next((e for e in entries if e.name == name), None)
     if found is None:
-        if not name_pattern(layout_for(store)).fullmatch(name):
+        if not layout_for(store).pattern().fullmatch(name):
             raise ConfigError("%r is not a %s backup name" % (name, store))
         raise ConfigError("%s is not on %s: list.yml shows what is there" % (name, remote.conn.url(store)))
     report = new_report(found)
     check_object(remote, found, report)
-    if report["problems"]:
-        raise VerifyError("refusing to download %s: %s" % (name, "; ".join(report["problems"])))
+    if report.problems:
+        raise VerifyError("refusing to download %s: %s" % (name, "; ".join(report.problems)))
     return [[found]]

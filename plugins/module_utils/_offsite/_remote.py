@@ -36,13 +36,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import re
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import EXTENSIONS, algorithm_of
-from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, REDIS, SERIES_RE, STAMP, Layout
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import algorithm_of
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, REDIS, STAMP, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 
 
@@ -78,19 +77,6 @@ def layout_for(store: str) -> Layout:
         return LAYOUTS[store]
     except KeyError:
         raise ConfigError("unknown store %r: use %s" % (store, ", ".join(STORES))) from None
-
-
-def name_pattern(layout: Layout) -> t.Pattern[str]:
-    """Backup file names of a store, any series: ``<prefix>[_<series>]_<stamp><content><ext>``."""
-    return re.compile(
-        r"%s(?:_(?P<series>%s))?_(?P<stamp>\d{8}_\d{6})%s(?P<comp>%s)"
-        % (
-            re.escape(layout.prefix),
-            SERIES_RE.pattern,
-            re.escape(layout.content),
-            "|".join(re.escape(e) for e in EXTENSIONS.values()),
-        )
-    )
 
 
 @dataclasses.dataclass
@@ -230,7 +216,7 @@ class Remote:
     def entries(self, store: str, load_manifests: bool = True) -> list[RemoteEntry]:
         """The backups of a store on S3, every series, newest first."""
         layout = layout_for(store)
-        pattern = name_pattern(layout)
+        pattern = layout.pattern()
         prefix = self.conn.store_prefix(store)
         objects: dict[str, dict[str, t.Any]] = {}
         token = None

@@ -15,7 +15,7 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import CHUNK, utcnow
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import CHUNK, read_chunks, utcnow
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
@@ -147,11 +147,11 @@ class Uploader:
         entry = RemoteEntry(plan.store, plan.name, key, "", local_now(), plan.stored_size, None, None, remote_manifest)
         report = new_report(entry)
         check_object(self.remote, entry, report)
-        if report["problems"]:
+        if report.problems:
             self._drop(key)
             raise VerifyError(
                 "the copy of %s on S3 does not match what was sent (%s); the remote object was deleted and "
-                "the local backup is the only good copy" % (plan.name, "; ".join(report["problems"]))
+                "the local backup is the only good copy" % (plan.name, "; ".join(report.problems))
             )
         self._put_manifest(plan, remote_manifest)
         ended = utcnow()
@@ -205,10 +205,7 @@ class Uploader:
     def _stored_chunks(self, plan: Planned, plain: t.Any) -> t.Iterator[bytes]:
         encryptor = _crypto.Encryptor(self.key) if self.key else None
         with open(plan.path, "rb") as handle:
-            while True:
-                data = handle.read(CHUNK)
-                if not data:
-                    break
+            for data in read_chunks(handle):
                 plain.update(data)
                 out = encryptor.update(data) if encryptor else data
                 if out:

@@ -12,13 +12,14 @@ filters on the controller and the modules on the managed host share one implemen
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import re
 import statistics
-import tempfile
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, REDIS, STAMP, Catalog, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
@@ -210,22 +211,6 @@ def overall_status(records: t.Iterable[t.Mapping[str, t.Any]]) -> str:
 # per-run log and JSON report ---------------------------------------------------------------
 
 
-def write_text(path: str, text: str, mode: int) -> None:
-    """Write ``text`` through a temp file in the same directory, fsync, then rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".partial")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def run_stamp(run: t.Mapping[str, t.Any]) -> str:
     started = run.get("started")
     try:
@@ -329,11 +314,24 @@ def prune_runs(logs_dir: str, retention_days: int, now: datetime.datetime | None
     return deleted
 
 
+def unwritable_sentence(where: str, exc: OSError) -> str:
+    """Why the run log could not be kept, and the fix."""
+    if exc.errno == errno.EROFS:
+        fix = "the file system is mounted read-only: remount it read-write, or set backup_root to a writable directory"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "permission denied: run as the user that owns backup_root (become: true), or fix its owner and mode"
+    elif exc.errno == errno.ENOSPC:
+        fix = "no space left on the device: free some space there"
+    else:
+        fix = exc.strerror or str(exc)
+    return "could not write the run log and report at %s: %s" % (where, fix)
+
+
 def write_run(logs_dir: str, report: t.Mapping[str, t.Any], stamp: str, mode: int = 0o600) -> tuple[str, str]:
     os.makedirs(logs_dir, mode=0o700, exist_ok=True)
     log, path = run_paths(logs_dir, str(report.get("playbook") or "run"), stamp)
-    write_text(path, json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", mode)
-    write_text(log, render_log(report), mode)
+    _manifest.write_text(path, json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", mode)
+    _manifest.write_text(log, render_log(report), mode)
     return log, path
 
 
@@ -468,5 +466,5 @@ def write_metrics(directory: str, records: t.Sequence[t.Mapping[str, t.Any]], en
                 current = parse_metrics(handle.read())
         except FileNotFoundError:
             current = {}
-        write_text(path, render_metrics(update_metrics(current, records, ended)), 0o644)
+        _manifest.write_text(path, render_metrics(update_metrics(current, records, ended)), 0o644)
     return path

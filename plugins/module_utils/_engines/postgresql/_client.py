@@ -14,14 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import tempfile
 import threading
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, StageError, with_hint
 from ansible_collections.cclite.backup.plugins.module_utils._core._restore import Count
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, spooled_tail
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, start
 
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 SENTINEL = "__CCLITE_BACKUP_END__"
@@ -130,10 +129,7 @@ def explain(message: str, conn: Connection) -> str:
         ("could not connect", "is PostgreSQL running? check login_host / login_port / login_unix_socket"),
         ("Is the server running", "is PostgreSQL running? check login_host / login_port / login_unix_socket"),
     )
-    for needle, hint in hints:
-        if needle in message:
-            return "%s (%s)" % (message, hint)
-    return message
+    return with_hint(message, hints)
 
 
 def server_version(conn: Connection) -> str:
@@ -188,21 +184,11 @@ class Session:
     def __init__(self, conn: Connection, database: str) -> None:
         self.cmd = conn.command("psql", psql_args() + ["-f", "-"], database)
         self.conn = conn
-        self.err = tempfile.TemporaryFile()
-        try:
-            self.proc = subprocess.Popen(
-                list(self.cmd.argv),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self.err,
-                env=self.cmd.environ(),
-            )
-        except FileNotFoundError as exc:
-            self.err.close()
-            raise ConfigError("cannot run psql: %s is not installed or not on PATH" % exc.filename) from exc
+        self.child = start(self.cmd, stdin=subprocess.PIPE)
+        self.proc = self.child.proc
 
     def _stderr(self) -> str:
-        return spooled_tail(self.err, self.cmd.secrets())
+        return self.child.stderr()
 
     def execute(self, sql: str) -> list[str]:
         if self.proc.stdin is None or self.proc.stdout is None:
@@ -224,15 +210,7 @@ class Session:
             lines.append(line)
 
     def close(self) -> None:
-        try:
-            if self.proc.poll() is None and self.proc.stdin is not None:
-                self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            self.err.close()
+        self.child.close(grace=30)
 
     def __enter__(self) -> "Session":
         return self
@@ -494,33 +472,16 @@ def drop_database(conn: Connection, name: str) -> None:
 def load(conn: Connection, database: str, chunks: t.Iterable[bytes]) -> None:
     """Feed a plain SQL dump to psql in one transaction; any error rolls all of it back."""
     cmd = conn.command("psql", psql_args() + ["--single-transaction", "-f", "-"], database)
-    err = tempfile.TemporaryFile()
-    out = tempfile.TemporaryFile()
-    try:
-        proc = subprocess.Popen(list(cmd.argv), stdin=subprocess.PIPE, stdout=out, stderr=err, env=cmd.environ())
-    except FileNotFoundError as exc:
-        err.close()
-        out.close()
-        raise ConfigError("cannot run psql: %s is not installed or not on PATH" % exc.filename) from exc
-    if proc.stdin is None:
-        raise StageError("psql has no input pipe")
-    try:
+    with start(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
         try:
             for chunk in chunks:
-                proc.stdin.write(chunk)
-            proc.stdin.close()
+                child.stdin.write(chunk)
+            child.stdin.close()
         except BrokenPipeError:
             pass  # psql stopped reading: its exit status and stderr say why
-        proc.wait()
-        if proc.returncode != 0:
-            message = spooled_tail(err, cmd.secrets()) or "(no error output)"
-            raise StageError("loading the dump into %s failed: %s" % (database, message), stage="psql")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        err.close()
-        out.close()
+        child.wait()
+        if child.returncode != 0:
+            raise StageError("loading the dump into %s failed: %s" % (database, child.stderr() or "(no error output)"), stage="psql")
 
 
 def swap(conn: Connection, database: str, replacement: str, previous: str, wait_seconds: float = 30.0) -> None:

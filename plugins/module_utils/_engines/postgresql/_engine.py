@@ -19,6 +19,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql 
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Source
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core._options import ToolOptions
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
 FORMAT = "plain"
@@ -78,10 +79,73 @@ class BackupRequest:
     count_rows: str = "dump"
 
 
+# pg_dump's getopt (PostgreSQL 15-17) and the options that would move or reshape its output.
+_OUTPUT = "the dump goes to pg_dump's standard output, which cclite.backup compresses, checks and renames into the backup directory"
+PG_DUMP_OPTIONS = ToolOptions(
+    tool="pg_dump",
+    setting="dump_options (postgresql_backup_dump_options)",
+    short_with_value="dfFhjnNpStTUZeE",
+    short_flags="abBcCOsvwWx?V",
+    long_with_value=frozenset((
+        "compress", "dbname", "encoding", "exclude-schema", "exclude-table", "exclude-table-data", "extra-float-digits",
+        "file", "filter", "format", "host", "jobs", "lock-wait-timeout", "port", "role", "rows-per-insert", "schema",
+        "section", "superuser", "table", "username", "snapshot", "exclude-table-and-children", "table-and-children",
+        "exclude-table-data-and-children", "include-foreign-data", "exclude-extension", "extension", "sync-method",
+    )),
+    long_flags=frozenset((
+        "data-only", "blobs", "large-objects", "no-blobs", "no-large-objects", "clean", "create", "no-owner", "schema-only",
+        "verbose", "no-password", "password", "no-privileges", "no-acl", "binary-upgrade", "column-inserts",
+        "attribute-inserts", "disable-dollar-quoting", "disable-triggers", "enable-row-security", "if-exists", "inserts",
+        "load-via-partition-root", "no-comments", "no-publications", "no-security-labels", "no-subscriptions",
+        "no-table-access-method", "no-tablespaces", "no-toast-compression", "no-unlogged-table-data", "no-sync",
+        "on-conflict-do-nothing", "quote-all-identifiers", "serializable-deferrable", "strict-names",
+        "use-set-session-authorization", "help", "version", "oids",
+    )),
+    refused={
+        "-f": "it writes the dump to a file of its own choosing, outside the backup directory, uncompressed and unchecked; " + _OUTPUT,
+        "--file": "it writes the dump to a file of its own choosing, outside the backup directory, uncompressed and unchecked; " + _OUTPUT,
+        "-F": "the backup is a plain SQL dump (that is what the catalog records, verify reads and restore replays); "
+              "other formats are not supported",
+        "--format": "the backup is a plain SQL dump (that is what the catalog records, verify reads and restore replays); "
+                    "other formats are not supported",
+        "-Z": "pg_dump's own compression would compress the dump twice and the checks would not read SQL; "
+              "set the compression option (postgresql_backup_compression) instead",
+        "--compress": "pg_dump's own compression would compress the dump twice and the checks would not read SQL; "
+                      "set the compression option (postgresql_backup_compression) instead",
+        "-j": "parallel jobs need the directory format, which writes a directory elsewhere",
+        "--jobs": "parallel jobs need the directory format, which writes a directory elsewhere",
+        "-d": "the database is the module's database option (postgresql_backup_databases); a connection string here "
+              "could also put a password into the process list",
+        "--dbname": "the database is the module's database option (postgresql_backup_databases); a connection string here "
+                    "could also put a password into the process list",
+        "-h": "the server is the module's login_host: the manifest would describe one server and hold another's data",
+        "--host": "the server is the module's login_host: the manifest would describe one server and hold another's data",
+        "-p": "the server is the module's login_port: the manifest would describe one server and hold another's data",
+        "--port": "the server is the module's login_port: the manifest would describe one server and hold another's data",
+        "-U": "the role is the module's login_user",
+        "--username": "the role is the module's login_user",
+        "-W": "it makes pg_dump prompt for a password, which never comes: the password is the module's login_password",
+        "--password": "it makes pg_dump prompt for a password, which never comes: the password is the module's login_password",
+        "--snapshot": "the module sets the snapshot itself when it counts rows (count_rows=snapshot)",
+        "-?": "it prints the help instead of a dump",
+        "--help": "it prints the help instead of a dump",
+        "-V": "it prints the version instead of a dump",
+        "--version": "it prints the version instead of a dump",
+    },
+    positional="a bare argument is a database name to pg_dump; the database is the module's database option",
+)
+
+
+def check_dump_options(dump_options: t.Sequence[str]) -> None:
+    """Refuse pg_dump options that would write elsewhere, change the format or the source."""
+    PG_DUMP_OPTIONS.check(dump_options)
+
+
 def content_for(count_rows: str, dump_options: t.Sequence[str]) -> tuple[type[pg.DumpComplete], bool]:
     """The content check of a new dump, and whether its row counts go to the manifest."""
     if count_rows not in COUNT_ROWS:
         raise ConfigError("count_rows must be one of %s, not %r" % (", ".join(COUNT_ROWS), count_rows))
+    check_dump_options(dump_options)
     if count_rows == "dump":
         inserts = [o for o in dump_options if o.split("=")[0] in INSERT_OPTIONS]
         if inserts:
@@ -93,14 +157,22 @@ def content_for(count_rows: str, dump_options: t.Sequence[str]) -> tuple[type[pg
     return pg.DumpComplete, False
 
 
+def database_size(conn: pg.Connection, database: str) -> int | None:
+    """pg_database_size: what the free-space check of a first backup starts from."""
+    lines = pg.query(conn, "SELECT pg_database_size(current_database());", database)
+    return int(lines[0]) if lines and lines[0].strip().isdigit() else None
+
+
 def backup(req: BackupRequest, check_mode: bool) -> dict[str, t.Any]:
+    check_dump_options(req.dump_options)
     found, _settings = probe(req.conn, req.database)
+    spec = dataclasses.replace(req.spec, estimate=lambda: database_size(req.conn, req.database))
     if check_mode:
-        out = _ops.predict_backup(req.spec)
+        out = _ops.predict_backup(spec)
         out["artifact"]["versions"] = found
         return out
     producer = DumpProducer(req.conn, req.database, req.dump_options, req.count_rows)
-    return _ops.make_backup(req.spec, producer, found)
+    return _ops.make_backup(spec, producer, found)
 
 
 def deep_check(conn: pg.Connection, database: str) -> t.Callable[[Entry, Report], None]:
@@ -260,7 +332,7 @@ def info(
     catalog_: Catalog, rules: Rules, level: str, conn: pg.Connection | None, database: str, now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, database) if level == "deep" and conn is not None else None
-    return _ops.info(catalog_, rules, level, pg.DumpComplete, now, deep)
+    return _ops.inspect(catalog_, rules, level, pg.DumpComplete, now, deep)
 
 
 DUMP_HEADER = {

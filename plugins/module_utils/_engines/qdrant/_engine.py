@@ -407,7 +407,8 @@ def _deep_pass(edge: t.Any, entry: Entry, scratch: str, counts: dict[str, int]) 
 
 
 def info(catalog_: Catalog, rules: Rules, level: str, now: datetime.datetime | None = None) -> dict[str, t.Any]:
-    return _ops.info(catalog_, rules, level, qd.BundleCheck, now, deep_check() if level == "deep" else None)
+    deep = deep_check() if level == "deep" else None
+    return _ops.inspect(catalog_, rules, level, qd.BundleCheck, now, deep)
 
 
 def adopt(

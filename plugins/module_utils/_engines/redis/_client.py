@@ -25,13 +25,12 @@ import re
 import secrets
 import select
 import subprocess
-import tempfile
 import threading
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, spooled_tail
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError, with_hint
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, start
 
 
 RDB_MAGIC = b"REDIS"
@@ -264,10 +263,7 @@ def explain(message: str, conn: Connection) -> str:
         ("Could not connect", "is Redis running and listening there? check redis_backup_login_host and _login_port"),
         ("unknown command", "the command is disabled or renamed on this server (managed Redis?): try method logical"),
     )
-    for needle, hint in hints:
-        if needle in message:
-            return "%s (%s)" % (message, hint)
-    return message
+    return with_hint(message, hints)
 
 
 def cli_version(conn: Connection) -> str:
@@ -289,21 +285,10 @@ class Session:
         self.conn = conn
         self.timeout = timeout
         self.cmd = conn.cli(["--csv"])
-        self.err = tempfile.TemporaryFile()
         self._buf = bytearray()
         self._mark = b'"__cclite_backup_%s__"' % secrets.token_hex(8).encode()
-        try:
-            self.proc = subprocess.Popen(
-                list(self.cmd.argv),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self.err,
-                env=self.cmd.environ(),
-                bufsize=0,
-            )
-        except FileNotFoundError as exc:
-            self.err.close()
-            raise ConfigError("cannot run redis-cli: %s is not installed or not on PATH (install redis-tools)" % exc.filename) from exc
+        self.child = start(self.cmd, stdin=subprocess.PIPE, hint=" (install redis-tools)", bufsize=0)
+        self.proc = self.child.proc
         try:
             reply = self.call("PING", timeout=max(float(conn.connect_timeout), 1.0))
             self._check_stderr(final=False)
@@ -317,7 +302,7 @@ class Session:
 
     def stderr(self) -> str:
         """redis-cli's error output, each distinct line once (it repeats them per command)."""
-        lines = spooled_tail(self.err, self.cmd.secrets()).splitlines()
+        lines = self.child.stderr().splitlines()
         return "; ".join(dict.fromkeys(line.strip() for line in lines if line.strip()))
 
     def _check_stderr(self, final: bool) -> None:
@@ -413,19 +398,7 @@ class Session:
         return None
 
     def close(self) -> None:
-        try:
-            if self.proc.poll() is None and self.proc.stdin is not None:
-                self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-        except AttributeError:  # Popen itself failed
-            pass
-        finally:
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.err.close()
+        self.child.close(grace=10)
 
     def __enter__(self) -> "Session":
         return self

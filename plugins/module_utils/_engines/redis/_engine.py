@@ -277,6 +277,8 @@ def make(
 ) -> dict[str, t.Any]:
     """One backup through the shared flow; a save replaced by a later one is taken again."""
     found = versions(conn, facts)
+    # the free-space check of a first backup starts from the memory the data takes
+    spec = dataclasses.replace(spec, estimate=lambda: int(facts["used_memory"]) or None)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         if settings.method == "logical":
             producer: _ops.Producer = LogicalProducer(conn, facts)
@@ -299,7 +301,7 @@ def backup(req: BackupRequest, check_mode: bool) -> dict[str, t.Any]:
         facts = rd.server_facts(session)
         transfer, path = ("logical", None) if settings.method == "logical" else plan_transfer(session, conn, settings.transfer)
         if check_mode:
-            out = _ops.predict_backup(req.spec)
+            out = _ops.predict_backup(dataclasses.replace(req.spec, estimate=lambda: int(facts["used_memory"]) or None))
             out["artifact"]["versions"] = versions(conn, facts)
             keys, expires = totals(facts["databases"])
             out["source"] = {
@@ -384,7 +386,7 @@ def info(
     catalog_: Catalog, rules: Rules, level: str, conn: rd.Connection, method: str, now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, method) if level == "deep" else None
-    return dict(_ops.info(catalog_, rules, level, content_factory(conn, method), now, deep), method=method)
+    return dict(_ops.inspect(catalog_, rules, level, content_factory(conn, method), now, deep), method=method)
 
 
 REDIS_VER = re.compile(rb"\xfa\x09redis-ver([\x00-\x3f])")

@@ -13,7 +13,8 @@ import tempfile
 import typing as t
 import weakref
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Child, Command, start
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis._client import Connection, RDB_EOF, container_running, rdb_version
 
 
@@ -26,12 +27,6 @@ def checker_command(conn: Connection) -> tuple[Command | None, str]:
         return Command(("redis-check-rdb", "/dev/stdin"), stage="redis-check-rdb"), "this host"
     where = "the container %s is not running and " % conn.container if conn.mode == "docker" else ""
     return None, "%sredis-check-rdb is not installed on this host (install redis-tools)" % where
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
 
 
 class RdbCheck:
@@ -49,7 +44,7 @@ class RdbCheck:
         self.head = b""
         self.tail = b""
         self.size = 0
-        self.proc: subprocess.Popen | None = None
+        self.child: Child | None = None
         self.out: t.Any = None
         self.broken = False
         self.keys: int | None = None
@@ -60,44 +55,42 @@ class RdbCheck:
     def _start(self, command: Command) -> None:
         self.out = tempfile.TemporaryFile()
         try:
-            self.proc = subprocess.Popen(
-                list(command.argv), stdin=subprocess.PIPE, stdout=self.out, stderr=subprocess.STDOUT, env=command.environ()
-            )
-        except FileNotFoundError:
+            self.child = start(command, stdin=subprocess.PIPE, stdout=self.out, stderr=subprocess.STDOUT)
+        except ConfigError:
             self.command = None
             self.where = "redis-check-rdb could not be started"
             return
-        weakref.finalize(self, _kill, self.proc)
+        weakref.finalize(self, self.child.kill)
 
     def feed(self, chunk: bytes) -> None:
         if len(self.head) < 9:
             self.head = (self.head + chunk[:9])[:9]
         self.tail = (self.tail + chunk[-9:])[-9:]
         self.size += len(chunk)
-        if self.command is not None and self.proc is None:
+        if self.command is not None and self.child is None:
             self._start(self.command)
-        if self.proc is not None and not self.broken:
+        if self.child is not None and not self.broken:
             try:
-                t.cast(t.BinaryIO, self.proc.stdin).write(chunk)
+                t.cast(t.BinaryIO, self.child.stdin).write(chunk)
             except BrokenPipeError:
                 self.broken = True  # it stopped reading: its exit status says why
 
     def _tool_result(self) -> str | None:
         if self.structure_only:
             return None
-        if self.command is None or self.proc is None:
+        if self.command is None or self.child is None:
             return "redis-check-rdb cannot run: %s" % self.where
         try:
-            t.cast(t.BinaryIO, self.proc.stdin).close()
+            t.cast(t.BinaryIO, self.child.stdin).close()
         except BrokenPipeError:
             pass
-        self.proc.wait()
+        self.child.wait()
         self.out.seek(0)
         text = self.out.read().decode("utf-8", errors="replace")
         self.out.close()
         for attr, value in parse_check_counts(text).items():
             setattr(self, attr, value)
-        if self.proc.returncode == 0:
+        if self.child.returncode == 0:
             return None
         return describe_check_failure(text, self.where)
 
@@ -137,32 +130,31 @@ class SourceCheck:
             cmd = Command(("redis-check-rdb", path), stage="redis-check-rdb") if shutil.which("redis-check-rdb") else None
         else:
             cmd = conn.tool(["redis-check-rdb", path], stage="redis-check-rdb")
-        self.proc: subprocess.Popen | None = None
+        self.child: Child | None = None
         if cmd is not None:
             try:
-                self.proc = subprocess.Popen(list(cmd.argv), stdin=subprocess.DEVNULL, stdout=self.out,
-                                             stderr=subprocess.STDOUT, env=cmd.environ())
-            except FileNotFoundError:
-                self.proc = None
+                self.child = start(cmd, stdout=self.out, stderr=subprocess.STDOUT)
+            except ConfigError:
+                self.child = None
 
     def result(self, timeout: float) -> tuple[dict[str, int] | None, str | None]:
         """The tool's counts (``None`` when it could not run) and its problem, if any."""
-        if self.proc is None:
+        if self.child is None:
             return None, None
         try:
-            self.proc.wait(timeout=timeout)
+            self.child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill(self.proc)
+            self.child.kill()
             return None, "redis-check-rdb did not finish within %g seconds" % timeout
         self.out.seek(0)
         text = self.out.read().decode("utf-8", errors="replace")
-        if self.proc.returncode != 0:
+        if self.child.returncode != 0:
             return parse_check_counts(text), describe_check_failure(text, "on %s" % self.path)
         return parse_check_counts(text), None
 
     def close(self) -> None:
-        if self.proc is not None:
-            _kill(self.proc)
+        if self.child is not None:
+            self.child.close()
         self.out.close()
 
 

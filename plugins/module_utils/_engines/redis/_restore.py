@@ -18,6 +18,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _restor
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import process_alive
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, run
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _snapshot
@@ -52,24 +53,6 @@ class Files:
     aof_seq: int = 0
     aof_owner: tuple[int, int] = (0, 0)
     current_rdb_version: int | None = None
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process still runs; a zombie (exited, not yet reaped by its parent) does not."""
-    try:
-        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
-            state = handle.read().rsplit(")", 1)[-1].split()[0]
-        return state not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 MANIFEST_LINE = re.compile(r"^file (\S+) seq (\d+) type ([bhi])$")

@@ -15,7 +15,7 @@ import time
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import tail
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, start, tail
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis._client import Connection, Session, command_line
 
 
@@ -45,7 +45,7 @@ class ScratchServer:
                 "--dir", self.dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--logfile", self.log, "--databases", "256",
             ]
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = start(Command(tuple(argv), stage="redis-server"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).proc
             self.conn = Connection(mode="host", login_unix_socket=self.socket, connect_timeout=2)
             self.session = self._wait(self.proc, time.monotonic() + timeout)
         except BaseException:

@@ -87,7 +87,7 @@ def test_run_line():
 
 @pytest.mark.parametrize("size, text", [
     (0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (5 * 1024 ** 2, "5.0 MiB"), (3 * 1024 ** 3 + 1, "3.0 GiB"),
-    (5 * 1024 ** 4, "5120.0 GiB"), (None, "-"), ("2048", "-"),
+    (5 * 1024 ** 4, "5.0 TiB"), (1536.0, "1.5 KiB"), (True, "-"), (None, "-"), ("2048", "-"),
 ])
 def test_sizes_in_lines(size, text):
     assert run_line({"store": "s", "action": "a", "status": "ok", "artifact": "/a/f", "size": size}) == "s | a | OK | f | " + text

@@ -108,7 +108,8 @@ def test_adopts_good_legacy_backups_without_touching_them(catalog):
                                                  "content": "ok", "deep": "ok"}
     assert not os.path.exists(os.path.join(catalog.directory, LOCK_NAME)) or open(os.path.join(catalog.directory, LOCK_NAME)).read() == ""
     # the adopted backups are now first-class: the sha256 check runs and passes
-    backups, problems = inspect(catalog, Rules(max_age_hours=1e6), "full", DumpComplete, NOW)
+    found = inspect(catalog, Rules(max_age_hours=1e6), "full", DumpComplete, NOW)
+    backups, problems = found["backups"], found["problems"]
     assert not problems and [b["verification"]["checks"]["sha256"] for b in backups] == ["ok", "ok"]
     assert [b["legacy"] for b in backups] == [False, False]
 

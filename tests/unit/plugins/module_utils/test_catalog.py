@@ -21,6 +21,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _catalo
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, REDIS, Catalog, Layout, median_size
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
 
 NOW = datetime.datetime(2025, 6, 15, 12, 0, 0).astimezone()
 DAY = 24 * 3600
@@ -429,16 +430,18 @@ def test_prune_deletes_only_expired_catalog_files_and_their_sidecars(catalog, tm
     assert result.reason == "kept %s, the newest good backup" % os.path.basename(keep[0])
     assert names(directory) == sorted(
         [os.path.basename(p) for p in keep] + [os.path.basename(p) + ".manifest.json" for p in keep]
-        + foreign + ["postgres_backup_20000102_000000.sql.gz"]
+        + foreign + ["postgres_backup_20000102_000000.sql.gz", _manifest.JOURNAL]
     )
     assert outside.read_bytes() == b"not in the store"
+    assert sorted(catalog.journal.records()) == sorted(os.path.basename(p) for p in keep)
 
 
 def test_prune_keeps_the_newest_good_backup_when_all_are_expired(catalog):
     paths = [add(catalog, 10, manifest=True), add(catalog, 20, manifest=True), add(catalog, 30)]
     result = catalog.prune(7, lambda e: True, now=NOW)
     assert result.deleted == paths[1:] and result.protected == paths[0]
-    assert names(catalog.directory) == sorted([os.path.basename(paths[0]), os.path.basename(paths[0]) + ".manifest.json"])
+    assert names(catalog.directory) == sorted([os.path.basename(paths[0]), os.path.basename(paths[0]) + ".manifest.json", _manifest.JOURNAL])
+    assert list(catalog.journal.records()) == [os.path.basename(paths[0])]
 
 
 def test_prune_keeps_everything_when_no_backup_is_good(catalog):
@@ -481,31 +484,51 @@ def test_prune_dry_run_deletes_nothing(catalog):
     assert os.readlink(os.path.join(catalog.directory, "latest.sql.gz")) == "postgres_backup_20000101_000000.sql.gz"
 
 
-def test_prune_removes_stale_partials_only(catalog):
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_partials_are_stale_when_their_writer_is_dead_or_no_run_holds_the_lock(catalog):
     directory = catalog.directory
-    stale = [".postgres_backup_20250101_000000.sql.gz.k3j4.partial", ".latest.sql.gz.4242.partial",
-             ".postgres_backup_20250101_000000.sql.gz.manifest.json.x9.partial"]
-    young = ".postgres_backup_20250615_115900.sql.gz.q1w2.partial"  # a run in progress
-    foreign_old = ["notes.partial", ".hidden-notes.txt"]
-    for name in stale + foreign_old:
-        path = os.path.join(directory, name)
-        open(path, "wb").close()
-        os.utime(path, (time.time() - DAY - 60,) * 2)
-    open(os.path.join(directory, young), "wb").close()
-    os.utime(os.path.join(directory, young), (time.time() - DAY + 600,) * 2)
+    dead = dead_pid()
+    mine = os.getpid()
+    files = {
+        ".postgres_backup_20250101_000000.sql.gz.%d.k3j4abcd.partial" % dead: b"x" * 100,
+        ".latest.sql.gz.%d.partial" % dead: b"",
+        ".postgres_backup_20250615_115900.sql.gz.%d.q1w2abcd.partial" % mine: b"y" * 7,  # a live writer
+        ".postgres_backup_20250101_000000.sql.gz.old.partial": b"z",  # no PID: an older version's
+    }
+    for name, data in files.items():
+        with open(os.path.join(directory, name), "wb") as handle:
+            handle.write(data)
+    for name in ("notes.partial", ".hidden-notes.txt"):
+        open(os.path.join(directory, name), "wb").close()
 
-    result = catalog.prune(7, lambda e: True, now=NOW)  # nothing expired: partials go anyway
-    assert result.deleted == []
-    assert names(directory) == sorted([young] + foreign_old)
+    # no run holds the lock: every temp file's writer is gone
+    assert {p.name: (p.size, p.stale) for p in catalog.partials()} == {n: (len(d), True) for n, d in files.items()}
+    # a run holds the lock: only the files of dead PIDs are stale
+    with StoreLock(directory, "postgresql", "test"):
+        holder = subprocess.run(
+            [sys.executable, "-c", "import sys; sys.path[:0] = %r; from ansible_collections.cclite.backup.plugins.module_utils._core._catalog "
+             "import Catalog, POSTGRESQL; print(sorted(p.name for p in Catalog(%r, POSTGRESQL).partials() if p.stale))"
+             % (sys.path, catalog.root)],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        assert holder.strip() == repr(sorted(n for n in files if str(dead) in n))
+        removed = catalog.remove_stale_partials()  # the holder removes everything but its own
+    assert sorted(r["name"] for r in removed) == sorted(n for n in files if str(mine) not in n)
+    assert {r["name"]: r["size"] for r in removed}[".postgres_backup_20250101_000000.sql.gz.%d.k3j4abcd.partial" % dead] == 100
+    assert names(directory) == sorted([".cclite-backup.lock", ".hidden-notes.txt", "notes.partial",
+                                       ".postgres_backup_20250615_115900.sql.gz.%d.q1w2abcd.partial" % mine])
 
 
-def test_prune_removes_a_dangling_stale_partial_link(catalog):
+def test_remove_stale_partials_removes_a_dangling_link(catalog):
     keep = add(catalog, 1)
-    link = os.path.join(catalog.directory, ".latest.sql.gz.4242.partial")
+    link = os.path.join(catalog.directory, ".latest.sql.gz.%d.partial" % dead_pid())
     os.symlink("postgres_backup_20000101_000000.sql.gz", link)
-    os.utime(link, (time.time() - 2 * DAY,) * 2, follow_symlinks=False)
-    result = catalog.prune(7, lambda e: True, now=NOW)
-    assert result.deleted == []
+    assert [r["name"] for r in catalog.remove_stale_partials()] == [os.path.basename(link)]
     assert names(catalog.directory) == [os.path.basename(keep)]
 
 
@@ -552,3 +575,17 @@ def test_median_size():
 def test_layout_safety():
     assert POSTGRESQL.safety() == Layout("postgresql", "postgres_safety", ".sql", "safety")
     assert POSTGRESQL.safety().relative_dir == os.path.join("postgresql", "safety")
+
+
+def test_one_name_pattern_for_a_series_none_or_any():
+    # the catalog (one series) and the S3 listing (any series) read names with the same pattern
+    anyone = POSTGRESQL.pattern()
+    assert anyone.fullmatch("postgres_backup_app_20250615_120000.sql.gz").group("series") == "app"
+    assert anyone.fullmatch("postgres_backup_20250615_120000.sql.zst").group("series") is None
+    assert anyone.fullmatch("postgres_backup_20250615_120000.sql") is not None
+    assert anyone.fullmatch("postgres_backup_app_20250615_120000.rdb.gz") is None
+    assert anyone.fullmatch("latest.sql.gz") is None
+    assert POSTGRESQL.pattern("app").fullmatch("postgres_backup_app_20250615_120000.sql.gz") is not None
+    assert POSTGRESQL.pattern("app").fullmatch("postgres_backup_20250615_120000.sql.gz") is None
+    assert POSTGRESQL.pattern("").fullmatch("postgres_backup_app_20250615_120000.sql.gz") is None
+    assert POSTGRESQL.pattern("a.b").fullmatch("postgres_backup_aXb_20250615_120000.sql.gz") is None  # escaped

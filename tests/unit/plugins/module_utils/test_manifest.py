@@ -82,7 +82,7 @@ def test_write_and_read_round_trip(tmp_path, written):
     assert json.loads(open(path, encoding="utf-8").read()) == manifest
     assert _manifest.read(artifact) == manifest
     assert _manifest.ended(_manifest.read(artifact)) == ENDED
-    assert sorted(os.listdir(tmp_path)) == ["postgres_backup_20250304_050607.sql.gz.manifest.json"]
+    assert sorted(os.listdir(tmp_path)) == [_manifest.JOURNAL, "postgres_backup_20250304_050607.sql.gz.manifest.json"]
 
 
 def test_write_replaces_an_existing_manifest(tmp_path, written):
@@ -93,7 +93,7 @@ def test_write_replaces_an_existing_manifest(tmp_path, written):
     _manifest.write(artifact, second)
     assert _manifest.read(artifact)["kind"] == "manual"
     assert stat.S_IMODE(os.stat(_manifest.path_for(artifact)).st_mode) == 0o600
-    assert os.listdir(tmp_path) == ["a.sql.gz.manifest.json"]
+    assert sorted(os.listdir(tmp_path)) == [_manifest.JOURNAL, "a.sql.gz.manifest.json"]
 
 
 def test_write_json_failure_leaves_no_temp_file(tmp_path):

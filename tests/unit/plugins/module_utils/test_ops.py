@@ -146,8 +146,13 @@ def test_make_backup_writes_artifact_manifest_and_latest(catalog):
     assert out["retention"] is None
     assert producer.calls == ["start", "finish", "close"]
     assert sorted(os.listdir(catalog.directory)) == sorted(
-        [LOCK_NAME, "latest.sql.gz", os.path.basename(path), os.path.basename(path) + ".manifest.json"]
+        [LOCK_NAME, "latest.sql.gz", os.path.basename(path), os.path.basename(path) + ".manifest.json", _manifest.JOURNAL]
     )
+    journal = catalog.journal.records()
+    assert journal == {os.path.basename(path): {
+        "op": "add", "name": os.path.basename(path), "size": artifact["size"], "sha256": artifact["sha256"],
+        "created": artifact["created"], "kind": "scheduled"}}
+    assert out["removed_partials"] == [] and out["preflight"]["expected"] is None
     assert os.path.isdir(os.path.join(catalog.root, "logs"))
 
 
@@ -247,8 +252,13 @@ def test_retention_after_a_backup(catalog):
     remaining = sorted(n for n in os.listdir(catalog.directory) if n != LOCK_NAME)
     assert remaining == sorted([
         os.path.basename(new), os.path.basename(new) + ".manifest.json",
-        os.path.basename(recent), os.path.basename(recent) + ".manifest.json", "latest.sql.gz",
+        os.path.basename(recent), os.path.basename(recent) + ".manifest.json", "latest.sql.gz", _manifest.JOURNAL,
     ])
+    # the journal knew the expired ones (recorded at the start of the run) and records their removal
+    assert sorted(catalog.journal.records()) == sorted([os.path.basename(new), os.path.basename(recent)])
+    with open(catalog.journal.path, encoding="utf-8") as handle:
+        removed = [json.loads(line)["name"] for line in handle if '"remove"' in line]
+    assert removed == [os.path.basename(expired_good), os.path.basename(expired_corrupt)]
 
 
 def test_predict_backup_writes_nothing_and_has_the_same_shape(catalog, tmp_path):
@@ -297,24 +307,211 @@ def test_inspect_levels(catalog):
     older = old_backup(catalog, 3)
     rules = Rules(max_age_hours=25.0, min_size_bytes=100)
 
-    backups, problems = inspect(catalog, rules, "none", DumpComplete)
+    found = inspect(catalog, rules, "none", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
     assert [b["path"] for b in backups] == [newest, older] and problems == []
+    assert found["healthy"] and found["latest"]["path"] == newest and found["directory"] == catalog.directory
     assert all("verification" not in b for b in backups)
 
-    backups, problems = inspect(catalog, rules, "quick", DumpComplete)
+    found = inspect(catalog, rules, "quick", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
     assert backups[0]["verification"]["checks"]["age"] == "failed"  # the age rule: newest only
     assert "age" not in backups[1]["verification"]["checks"]
     assert "stream" not in backups[0]["verification"]["checks"]  # quick reads no data
-    assert len(problems) == 1 and "hours old" in problems[0]
+    assert len(problems) == 1 and "hours old" in problems[0] and found["healthy"] is False
 
     with open(older, "r+b") as handle:
         handle.truncate(os.path.getsize(older) - 4)
-    backups, problems = inspect(catalog, rules, "full", DumpComplete)
+    found = inspect(catalog, rules, "full", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
     assert backups[0]["verification"]["checks"]["content"] == "ok"
     assert backups[1]["verification"]["checks"]["stream"] == "failed"
     assert any("truncated" in p for p in problems) and any("size" in p and "differs from the manifest" in p for p in problems)
 
 
 def test_inspect_empty_store(catalog):
-    backups, problems = inspect(catalog, Rules(), "quick", DumpComplete)
+    found = inspect(catalog, Rules(), "quick", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
     assert backups == [] and problems == ["no postgresql backup in %s" % catalog.directory]
+
+
+# issue 18 ------------------------------------------------------------------------------------
+
+
+def two_backups(catalog: Catalog) -> tuple[str, str]:
+    """A then B, both made by make_backup (B's dump differs, so their bytes differ)."""
+    a = make_backup(spec_for(catalog), FakeProducer(SQL.replace("alice", "ALICE")), VERSIONS)["artifact"]["path"]
+    b = make_backup(spec_for(catalog), FakeProducer(), VERSIONS)["artifact"]["path"]  # the next second's name
+    assert a != b
+    return a, b
+
+
+def test_a_deleted_manifest_is_a_problem_and_the_journal_still_checks_the_bytes(catalog):
+    a, b = two_backups(catalog)
+    b_sha = sha256_of(b)
+    os.unlink(b + ".manifest.json")
+    shutil.copyfile(a, b)  # an older backup copied over B
+
+    entry = {e.path: e for e in catalog.entries()}[b]
+    assert not entry.legacy and entry.journal["sha256"] == b_sha
+    assert not is_good(entry, DumpComplete)
+    found = inspect(catalog, Rules(min_size_bytes=10), "full", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
+    listed = {x["path"]: x for x in backups}[b]
+    assert listed["legacy"] is False and listed["verification"]["state"] == "bad"
+    assert listed["verification"]["checks"]["sha256"] == "failed"
+    assert any("manifest missing" in p and "the journal" in p and b_sha in p for p in problems)
+    assert any("differs from the journal's %s" % b_sha in p for p in problems)
+    with pytest.raises(VerifyError) as err:
+        full_read(entry, DumpComplete())
+    assert "manifest missing" in err.value.msg
+    # retention never takes it for the newest good backup
+    assert catalog.prune(0, lambda e: is_good(e, DumpComplete), dry_run=True).protected == a
+
+
+def test_a_deleted_manifest_with_the_bytes_intact_is_still_reported(catalog):
+    _a, b = two_backups(catalog)
+    os.unlink(b + ".manifest.json")
+    found = inspect(catalog, Rules(min_size_bytes=10), "full", DumpComplete)
+    backups, problems = found["backups"], found["problems"]
+    listed = {x["path"]: x for x in backups}[b]
+    assert listed["verification"]["checks"]["sha256"] == "ok" and listed["verification"]["checks"]["manifest"] == "failed"
+    assert listed["legacy"] is False and any("manifest missing" in p for p in problems)
+
+
+def test_a_replaced_manifest_disagrees_with_the_journal(catalog):
+    a, b = two_backups(catalog)
+    shutil.copyfile(a, b)
+    manifest = _manifest.read(a)
+    manifest["artifact"]["name"] = os.path.basename(b)
+    with open(b + ".manifest.json", "w", encoding="utf-8") as handle:  # by hand: not through the journal
+        json.dump(manifest, handle)
+    entry = {e.path: e for e in catalog.entries()}[b]
+    assert entry.manifest_error and "differs from the journal's" in entry.manifest_error
+    assert not is_good(entry, DumpComplete)
+
+
+def test_a_legacy_backup_stays_legacy(catalog):
+    legacy = old_backup(catalog, 1, manifest=False)
+    make_backup(spec_for(catalog), FakeProducer(), VERSIONS)
+    entry = {e.path: e for e in catalog.entries()}[legacy]
+    assert entry.legacy and entry.journal is None and entry.manifest_error is None
+
+
+def test_backups_made_before_the_journal_are_recorded_by_the_next_run(catalog):
+    older = old_backup(catalog, 1)
+    os.unlink(catalog.journal.path)
+    make_backup(spec_for(catalog), FakeProducer(), VERSIONS)
+    assert catalog.journal.records()[os.path.basename(older)]["sha256"] == sha256_of(older)
+
+
+def test_stale_partials_are_reported_then_removed_by_the_next_run(catalog):
+    old_backup(catalog, 0.01, latest=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = os.path.join(catalog.directory, ".postgres_backup_20990101_000000.sql.gz.%d.abcdefgh.partial" % dead.pid)
+    with open(leftover, "wb") as handle:
+        handle.write(b"x" * 4321)
+    found = inspect(catalog, Rules(min_size_bytes=10), "quick", DumpComplete)
+    _backups, problems = found["backups"], found["problems"]
+    assert any(leftover in p and "4321 bytes" in p and "killed" in p for p in problems)
+    out = make_backup(spec_for(catalog), FakeProducer(), VERSIONS)
+    assert out["removed_partials"] == [{"name": os.path.basename(leftover), "size": 4321, "pid": dead.pid}]
+    assert not os.path.exists(leftover)
+    found = inspect(catalog, Rules(min_size_bytes=10), "quick", DumpComplete)
+    _backups, problems = found["backups"], found["problems"]
+    assert problems == []
+
+
+def test_inspect_checks_that_latest_is_the_newest_intact_backup(catalog):
+    newest = old_backup(catalog, 0.01)
+    older = old_backup(catalog, 1, latest=True)
+    rules = Rules(min_size_bytes=10)
+    found = inspect(catalog, rules, "quick", DumpComplete)
+    _backups, problems = found["backups"], found["problems"]
+    assert problems == ["%s points at %s, but the newest intact backup is %s: a restore of latest would take the wrong file; "
+                        "run a backup (it moves latest), or restore %s by name"
+                        % (os.path.join(catalog.directory, "latest.sql.gz"), os.path.basename(older),
+                           os.path.basename(newest), os.path.basename(newest))]
+    # latest on a corrupt newest backup is reported too, and the corruption itself
+    os.unlink(os.path.join(catalog.directory, "latest.sql.gz"))
+    os.symlink(os.path.basename(newest), os.path.join(catalog.directory, "latest.sql.gz"))
+    with open(newest, "r+b") as handle:
+        handle.truncate(os.path.getsize(newest) - 4)
+    found = inspect(catalog, rules, "full", DumpComplete)
+    _backups, problems = found["backups"], found["problems"]
+    assert any("points at %s, but the newest intact backup is %s" % (os.path.basename(newest), os.path.basename(older)) in p
+               for p in problems)
+    found = inspect(catalog, rules, "none", DumpComplete)
+    _backups, problems = found["backups"], found["problems"]
+    assert problems == []
+
+
+def test_a_latest_link_out_of_the_store_says_what_is_wrong(catalog, tmp_path):
+    old_backup(catalog, 0.01)
+    outside = tmp_path / "elsewhere.sql.gz"
+    outside.write_bytes(gzip.compress(b"x"))
+    os.symlink(str(outside), os.path.join(catalog.directory, "latest.sql.gz"))
+    with pytest.raises(ConfigError) as err:
+        catalog.resolve("latest")
+    assert "points at %s, outside %s" % (outside, catalog.directory) in err.value.msg
+    assert "expected" not in err.value.msg
+    found = inspect(catalog, Rules(min_size_bytes=10), "quick", DumpComplete)
+    _backups, problems = found["backups"], found["problems"]
+    assert any("outside" in p for p in problems)
+
+
+def test_a_name_that_is_not_a_backup_says_what_names_look_like(catalog):
+    with pytest.raises(ConfigError) as err:
+        catalog.resolve("notes.txt")
+    assert "postgres_backup_YYYYMMDD_HHMMSS.sql[.gz|.zst]" in err.value.msg
+
+
+def test_an_unwritable_backup_root_fails_with_what_where_and_the_fix(catalog):
+    catalog.ensure()
+    os.chmod(catalog.directory, 0o500)
+    try:
+        if os.access(catalog.directory, os.W_OK):
+            pytest.skip("running as root: permissions do not stop writes (the fault suite mounts a read-only file system)")
+        with pytest.raises(ConfigError) as err:
+            make_backup(spec_for(catalog), FakeProducer(), VERSIONS)
+    finally:
+        os.chmod(catalog.directory, 0o700)
+    assert err.value.msg.startswith("cannot write backups to %s: permission denied." % catalog.directory)
+
+
+def test_unwritable_message_for_a_read_only_file_system():
+    from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import unwritable
+    import errno
+    msg = unwritable("/srv/backups/postgresql", OSError(errno.EROFS, "Read-only file system"))
+    assert msg == ("cannot write backups to /srv/backups/postgresql: the file system is mounted read-only. Nothing was written; "
+                   "remount it read-write, or set backup_root to a directory on a writable file system")
+
+
+def test_free_space_is_checked_before_anything_is_written(catalog):
+    older = old_backup(catalog, 1)
+    free = os.statvfs(catalog.directory).f_bavail * os.statvfs(catalog.directory).f_frsize
+    # the previous backup's recorded size is what the next one is expected to need: make it huge
+    entry = catalog.entries()[0]
+    manifest = dict(entry.manifest, artifact=dict(entry.manifest["artifact"], size=free * 2))
+    catalog.journal.add(manifest)
+    _manifest.write_json(older + ".manifest.json", manifest)
+    before = snapshot(catalog.directory)
+    with pytest.raises(ConfigError) as err:
+        make_backup(spec_for(catalog), FakeProducer(), VERSIONS)
+    assert err.value.msg.startswith("not enough free space for a backup in %s: " % catalog.directory)
+    assert "expected (%s was" % os.path.basename(older) in err.value.msg and "plus 25%" in err.value.msg
+    assert err.value.details["preflight"]["free"] > 0 and err.value.details["preflight"]["expected"] == int(free * 2 * 1.25)
+    assert snapshot(catalog.directory) == before
+    assert [e.path for e in catalog.entries()] == [older]
+
+
+def test_free_space_of_a_first_backup_uses_the_engine_estimate(catalog):
+    free = os.statvfs(os.path.dirname(catalog.root)).f_bavail * os.statvfs(os.path.dirname(catalog.root)).f_frsize
+    with pytest.raises(ConfigError) as err:
+        make_backup(spec_for(catalog, estimate=lambda: free * 4), FakeProducer(), VERSIONS)
+    assert "a compressed dump is taken as 50% of it" in err.value.msg
+    out = make_backup(spec_for(catalog, estimate=lambda: 1000), FakeProducer(), VERSIONS)
+    assert out["preflight"]["expected"] == 500
+    unknown = predict_backup(spec_for(Catalog(str(catalog.root) + "2", POSTGRESQL), estimate=lambda: None))
+    assert unknown["preflight"]["expected"] is None and "cannot tell" in unknown["preflight"]["basis"]

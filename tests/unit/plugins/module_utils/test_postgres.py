@@ -16,7 +16,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._restore impor
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import REDACTED, run
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import GUARD, REDACTED, run
 
 PASSWORD = "pa55-w0rd-that-must-not-leak"
 
@@ -48,7 +48,9 @@ def test_docker_command_at_the_process_boundary(tmp_path, fake_program):
     assert password_file.read_text() == PASSWORD  # docker exec -e PGPASSWORD copies it from its environment
     argv = argv_file.read_text().splitlines()
     assert PASSWORD not in argv_file.read_text()
-    assert argv[:4] == ["exec", "-i", "-u", "postgres"] and argv[-4:] == ["db", "psql", "-c", "SELECT 1"]
+    assert argv[:4] == ["exec", "-i", "-u", "postgres"]
+    # with no input of ours, the command runs under the guard that kills it when docker exec dies
+    assert argv[argv.index("db"):] == ["db", "sh", "-c", GUARD, "sh", "psql", "-c", "SELECT 1"]
     assert "PGPASSWORD" in argv
 
 
@@ -299,3 +301,68 @@ def test_a_dump_counted_from_its_own_data_opens_no_session(fake_program, tmp_pat
     assert dump.finish() == {}
     dump.close()
     assert not opened.exists()
+
+
+# pass-through options (issue 18, item 6) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options, refused",
+    [
+        (["--file=/srv/elsewhere.sql"], "pg_dump --file is refused"),
+        (["--file", "/srv/elsewhere.sql"], "--file"),
+        (["--fil=/srv/x.sql"], "--fil (--file)"),
+        (["-f", "/srv/x.sql"], "pg_dump -f is refused"),
+        (["-f/srv/x.sql"], "pg_dump -f is refused"),
+        (["-vf", "/srv/x.sql"], "pg_dump -f is refused"),
+        (["-Fd"], "pg_dump -F is refused"),
+        (["--format=custom"], "--format"),
+        (["-Z9"], "pg_dump -Z is refused"),
+        (["--compress=gzip:9"], "--compress"),
+        (["-j", "4"], "pg_dump -j is refused"),
+        (["--jobs=4"], "--jobs"),
+        (["--dbname=postgresql://u:secret@h/db"], "--dbname"),
+        (["-dpostgresql://u:secret@h/db"], "pg_dump -d is refused"),
+        (["-h", "other"], "pg_dump -h is refused"),
+        (["--port=5433"], "--port"),
+        (["-W"], "pg_dump -W is refused"),
+        (["--snapshot=0001"], "--snapshot"),
+        (["--help"], "--help"),
+        (["otherdb"], "a bare argument is refused"),
+        (["--exclude-table", "x", "otherdb"], "a bare argument is refused"),
+    ],
+)
+def test_dump_options_that_move_or_reshape_the_output_are_refused(options, refused):
+    with pytest.raises(ConfigError) as err:
+        pg_ops.check_dump_options(options)
+    assert refused in err.value.msg
+    assert "secret" not in err.value.msg and "/srv" not in err.value.msg  # values are never echoed
+    assert err.value.msg.startswith("dump_options (postgresql_backup_dump_options): ")
+
+
+def test_the_file_option_says_why():
+    with pytest.raises(ConfigError) as err:
+        pg_ops.content_for("dump", ["--file=/srv/elsewhere.sql"])
+    assert err.value.msg == (
+        "dump_options (postgresql_backup_dump_options): pg_dump --file is refused: it writes the "
+        "dump to a file of its own choosing, outside the backup directory, uncompressed and unchecked; the dump goes to "
+        "pg_dump's standard output, which cclite.backup compresses, checks and renames into the backup directory. "
+        "Remove it from dump_options (postgresql_backup_dump_options)."
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--exclude-table-data=audit_log"],
+        ["--exclude-table-data", "audit_log", "--no-owner"],
+        ["-T", "-f"],  # -T takes the next element as its value: a table named "-f"
+        ["-n", "public", "-v"],
+        ["--filter=/etc/cclite/filter.txt"],  # reads a list of objects; writes nothing
+        ["-a"], ["--schema-only"], ["-x", "-O"],
+        ["--rows-per-insert", "100", "--inserts"],
+    ],
+)
+def test_other_dump_options_pass(options):
+    pg_ops.check_dump_options(options)

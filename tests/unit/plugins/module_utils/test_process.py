@@ -7,17 +7,23 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import (
+    GUARD,
     REDACTED,
     Command,
     Target,
     redact,
     require_program,
     run,
+    start,
     tail,
 )
 
@@ -97,3 +103,152 @@ def test_require_program():
     with pytest.raises(ConfigError) as err:
         require_program("cclite-no-such-tool", "install it with apt")
     assert err.value.msg == "cclite-no-such-tool is not installed on the managed host: install it with apt"
+
+
+# Issue 18.5: children must not outlive a killed module. The writer runs in its own Python
+# process; its children carry a token in their environment, so /proc shows which are alive.
+WRITER = """
+import sys
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, write_artifact
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command
+dest, started = sys.argv[1], sys.argv[2]
+# a dump that waits (as pg_dump on a lock) and then completes; gzip waits for its input
+source = Command(("sh", "-c", 'printf "CREATE TABLE t ();\\\\n"; echo go > "$1"; exec sleep 3', "sh", started), stage="dump")
+write_artifact(source, dest, Compression("gzip", 1, threads=1))
+"""
+
+
+def _alive_with(token: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as handle:
+                if token.encode() in handle.read():  # a zombie's environ reads empty
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_children_die_with_a_killed_writer(tmp_path):
+    token = "CCLITE_KILL_TEST_%d=%s" % (os.getpid(), tmp_path.name)
+    name, value = token.split("=")
+    dest, started = tmp_path / "backup.sql.gz", tmp_path / "started"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env[name] = value
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(dest), str(started)], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not started.exists():
+            assert writer.poll() is None, "the writer ended before its source started"
+            assert time.monotonic() < deadline, "the source never started"
+            time.sleep(0.02)
+        while len([p for p in _alive_with(token) if p != writer.pid]) < 2:  # the dump (sh, then sleep) and gzip
+            assert time.monotonic() < deadline, "the compressor never started"
+            time.sleep(0.02)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        deadline = time.monotonic() + 1.0
+        while _alive_with(token) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _alive_with(token) == []  # on a kernel without the parent-death signal they ran on for 3 s
+        time.sleep(3.5)  # past the end the dump would have had
+        assert [n for n in os.listdir(tmp_path) if not n.startswith(".")] == ["started"]  # at most a hidden .partial
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        for pid in _alive_with(token):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_container_guard_kills_the_command_when_its_pipe_ends():
+    # what runs inside the container under docker exec: "$@" dies when the exec's stdin ends
+    read, write = os.pipe()
+    guard = subprocess.Popen(["sh", "-c", GUARD, "sh", "sleep", "30"], stdin=read)
+    os.close(read)
+    time.sleep(0.3)
+    assert guard.poll() is None
+    os.close(write)  # the docker CLI died: the daemon closes the exec's stdin
+    assert guard.wait(timeout=5) == 137  # sh reports sleep killed by SIGKILL
+
+
+def test_the_container_guard_keeps_exit_status_and_output():
+    read, write = os.pipe()
+    done = subprocess.run(["sh", "-c", GUARD, "sh", "sh", "-c", "echo out; echo err >&2; exit 3"],
+                          stdin=read, capture_output=True, timeout=10, check=False)
+    os.close(read)
+    os.close(write)
+    assert (done.returncode, done.stdout, done.stderr) == (3, b"out\n", b"err\n")
+
+
+def test_start_wraps_container_commands_without_input_in_the_guard(tmp_path, fake_program):
+    argv_file = tmp_path / "argv"
+    fake_program("docker", 'printf "%%s\\n" "$@" > "%s"' % argv_file)
+    target = Target(container="db")
+    with start(target.command(["pg_dump", "x"])) as child:
+        assert child.wait(timeout=10) == 0
+    assert argv_file.read_text().splitlines() == ["exec", "-i", "db", "sh", "-c", GUARD, "sh", "pg_dump", "x"]
+    # fed input of ours, a command stops by itself when that input ends: no guard
+    with start(target.command(["psql", "-f", "-"]), stdin=subprocess.PIPE) as child:
+        child.stdin.close()
+        assert child.wait(timeout=10) == 0
+    assert argv_file.read_text().splitlines() == ["exec", "-i", "db", "psql", "-f", "-"]
+
+
+def test_child_failure_names_the_stage_and_redacts():
+    cmd = Command(("sh", "-c", 'echo "bad $PGPASSWORD" >&2; exit 4'), env={"PGPASSWORD": SECRET},
+                  secret_env=frozenset({"PGPASSWORD"}), stage="pg_dump")
+    with start(cmd) as child:
+        with pytest.raises(StageError) as err:
+            child.check()
+    assert err.value.msg == "pg_dump failed with exit status 4: bad %s" % REDACTED
+    with pytest.raises(ConfigError, match=r"cannot run x: cclite-no-such-tool is not installed or not on PATH \(install x\)"):
+        start(Command(("cclite-no-such-tool",), stage="x"), hint=" (install x)")
+
+
+IMAGE = os.environ.get("CCLITE_TEST_IMAGE", "cclite-backup-test:bookworm")
+
+
+def _docker_ready() -> bool:
+    try:
+        return subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, timeout=20, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _in_container(name: str) -> list[str]:
+    ps = subprocess.run(["docker", "exec", name, "ps", "-eo", "args"], capture_output=True, text=True, timeout=30, check=True)
+    return [line.strip() for line in ps.stdout.splitlines()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _docker_ready(), reason="needs Docker and the test image")
+def test_a_command_in_a_container_dies_with_a_killed_writer(tmp_path):
+    # killing the docker CLI leaves the process in the container running; the guard ends it
+    name = "cclite-process-test-%d" % os.getpid()
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, IMAGE, "sleep", "infinity"], capture_output=True, check=True)
+    try:
+        script = (
+            "import sys\n"
+            "from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, write_artifact\n"
+            "from ansible_collections.cclite.backup.plugins.module_utils._core._process import Target\n"
+            "write_artifact(Target(container=sys.argv[2]).command(['sleep', '37']), sys.argv[1], Compression('gzip', 1, threads=1))\n"
+        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "b.sql.gz"), name], env=env)
+        deadline = time.monotonic() + 30
+        while "sleep 37" not in _in_container(name):
+            assert writer.poll() is None and time.monotonic() < deadline, "the command never started in the container"
+            time.sleep(0.1)
+        writer.kill()
+        writer.wait()
+        deadline = time.monotonic() + 5
+        while "sleep 37" in _in_container(name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "sleep 37" not in _in_container(name)  # without the guard it sleeps on for 37 s
+        assert [n for n in os.listdir(tmp_path) if not n.startswith(".")] == []
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)

@@ -16,6 +16,8 @@ import tarfile
 
 import pytest
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _engine as ops
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
@@ -154,7 +156,8 @@ def test_info_full_finds_a_damaged_bundle(server, conn, tmp_path):
     with open(path, "wb") as handle:  # same length, one byte of a snapshot changed, recompressed
         index = content.index(b"faq:12")
         handle.write(gzip.compress(content[:index] + b"faq:13" + content[index + 6:]))
-    os.unlink(out["manifest"])  # a legacy file: only the content check can catch it
+    os.unlink(out["manifest"])  # a legacy file (no manifest, unknown to the journal): only the
+    os.unlink(os.path.join(os.path.dirname(out["manifest"]), _manifest.JOURNAL))  # content check can catch it
     result = ops.info(ops.catalog(str(tmp_path)), Rules(min_size_bytes=10), "full")
     assert not result["healthy"]
     assert "snapshot collections/faq.snapshot has sha256" in result["problems"][0]

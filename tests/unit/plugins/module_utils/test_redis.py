@@ -22,7 +22,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._restore impor
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _snapshot
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import run
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import GUARD, run
 
 PASSWORD = "r3dis-pa55-that-must-not-leak"
 
@@ -50,7 +50,8 @@ def test_docker_command_at_the_process_boundary(tmp_path, fake_program):
     assert password_file.read_text() == PASSWORD  # docker exec -e REDISCLI_AUTH copies it from its environment
     assert PASSWORD not in argv_file.read_text()
     assert argv_file.read_text().splitlines() == [
-        "exec", "-i", "-u", "redis", "-e", "REDISCLI_AUTH", "cache", "redis-cli", "-p", "6379", "INFO", "server",
+        "exec", "-i", "-u", "redis", "-e", "REDISCLI_AUTH", "cache", "sh", "-c", GUARD, "sh",
+        "redis-cli", "-p", "6379", "INFO", "server",
     ]
 
 

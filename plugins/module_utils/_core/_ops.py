@@ -292,5 +292,3 @@ def latest_problems(catalog: Catalog, intact: t.Sequence[Entry]) -> list[str]:
         return ["%s points at %s, but the newest intact backup is %s: a restore of latest would take the "
                 "wrong file; run a backup (it moves latest), or restore %s by name" % (link, name, intact[0].name, intact[0].name)]
     return []
-
-

@@ -1,6 +1,7 @@
-# Entry points for developers and CI (.ci/run). Start with `make setup`.
-# `make test` runs lint, sanity, units, integration, runner, the reduced fault suite and molecule in that order and stops
-# at the first failure.
+# Entry points for developers and CI (.ci/run). `make demo` and `make test` set up what they
+# need first (system packages, venv, collections, Docker engine, local images), skipping what is
+# there. `make test` runs lint, sanity, units, integration, runner, the reduced fault suite,
+# molecule and ee in that order and stops at the first failure.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -25,29 +26,49 @@ BENCH_ARGS ?=
 MOLECULE_SKIP ?=
 SCENARIOS := $(filter-out $(MOLECULE_SKIP),$(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup collections docker image lint sanity units integration runner molecule test build demo bench faults faults-reduced
+# The stages of `make test`, in order; each is a target below.
+TEST_STAGES ?= lint sanity units integration runner faults-reduced molecule ee
+# Shell scripts `make lint` checks with shellcheck.
+SHELL_SCRIPTS := .ci/run $(wildcard tests/harness/*.sh tests/stack/*.sh tests/ee/*.sh scripts/*.sh)
+
+.PHONY: help system setup venv collections docker image stack-images ee lint sanity units integration runner molecule test build demo demo-clean bench faults faults-reduced
 
 help:
-	@echo 'make setup | docker | image | lint | sanity | units | integration | runner | faults | molecule | test | build | demo | bench'
+	@echo 'make demo | demo-clean | test | system | setup | docker | image | stack-images | lint | sanity | units | integration | runner | faults | molecule | ee | build | bench'
 
-setup: $(VENV)/.requirements collections
+# Debian packages from tests/harness/system-packages.txt (the one list; add packages there).
+system:
+	@tests/harness/system-packages.sh
 
-$(VENV)/.requirements: requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q -r requirements.txt
-	cp requirements.txt $@
+setup: system venv collections
+
+# The venv records the requirements.txt it was made from; same content, nothing to do.
+venv:
+	@if [ -x $(VENV)/bin/python ] && cmp -s requirements.txt $(VENV)/.requirements; then \
+	  echo "setup: the venv $(VENV) has every package of requirements.txt"; \
+	else \
+	  echo "setup: installing requirements.txt into the venv $(VENV)"; \
+	  $(PYTHON) -m venv $(VENV); \
+	  $(VENV)/bin/python -m pip install -q -r requirements.txt; \
+	  cp requirements.txt $(VENV)/.requirements; \
+	fi
 
 collections:
-	tests/harness/collections.sh
+	@tests/harness/collections.sh
 
-docker:
-	tests/harness/docker-up.sh
+docker: system
+	@tests/harness/docker-up.sh
 
 image: docker
-	tests/harness/build-image.sh
+	@tests/harness/build-image.sh
+
+# The guide's stack (tests/stack/) on the test image: the demo's, and later a scenario's.
+stack-images: image
+	@tests/harness/build-stack-images.sh
 
 lint:
 	ansible-lint --profile production
+	shellcheck -x $(SHELL_SCRIPTS)
 
 sanity:
 	tests/harness/sanity.sh $(SANITY_ARGS)
@@ -71,18 +92,34 @@ molecule: image
 	  molecule test -s "$$s"; \
 	done
 
-test:
-	@for t in lint sanity units integration runner faults-reduced molecule; do \
-	  echo "=== make $$t ($$(date +%T))"; \
+# The AWX execution environment built with ansible-builder from execution-environment.yml
+# (offline: local base image, wheels and collections), then backup, verify and restore run
+# inside it through ansible-runner's process isolation against the guide's stack.
+ee: stack-images
+	@tests/harness/build-ee.sh
+	tests/ee/run-ee.sh
+
+# Each stage's duration is printed at the end (also when a stage fails).
+test: setup image
+	@times=(); trap 'printf "=== make %s\n" "$${times[@]}"' EXIT; \
+	for t in $(TEST_STAGES); do \
+	  echo "=== make $$t ($$(date +%T))"; start=$$SECONDS; \
 	  $(MAKE) --no-print-directory $$t; \
+	  times+=("$$(printf '%-12s %5ss' "$$t" $$((SECONDS - start)))"); \
 	done
 
 build:
 	tree=$$(mktemp -d); trap 'rm -rf "$$tree"' EXIT; \
 	ansible-galaxy collection build --force --output-path $(CURDIR)/dist "$$(tests/harness/collection-tree.sh "$$tree")"
 
-demo:
-	@if [ -x tests/harness/demo.sh ]; then tests/harness/demo.sh; else echo 'demo: tests/harness/demo.sh is not written yet'; fi
+# The guide's stack in Docker with sample data, then examples/workstation/'s playbooks: backup,
+# verify, list, a disaster, restore, the data checked back. Ports: CCLITE_DEMO_QDRANT_PORT
+# (6337), CCLITE_DEMO_BACKEND_PORT (8000). The stack keeps running until `make demo-clean`.
+demo: setup stack-images
+	@tests/harness/demo.sh
+
+demo-clean:
+	@tests/harness/demo-clean.sh
 
 # The one bench (every engine, backup and restore, scaling, memory), e.g.
 # make bench BENCH_ARGS='--quick' (a smoke test of a few minutes) or BENCH_ARGS='--size-mb 256 --rounds 2'

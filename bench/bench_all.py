@@ -166,7 +166,10 @@ class Bench:
             print("  round %d: %s" % (number, ", ".join("%s %.1f s" % (n, times[n][-1]) for n in names)), flush=True)
         for label in names:
             self.rounds("postgresql", label, times[label])
-        pair = lambda a, b: [x / y for x, y in zip(times[a], times[b], strict=True)]  # noqa: E731
+
+        def pair(a: str, b: str) -> list[float]:
+            return [x / y for x, y in zip(times[a], times[b], strict=True)]
+
         self.ratio("pg backup.yml gzip / raw pg_dump|gzip -6 (the guide)", pair(names[3], names[0]), None)
         self.ratio("pg backup.yml gzip / raw pg_dump|pigz -6", pair(names[3], names[1]), None)
         self.ratio("pg backup.yml zstd / raw pg_dump|zstd -1 -T0", pair(names[4], names[2]), 1.3)
@@ -238,13 +241,17 @@ class Bench:
         self.pg.pg_ctl("restart")
         passfile = private_file(home, "pgpass", "*:*:*:postgres:%s\n" % PG_PASSWORD)
         shutil.chown(passfile, "postgres")
-        run = dict(check=True, cwd="/", capture_output=True, env=dict(os.environ, PGPASSFILE=passfile))
-        subprocess.run(base + ["stanza-create"], **run)
+        env = dict(os.environ, PGPASSFILE=passfile)
+
+        def run(argv: list[str]) -> None:
+            subprocess.run(argv, check=True, cwd="/", capture_output=True, env=env)
+
+        run(base + ["stanza-create"])
         # Debian's build may lack zstd: the first compression this pgbackrest allows, zstd first (the issue's).
         compress = None
         for kind, level in (("zstd", 1), ("lz4", 1), ("gz", 6)):
             probe = subprocess.run(base + ["--type=full", "--compress-type=" + kind, "--compress-level=%d" % level, "backup"],
-                                   cwd="/", capture_output=True, env=run["env"], check=False)
+                                   cwd="/", capture_output=True, env=env, check=False)
             if probe.returncode == 0:
                 compress = (kind, level)
                 break
@@ -257,14 +264,14 @@ class Bench:
         backups, restores = [], []
         for number in range(self.args.rounds):
             start = time.monotonic()
-            subprocess.run(backup, **run)
+            run(backup)
             backups.append(time.monotonic() - start)
             target = os.path.join(home, "restore%d" % number)
             os.makedirs(target, mode=0o700)
             shutil.chown(target, "postgres")
             port = free_port()
             start = time.monotonic()
-            subprocess.run(base + ["--pg1-path=" + target, "--type=immediate", "--target-action=promote", "restore"], **run)
+            run(base + ["--pg1-path=" + target, "--type=immediate", "--target-action=promote", "restore"])
             subprocess.run(["runuser", "-u", "postgres", "--", PG_BIN + "/pg_ctl", "-D", target, "-w", "-t", "3600",
                             "-l", target + ".log", "-o", "-p %d -k %s -c archive_mode=off" % (port, home), "start"],
                            check=True, cwd="/", stdout=subprocess.DEVNULL)
@@ -550,7 +557,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.size_mb, args.small_mb, args.rounds = min(args.size_mb, 16), min(args.small_mb, 2), 1
-        args.redis_keys, args.redis_small_keys, args.qdrant_points = min(args.redis_keys, 100_000), min(args.redis_small_keys, 1000), min(args.qdrant_points, 2000)
+        args.redis_keys, args.redis_small_keys = min(args.redis_keys, 100_000), min(args.redis_small_keys, 1000)
+        args.qdrant_points = min(args.qdrant_points, 2000)
     if os.geteuid() != 0:
         sys.exit("bench_all.py runs throwaway servers as the postgres user and installs a throwaway init script: run it as root")
     Bench(args).run()

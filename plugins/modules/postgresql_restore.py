@@ -13,14 +13,22 @@ version_added: 0.1.0
 description:
   - Restores a backup made by M(cclite.backup.postgresql_backup) (or by the guide's scripts)
     into a database, so that a failure at any step leaves the current data as it was.
-  - "The steps: refuse without O(confirm); read the whole file (stream, sha256 against the
-    manifest, pg_dump's closing line) before any change; take a safety backup of the current
-    database into C(<backup_root>/postgresql/safety/) (it does not move C(latest)); load the dump
-    into a new database in one transaction; compare every table's row count with the manifest;
-    swap the two databases by renaming them in one transaction (sessions on the old one are
-    ended); run ANALYZE; drop the old database (or keep it with O(keep_previous))."
-  - Names are file names in the store's directory, C(latest), or C(safety/<name>) for a safety
-    backup; names that leave the directory are refused.
+  - "The steps (the shared restore flow): refuse without O(confirm); read the whole file
+    (stream, sha256 against the manifest, pg_dump's closing line) before any change; load the
+    dump into a new database in one transaction; compare every table's row count with the
+    manifest; swap: refuse new connections to the current database, end its sessions, and
+    rename it to C(<database>__pre_restore_<stamp>) and the new one into its place in one
+    transaction; run ANALYZE. A failure before the swap drops the new database and leaves the
+    current one serving, untouched."
+  - "The replaced database itself is the rollback point: it keeps connections disabled, so it
+    holds every write acknowledged before the swap and nothing after it. With O(safety_backup)
+    it is dumped into C(<backup_root>/postgresql/safety/) after the swap (it does not move
+    C(latest)), so the dump holds the same data and its time is not spent before the swap.
+    Then it is dropped, or kept with O(keep_previous)."
+  - Names are file names in the store's directory, C(safety/<name>) for a safety backup, or
+    C(latest), which is the newest backup of the catalog that reads back good (the C(latest)
+    link is only compared with it; a difference is reported in RV(notes)). Names that leave
+    the directory are refused.
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.postgresql
@@ -56,13 +64,20 @@ options:
     type: bool
     default: false
   safety_backup:
-    description: Back up the current database before replacing it (strongly advised).
+    description:
+      - Dump the replaced database into the safety directory after the swap, so that the
+        restore can be rolled back with C(safety/<name>) once the replaced database is dropped.
+      - The default stays V(true) because O(keep_previous) defaults to V(false) - without either,
+        nothing of the replaced data would remain. The fast restore is O(keep_previous=true) with
+        O(safety_backup=false) - no dump at all, the kept database is the way back (it needs the
+        disk space of the old database until you drop it).
     type: bool
     default: true
   keep_previous:
     description:
       - Keep the replaced database, renamed to C(<database>__pre_restore_<stamp>) with
-        connections disabled, instead of dropping it.
+        connections disabled, instead of dropping it once the restore succeeded. It is kept
+        whatever this says when a step after the swap fails.
     type: bool
     default: false
 notes:
@@ -108,9 +123,20 @@ safety_backup:
   returned: always
   type: dict
 previous_database:
-  description: Name of the kept old database, with O(keep_previous).
+  description: Name of the kept old database, with O(keep_previous) or when a step after the swap failed.
   returned: always
   type: str
+rollback:
+  description:
+    - Where the replaced data is and how to go back to it (C(where), C(how), and C(artifact) for
+      a safety backup); null when nothing of it was kept.
+  returned: success
+  type: dict
+notes:
+  description: What is worth knowing, e.g. that the C(latest) link pointed elsewhere than the newest good backup.
+  returned: always
+  type: list
+  elements: str
 tables:
   description: Row count of every table after the restore (null in check mode).
   returned: always
@@ -139,18 +165,8 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
-        request = pg_ops.RestoreRequest(
-            conn=pg.connection_from(p),
-            catalog=pg_ops.catalog(p["backup_root"], p["series"]),
-            name=p["name"],
-            database=p["database"],
-            confirm=p["confirm"],
-            safety_backup=p["safety_backup"],
-            keep_previous=p["keep_previous"],
-            compression=_module.compression_from(p),
-            lock_timeout=p["lock_timeout"],
-            file_mode=_module.file_mode_from(p),
-        )
+        spec = _module.restore_spec_from(p, pg_ops.catalog(p["backup_root"], p["series"]), safety_series=p["database"])
+        request = pg_ops.RestoreRequest(conn=pg.connection_from(p), database=p["database"], spec=spec)
         return pg_ops.Restore(request).run(module.check_mode)
 
     _module.run(module, action)

@@ -23,8 +23,10 @@ description:
     C(priority=snapshot) sent explicitly, C(checksum) and C(wait=true), streamed from the
     backup without holding it in memory), recreate its aliases, compare its points count with
     the manifest, and delete the uploaded snapshot file, which Qdrant otherwise keeps."
-  - Names are file names in the store's directory (the guide's C(--qdrant FILE)), V(latest),
-    or C(safety/<name>) for a safety backup; names that leave the directory are refused.
+  - Names are file names in the store's directory (the guide's C(--qdrant FILE)),
+    C(safety/<name>) for a safety backup, or V(latest), which is the newest backup of the
+    catalog that reads back good (the C(latest) link is only compared with it; a difference is
+    reported in RV(notes)). Names that leave the directory are refused.
   - A collection that does not exist is created from its snapshot. An existing one keeps its
     own configuration (as Qdrant does when recovering into an existing collection); its
     vectors configuration must match the snapshot's.
@@ -103,6 +105,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+rollback:
+  description:
+    - Where the replaced data is and how to go back to it (C(where), C(how), C(artifact) - the
+      safety backup); null without a safety backup.
+  returned: success
+  type: dict
+notes:
+  description: What is worth knowing, e.g. that the C(latest) link pointed elsewhere than the newest good backup.
+  returned: always
+  type: list
+  elements: str
 restored_from:
   description: The backup restored (name, path, created, size, sha256, legacy).
   returned: always
@@ -157,17 +170,8 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
-        request = qd_ops.RestoreRequest(
-            conn=qd.connection_from(p),
-            catalog=qd_ops.catalog(p["backup_root"], p["series"]),
-            name=p["name"],
-            confirm=p["confirm"],
-            collections=p["collections"],
-            safety_backup=p["safety_backup"],
-            compression=_module.compression_from(p),
-            lock_timeout=p["lock_timeout"],
-            file_mode=_module.file_mode_from(p),
-        )
+        spec = _module.restore_spec_from(p, qd_ops.catalog(p["backup_root"], p["series"]))
+        request = qd_ops.RestoreRequest(conn=qd.connection_from(p), spec=spec, collections=p["collections"])
         return qd_ops.Restore(request).run(module.check_mode)
 
     _module.run(module, action)

@@ -32,8 +32,12 @@ description:
   - "Logical (O(method=logical)): C(FLUSHALL) (see O(replace_all)), then C(RESTORE key ttl
     payload ABSTTL) of every key, pipelined, so expiries stay absolute; keys whose expiry has
     passed are not created. The key counts are compared with the dump's."
-  - Names are file names in the store's directory, C(latest), or C(safety/<name>) for a safety
-    backup; names that leave the directory are refused.
+  - Names are file names in the store's directory, C(safety/<name>) for a safety backup, or
+    C(latest), which is the newest backup of the catalog that reads back good (the C(latest)
+    link is only compared with it; a difference is reported in RV(notes)). Names that leave the
+    directory are refused.
+  - A failure says which step failed and what state the server is in; before Redis is stopped
+    (or, for O(method=logical), before FLUSHALL) nothing was changed.
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.redis
@@ -142,6 +146,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+rollback:
+  description:
+    - Where the replaced data is and how to go back to it (C(where), C(how), C(artifact) - the
+      safety backup); null without a safety backup.
+  returned: success
+  type: dict
+notes:
+  description: What is worth knowing, e.g. that the C(latest) link pointed elsewhere than the newest good backup.
+  returned: always
+  type: list
+  elements: str
 restored_from:
   description: The backup restored (name, path, created, size, sha256, legacy).
   returned: always
@@ -198,6 +213,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as rd_ops
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _restore as rd_restore
 
 
 def main() -> None:
@@ -221,24 +237,18 @@ def main() -> None:
 
     def action() -> dict:
         p = module.params
-        request = rd_ops.RestoreRequest(
+        request = rd_restore.RestoreRequest(
             conn=rd.connection_from(p),
-            catalog=rd_ops.catalog(p["backup_root"], p["method"], p["series"]),
-            name=p["name"],
-            confirm=p["confirm"],
+            spec=_module.restore_spec_from(p, rd_ops.catalog(p["backup_root"], p["method"], p["series"])),
             method=p["method"],
-            safety_backup=p["safety_backup"],
             service=p["service"],
             service_manager=p["service_manager"],
             start_timeout=p["start_timeout"],
             stop_timeout=p["stop_timeout"],
             replace_all=p["replace_all"],
             settings=rd_ops.Settings(p["method"], "file", p["pause_writes_ms"], 3, p["bgsave_timeout"]),
-            compression=_module.compression_from(p),
-            lock_timeout=p["lock_timeout"],
-            file_mode=_module.file_mode_from(p),
         )
-        return rd_ops.Restore(request).run(module.check_mode)
+        return rd_restore.Restore(request).run(module.check_mode)
 
     _module.run(module, action)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, VerifyError
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import RestoreSpec
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
 DEFAULT_LEVELS = {"gzip": 6, "zstd": 1, "none": 0}  # zstd 1: see the catalog doc fragment
@@ -104,6 +106,14 @@ def retention_days_from(params: t.Mapping[str, t.Any], option: str = "retention_
             "%s is %d: give a whole number of days, at least 1 (what is older is deleted, never the newest good "
             "backup); nothing was changed" % (option, days))
     return days
+
+
+def restore_spec_from(params: t.Mapping[str, t.Any], catalog: Catalog, **kwargs: t.Any) -> RestoreSpec:
+    """The restore options every ``*_restore`` module shares, for ``_restore.restore``."""
+    return RestoreSpec(
+        catalog, params["name"], params["confirm"], params["safety_backup"], params.get("keep_previous") or False,
+        compression_from(params), params["lock_timeout"], file_mode_from(params), **kwargs,
+    )
 
 
 def run(module: t.Any, action: t.Callable[[], dict[str, t.Any]]) -> None:

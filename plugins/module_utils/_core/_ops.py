@@ -2,7 +2,7 @@
 # Copyright (c) cclite.backup contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The flows every store shares: make a backup, inspect the catalog, check before a restore.
+"""The backup flows every store shares: make a backup, inspect the catalog (restore: ``_restore``).
 
 An engine supplies a :class:`Producer` (what to stream, and the statistics to record) and a
 content check; the order of the steps, which is what makes a backup trustworthy, lives here:
@@ -292,17 +292,3 @@ def latest_problems(catalog: Catalog, intact: t.Sequence[Entry]) -> list[str]:
         return ["%s points at %s, but the newest intact backup is %s: a restore of latest would take the "
                 "wrong file; run a backup (it moves latest), or restore %s by name" % (link, name, intact[0].name, intact[0].name)]
     return []
-
-
-def check_before_restore(entry: Entry, content: ContentFactory) -> Report:
-    """Read the whole artifact before any change; a corrupt file stops the restore here."""
-    report = Report(entry.name, entry.path)
-    if entry.manifest_error:
-        report.failed("manifest", entry.manifest_error)
-    check_data(report, entry, content())
-    if report.problems:
-        raise VerifyError(
-            "refusing to restore %s, nothing was changed: %s" % (entry.name, "; ".join(report.problems)),
-            report=report.as_dict(),
-        )
-    return report

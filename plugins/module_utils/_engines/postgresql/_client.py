@@ -19,6 +19,7 @@ import time
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, StageError, with_hint
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import Count
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, start
 
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
@@ -423,17 +424,9 @@ class DumpStats(DumpComplete):
                 "total_rows": sum(self.tables.values()), "counted": "dump"}
 
 
-def compare_counts(expected: t.Mapping[str, int], actual: t.Mapping[str, int]) -> list[str]:
-    problems = []
-    for table in sorted(set(expected) | set(actual)):
-        if table not in actual:
-            problems.append("table %s is missing (%d rows expected)" % (table, expected[table]))
-        elif table not in expected:
-            if actual[table]:  # an empty table whose data the dump left out is no problem
-                problems.append("table %s is not in the manifest" % table)
-        elif expected[table] != actual[table]:
-            problems.append("table %s has %d rows, the manifest says %d" % (table, actual[table], expected[table]))
-    return problems
+def table_counts(expected: t.Mapping[str, int], actual: t.Mapping[str, int]) -> list[Count]:
+    """Every table's row count against the manifest's, for ``_restore.compare``."""
+    return [Count("table %s" % n, "rows", actual.get(n), expected.get(n)) for n in sorted(set(expected) | set(actual))]
 
 
 def scratch_name(base: str, tag: str) -> str:

@@ -14,11 +14,11 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
 from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Source
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog, Entry, local_now
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError
-from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError
 from ansible_collections.cclite.backup.plugins.module_utils._core._options import ToolOptions
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
@@ -199,7 +199,7 @@ def deep_check(conn: pg.Connection, database: str) -> t.Callable[[Entry, Report]
             report.passed("deep")
             report.notes.append("%s: restored %d tables; no manifest to compare row counts with" % (entry.name, len(counts)))
             return
-        problems = pg.compare_counts(expected, counts)
+        problems = _restore.compare(pg.table_counts(expected, counts))
         if problems:
             report.failed("deep", "; ".join(problems))
         else:
@@ -211,148 +211,125 @@ def deep_check(conn: pg.Connection, database: str) -> t.Callable[[Entry, Report]
 @dataclasses.dataclass
 class RestoreRequest:
     conn: pg.Connection
-    catalog: Catalog
-    name: str
     database: str
-    confirm: bool
-    safety_backup: bool = True
-    keep_previous: bool = False
-    compression: Compression = dataclasses.field(default_factory=Compression)
-    lock_timeout: float = 600.0
-    file_mode: int = 0o600
+    spec: _restore.RestoreSpec
 
 
 class Restore:
-    """Restore a plain dump so that a failure at any step leaves the current data in place.
+    """The PostgreSQL steps of the shared restore flow (``_restore``).
 
-    check the file -> safety backup of the current database -> load into a new database ->
-    compare row counts -> swap names (one transaction) -> ANALYZE -> drop the old database.
+    prepare: load the dump into a new database in one transaction. measure: every table's row
+    count there, before the swap. swap: refuse new connections to the current database, end
+    the open ones, and rename it aside and the new one into its place in one transaction; the
+    renamed database keeps connections disabled, so it holds every write acknowledged before
+    the swap and nothing after it: it is the rollback point, no dump needed. finish: ANALYZE,
+    then drop the replaced database unless ``keep_previous``.
     """
+
+    store = POSTGRESQL.store
+    staged = True
+    keeps_previous = True
 
     def __init__(self, req: RestoreRequest) -> None:
         self.req = req
+        self.conn = req.conn
         self.stamp = local_now().strftime("%Y%m%d%H%M%S")
         self.staging = pg.scratch_name(req.database, "restore")
         self.previous = pg.scratch_name(req.database, "pre_restore_%s" % self.stamp)
-
-    def plan(self) -> tuple[Entry, dict[str, str] | None, str]:
-        name = self.req.name
-        if name.startswith("safety/"):  # rolling back to the copy an earlier restore kept
-            safety = Catalog(self.req.catalog.root, self.req.catalog.layout.safety(), self.req.database)
-            entry = safety.resolve(name[len("safety/"):])
-        else:
-            entry = self.req.catalog.resolve(name)
-        facts = pg.server_facts(self.req.conn, self.req.database)
-        return entry, facts.database, facts.version
+        self.current: dict[str, str] | None = None
+        self.swapped = self.prepared = False
+        self.result: dict[str, t.Any] = {}
 
     def run(self, check_mode: bool) -> dict[str, t.Any]:
-        req = self.req
-        entry, current, server = self.plan()
-        out: dict[str, t.Any] = {
-            "restored_from": entry.as_dict(),
-            "database": req.database,
-            "server_version": server,
-            "safety_backup": None,
-            "previous_database": None,
-            "tables": None,
-            "changed": True,
-        }
-        if check_mode:
-            _ops.check_before_restore(entry, pg.DumpComplete)
-            out["msg"] = "would restore %s into %s (check mode: file checked, nothing changed)" % (entry.name, req.database)
-            return out
-        if not req.confirm:
-            raise RestoreError(
-                "refusing to restore %s into %s without confirmation: set confirm: true "
-                "(restore_confirm=true for the playbooks) once you are sure" % (entry.name, req.database)
-            )
-        _ops.check_before_restore(entry, pg.DumpComplete)
-        with StoreLock(req.catalog.directory, "postgresql", "postgresql restore", req.lock_timeout):
-            if current is not None and req.safety_backup:
-                out["safety_backup"] = self._safety_backup(server)
-            counts = self._load(entry, current)
-            out["tables"] = counts
-            if current is not None:
-                pg.swap(req.conn, req.database, self.staging, self.previous)
+        return _restore.restore(self.req.spec, self, check_mode)
+
+    def plan(self) -> _restore.Plan:
+        facts = pg.server_facts(self.conn, self.req.database)
+        self.current = facts.database
+        self.server = facts.version
+        self.result = {"database": self.req.database, "server_version": facts.version, "previous_database": None, "tables": None}
+        return _restore.Plan("%s on %s" % (self.req.database, self.conn.describe()), facts.database is not None, self.result)
+
+    def content(self) -> pg.DumpComplete:
+        return pg.DumpComplete()
+
+    def accept(self, entry: Entry, check: t.Any) -> str:
+        return ""
+
+    def safety_backup(self, spec: _restore.RestoreSpec) -> dict[str, t.Any]:
+        """A dump of the replaced database; after the swap, of the kept one (connections are
+        allowed for the dump only: nobody else knows its name)."""
+        database = self.previous if self.swapped else self.req.database
+        backup = spec.safety_spec(FORMAT, pg.DumpStats, content_stats=True, database=self.req.database)
+        found = {"server": self.server, "tool": pg.tool_version(self.conn, "pg_dump")}
+        if self.swapped:
+            allow_connections(self.conn, database, True)
+        try:
+            return _ops.make_backup(backup, DumpProducer(self.conn, database, (), "dump"), found)["artifact"]
+        finally:
+            if self.swapped:
+                allow_connections(self.conn, database, False)
+
+    def prepare(self, entry: Entry) -> None:
+        self.prepared = True  # from here on, the staging database is this run's (under the lock)
+        pg.drop_database(self.conn, self.staging)  # left by a run that was killed
+        pg.create_database(self.conn, self.staging, self.current)
+        pg.load(self.conn, self.staging, ArtifactReader(entry.path).chunks())
+
+    def measure(self, entry: Entry) -> list[_restore.Count] | None:
+        counts = self.result["tables"] = pg.count_rows(self.conn, self.staging)
+        expected = (entry.manifest or {}).get("source", {}).get("tables")
+        if expected is None:
+            return None
+        return pg.table_counts(expected, counts)
+
+    def swap(self, entry: Entry) -> _restore.RollbackPoint | None:
+        db = self.req.database
+        if self.current is None:
+            rename(self.conn, self.staging, db)
+            return None
+        pg.swap(self.conn, db, self.staging, self.previous)
+        self.swapped = True
+        return _restore.RollbackPoint(
+            "the database %s (connections disabled)" % self.previous,
+            "rename %s aside, rename %s to %s and allow connections to it" % (db, self.previous, db),
+        )
+
+    def finish(self, keep: bool) -> None:
+        pg.analyze(self.conn, self.req.database)
+        if self.swapped:
+            if keep:
+                self.result["previous_database"] = self.previous
             else:
-                pg.query(
-                    req.conn,
-                    "SELECT format('ALTER DATABASE %I RENAME TO %I', :'new', :'db') \\gexec\n",
-                    variables=[("new", self.staging), ("db", req.database)],
-                )
-            pg.analyze(req.conn, req.database)
-            if current is not None:
-                if req.keep_previous:
-                    out["previous_database"] = self.previous
-                else:
-                    pg.drop_database(req.conn, self.previous)
-        out["msg"] = self._message(entry, out)
-        return out
+                pg.drop_database(self.conn, self.previous)
 
-    def _safety_backup(self, server: str) -> dict[str, t.Any]:
-        req = self.req
-        safety = Catalog(req.catalog.root, req.catalog.layout.safety(), req.database)
-        spec = _ops.BackupSpec(
-            catalog=safety,
-            compression=req.compression,
-            fmt=FORMAT,
-            content=pg.DumpStats,
-            content_stats=True,
-            database=req.database,
-            kind="safety",
-            move_latest=False,
-            lock_timeout=req.lock_timeout,
-            file_mode=req.file_mode,
-        )
-        try:
-            # the plan has queried the server and found the database: only pg_dump's version is new
-            found = {"server": server, "tool": pg.tool_version(req.conn, "pg_dump")}
-            result = _ops.make_backup(spec, DumpProducer(req.conn, req.database, (), "dump"), found)
-        except BackupError as exc:
-            raise RestoreError("the safety backup of %s failed, nothing was changed: %s" % (req.database, exc.msg)) from exc
-        return result["artifact"]
+    def undo(self, swapped: bool) -> str:
+        if swapped:
+            if self.swapped:
+                self.result["previous_database"] = self.previous
+            return "%s holds the restored data" % self.req.database
+        if self.prepared:
+            pg.drop_database(self.conn, self.staging)
+        return ""
 
-    def _load(self, entry: Entry, current: dict[str, str] | None) -> dict[str, int]:
-        req = self.req
-        pg.drop_database(req.conn, self.staging)  # left by a run that was killed
-        pg.create_database(req.conn, self.staging, current)
-        try:
-            pg.load(req.conn, self.staging, ArtifactReader(entry.path).chunks())
-            counts = pg.count_rows(req.conn, self.staging)
-            expected = (entry.manifest or {}).get("source", {}).get("tables")
-            if expected is not None:
-                problems = pg.compare_counts(expected, counts)
-                if problems:
-                    raise RestoreError("the restored data does not match the manifest: %s" % "; ".join(problems))
-        except BackupError as exc:
-            pg.drop_database(req.conn, self.staging)
-            raise RestoreError("%s; %s was not changed" % (exc.msg, req.database)) from exc
-        return counts
+    def summary(self) -> str:
+        tables = self.result["tables"] or {}
+        return "%d tables, %d rows" % (len(tables), sum(tables.values()))
 
-    def _message(self, entry: Entry, out: dict[str, t.Any]) -> str:
-        msg = "restored %s into %s (%d tables, %d rows)" % (
-            entry.name,
-            self.req.database,
-            len(out["tables"]),
-            sum(out["tables"].values()),
-        )
-        if out["safety_backup"]:
-            msg += "; the data it replaced is saved in %s (to roll back, restore safety/%s)" % (
-                out["safety_backup"]["path"],
-                out["safety_backup"]["name"],
-            )
-        if out["previous_database"]:
-            msg += "; the old database is kept as %s" % out["previous_database"]
-        return msg
+
+def allow_connections(conn: pg.Connection, database: str, allow: bool) -> None:
+    pg.query(
+        conn, "SELECT format('ALTER DATABASE %%I ALLOW_CONNECTIONS %s', :'db') \\gexec\n" % ("true" if allow else "false"),
+        variables=[("db", database)],
+    )
+
+
+def rename(conn: pg.Connection, old: str, new: str) -> None:
+    pg.query(conn, "SELECT format('ALTER DATABASE %I RENAME TO %I', :'old', :'new') \\gexec\n", variables=[("old", old), ("new", new)])
 
 
 def info(
-    catalog_: Catalog,
-    rules: Rules,
-    level: str,
-    conn: pg.Connection | None,
-    database: str,
-    now: datetime.datetime | None = None,
+    catalog_: Catalog, rules: Rules, level: str, conn: pg.Connection | None, database: str, now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, database) if level == "deep" and conn is not None else None
     return _ops.inspect(catalog_, rules, level, pg.DumpComplete, now, deep)

@@ -21,11 +21,11 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
 from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source, utcnow
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import QDRANT, Catalog, Entry
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import redact
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
@@ -435,124 +435,111 @@ def adopt(
 @dataclasses.dataclass
 class RestoreRequest:
     conn: qd.Connection
-    catalog: Catalog
-    name: str
-    confirm: bool
+    spec: _restore.RestoreSpec
     collections: t.Sequence[str] = ()
-    safety_backup: bool = True
-    compression: Compression = dataclasses.field(default_factory=Compression)
-    lock_timeout: float = 600.0
-    file_mode: int = 0o600
 
 
 class Restore:
-    """Restore collections from a bundle so that nothing changes before the file is proven good.
+    """The Qdrant steps of the shared restore flow (``_restore``), through the REST API only.
 
-    confirmation -> version rule -> full read of the file (stream, sha256 against the
-    manifest, every snapshot's sha256 against the server's checksum) -> safety backup of the
-    collections about to be replaced -> for each collection: upload its snapshot
-    (``priority=snapshot``, ``checksum``), recreate its aliases, compare its points count,
-    delete the uploaded file from the server.
+    accept: the version rule, and the collections to restore. The safety backup (a bundle of
+    the collections about to be replaced) is the rollback point: Qdrant recovers a snapshot
+    in place, so there is no staging. swap: for each collection, upload its snapshot
+    (``priority=snapshot``, ``checksum``), recreate its aliases, delete the uploaded file from
+    the server. measure: each collection's points count.
     """
+
+    store = QDRANT.store
+    staged = False
+    keeps_previous = False
 
     def __init__(self, req: RestoreRequest) -> None:
         self.req = req
         self.client = qd.Client(req.conn)
+        self.check = qd.BundleCheck()
+        self.selected: list[dict[str, t.Any]] = []
+        self.replaced: list[str] = []
+        self.done: list[dict[str, t.Any]] = []
+        self.result: dict[str, t.Any] = {}
+        self._plan: _restore.Plan | None = None
 
-    def resolve(self) -> Entry:
-        name = self.req.name
-        if name.startswith("safety/"):  # rolling back to what an earlier restore replaced
-            safety = Catalog(self.req.catalog.root, self.req.catalog.layout.safety(), self.req.catalog.series)
-            return safety.resolve(name[len("safety/"):])
-        return self.req.catalog.resolve(name)
+    def run(self, check_mode: bool) -> dict[str, t.Any]:
+        return _restore.restore(self.req.spec, self, check_mode)
 
-    def _refuse_version(self, made: str | None, server: str) -> None:
-        if not made:
-            return
-        problem = qd.version_problem(made, server)
+    def plan(self) -> _restore.Plan:
+        self.server = str(self.client.server()["version"])
+        self.existing = self.client.collections()  # proves the key works before anything else
+        self.result = {"server_version": self.server, "collections": None}
+        self._plan = _restore.Plan(self.req.conn.describe(), False, self.result)
+        return self._plan
+
+    def content(self) -> qd.BundleCheck:
+        self.check = qd.BundleCheck()
+        return self.check
+
+    def _refuse_version(self, made: str | None) -> None:
+        problem = qd.version_problem(made, self.server) if made else None
         if problem:
             raise RestoreError("refusing to restore onto %s, nothing was changed: %s" % (self.req.conn.describe(), problem))
 
-    def _select(self, manifest: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
-        entries = {e["name"]: e for e in manifest["collections"]}
+    def accept(self, entry: Entry, check: t.Any) -> str:
+        self._refuse_version(((entry.manifest or {}).get("versions") or {}).get("server"))
+        self.manifest = qd.with_source_counts(t.cast(t.Dict[str, t.Any], self.check.manifest), entry.manifest)
+        self._refuse_version(self.manifest["server"].get("version"))
+        entries = {e["name"]: e for e in self.manifest["collections"]}
         wanted = list(dict.fromkeys(self.req.collections)) or sorted(entries)
         missing = [n for n in wanted if n not in entries]
         if missing:
             raise ConfigError(
                 "the backup has no collection %s; it has: %s" % (", ".join(missing), ", ".join(sorted(entries)) or "none")
             )
-        return [entries[n] for n in wanted]
+        self.selected = [entries[n] for n in wanted]
+        self.replaced = [n for n in wanted if n in self.existing]
+        t.cast(_restore.Plan, self._plan).current = bool(self.replaced)
+        return "; would restore %s%s" % (", ".join(wanted), "; would replace %s" % ", ".join(self.replaced) if self.replaced else "")
 
-    def run(self, check_mode: bool) -> dict[str, t.Any]:
-        req = self.req
-        entry = self.resolve()
-        server = str(self.client.server()["version"])
-        existing = self.client.collections()  # proves the key works before anything else
-        self._refuse_version(((entry.manifest or {}).get("versions") or {}).get("server"), server)
-        out: dict[str, t.Any] = {
-            "restored_from": entry.as_dict(),
-            "server_version": server,
-            "safety_backup": None,
-            "collections": None,
-            "changed": True,
-        }
-        check = qd.BundleCheck()
-        if not check_mode and not req.confirm:
-            raise RestoreError(
-                "refusing to restore %s onto %s without confirmation: set confirm: true "
-                "(restore_confirm=true for the playbooks) once you are sure" % (entry.name, req.conn.describe())
-            )
-        _ops.check_before_restore(entry, lambda: check)
-        manifest = qd.with_source_counts(t.cast(t.Dict[str, t.Any], check.manifest), entry.manifest)
-        self._refuse_version(manifest["server"].get("version"), server)
-        selected = self._select(manifest)
-        names = [e["name"] for e in selected]
-        if check_mode:
-            replaced = [n for n in names if n in existing]
-            out["msg"] = "would restore %s from %s (check mode: file checked, nothing changed)%s" % (
-                ", ".join(names), entry.name, "; would replace %s" % ", ".join(replaced) if replaced else "")
-            return out
-        with StoreLock(req.catalog.directory, "qdrant", "qdrant restore", req.lock_timeout):
-            replaced = [n for n in names if n in existing]
-            if replaced and req.safety_backup:
-                out["safety_backup"] = self._safety_backup(replaced)
-            out["collections"] = self._restore_all(entry, manifest, selected, out["safety_backup"])
-        out["msg"] = self._message(entry, out)
-        return out
+    def safety_backup(self, spec: _restore.RestoreSpec) -> dict[str, t.Any]:
+        backup = spec.safety_spec(FORMATS[qd.KIND_COLLECTIONS], qd.BundleCheck)
+        plan = survey(self.client, self.replaced, False)
+        producer = BundleProducer(self.client, plan, backup.catalog.directory, spec.file_mode)
+        return _ops.make_backup(backup, producer, plan.versions())["artifact"]
 
-    def _safety_backup(self, names: list[str]) -> dict[str, t.Any]:
-        req = self.req
-        safety = Catalog(req.catalog.root, req.catalog.layout.safety(), req.catalog.series)
-        spec = backup_spec(
-            safety, req.compression, kind="safety", move_latest=False, lock_timeout=req.lock_timeout, file_mode=req.file_mode
-        )
-        try:
-            plan = survey(self.client, names, False)
-            producer = BundleProducer(self.client, plan, safety.directory, req.file_mode)
-            result = _ops.make_backup(spec, producer, plan.versions())
-        except BackupError as exc:
-            raise RestoreError("the safety backup of %s failed, nothing was changed: %s" % (", ".join(names), exc.msg)) from exc
-        return result["artifact"]
+    def prepare(self, entry: Entry) -> None:
+        pass  # Qdrant recovers in place: the safety backup is the way back
 
-    def _restore_all(
-        self, entry: Entry, manifest: t.Mapping[str, t.Any], selected: list[dict[str, t.Any]], safety: t.Mapping[str, t.Any] | None
-    ) -> list[dict[str, t.Any]]:
-        done: list[dict[str, t.Any]] = []
-
+    def swap(self, entry: Entry) -> None:
         def handle(item: t.Mapping[str, t.Any], stream: t.BinaryIO, size: int) -> None:
-            done.append(self._restore_one(item, stream, size))
+            self.done.append(self._restore_one(item, stream, size))
 
-        try:
-            qd.read_bundle(ArtifactReader(entry.path).chunks(), manifest, {e["name"] for e in selected}, handle)
-        except BackupError as exc:
-            state = "restored so far: %s" % (", ".join(d["name"] for d in done) or "none")
-            back = "; to roll back, restore safety/%s" % safety["name"] if safety else ""
-            raise RestoreError("%s (%s%s)" % (exc.msg, state, back)) from exc
-        missing = [e["name"] for e in selected if e["name"] not in {d["name"] for d in done}]
+        qd.read_bundle(ArtifactReader(entry.path).chunks(), self.manifest, {e["name"] for e in self.selected}, handle)
+        missing = [e["name"] for e in self.selected if e["name"] not in {d["name"] for d in self.done}]
         if missing:
             raise RestoreError("the bundle did not hold the snapshot of %s" % ", ".join(missing))
-        order = [e["name"] for e in selected]
-        return sorted(done, key=lambda d: order.index(d["name"]))
+        order = [e["name"] for e in self.selected]
+        self.result["collections"] = sorted(self.done, key=lambda d: order.index(d["name"]))
+
+    def measure(self, entry: Entry) -> list[_restore.Count]:
+        counts = []
+        for item in self.selected:
+            expected = qd.count_range(item)
+            if expected is not None:
+                actual = next(d["points_count"] for d in self.done if d["name"] == item["name"])
+                counts.append(_restore.Count("collection %s" % item["name"], "points", actual, expected[1], expected[0], "written to during the backup"))
+        return counts
+
+    def finish(self, keep: bool) -> None:
+        kept = [c["name"] for c in self.done if not c["uploaded_snapshot_removed"]]
+        if kept:
+            t.cast(_restore.Plan, self._plan).notes.append("the uploaded snapshot file of %s was not found on the server to delete" % ", ".join(kept))
+
+    def undo(self, swapped: bool) -> str:
+        if swapped or not self.done:
+            return ""
+        return "restored so far: %s; the other collections hold the data they had" % ", ".join(d["name"] for d in self.done)
+
+    def summary(self) -> str:
+        restored = self.result["collections"] or []
+        return "%s: %d points" % (", ".join(c["name"] for c in restored), sum(c["points_count"] for c in restored))
 
     def _restore_one(self, item: t.Mapping[str, t.Any], stream: t.BinaryIO, size: int) -> dict[str, t.Any]:
         name = item["name"]
@@ -562,11 +549,7 @@ class Restore:
         finally:
             removed = self._remove_upload(name, item["snapshot"])
         self._aliases(name, item.get("aliases") or [])
-        count = client.count(name)
-        problem = qd.count_problem(item, count)
-        if problem:
-            raise RestoreError("%s after the restore" % problem)
-        return {"name": name, "points_count": count, "aliases": list(item.get("aliases") or []), "uploaded_snapshot_removed": removed}
+        return {"name": name, "points_count": client.count(name), "aliases": list(item.get("aliases") or []), "uploaded_snapshot_removed": removed}
 
     def _remove_upload(self, collection: str, filename: str) -> bool:
         """The server keeps an uploaded snapshot file: delete it (by the name we gave it)."""
@@ -593,16 +576,3 @@ class Restore:
                 self.client.update_aliases(actions)
             except BackupError as exc:
                 raise RestoreError("collection %s was restored but its aliases could not be recreated: %s" % (collection, exc.msg)) from exc
-
-    @staticmethod
-    def _message(entry: Entry, out: t.Mapping[str, t.Any]) -> str:
-        restored = out["collections"]
-        msg = "restored %s from %s (%d points)" % (
-            ", ".join(c["name"] for c in restored), entry.name, sum(c["points_count"] for c in restored))
-        if out["safety_backup"]:
-            msg += "; the collections it replaced are saved in %s (to roll back, restore safety/%s)" % (
-                out["safety_backup"]["path"], out["safety_backup"]["name"])
-        kept = [c["name"] for c in restored if not c["uploaded_snapshot_removed"]]
-        if kept:
-            msg += "; the uploaded snapshot file of %s was not found on the server to delete" % ", ".join(kept)
-        return msg

@@ -10,32 +10,20 @@ import base64
 import hashlib
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import Count
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis._client import ErrorReply, Session
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis._snapshot import LENGTH_COMMANDS
 
 
-def compare_databases(
-    expected: t.Mapping[str, t.Mapping[str, int]], actual: t.Mapping[str, t.Mapping[str, int]]
-) -> list[str]:
-    """Key counts after a load against the manifest's.
-
-    Keys with a TTL may have expired since the backup, so a database may hold up to its
-    ``expires`` fewer keys; never more, and never fewer than that.
-    """
-    problems = []
+def database_counts(expected: t.Mapping[str, t.Mapping[str, int]], actual: t.Mapping[str, t.Mapping[str, int]]) -> list[Count]:
+    """Key counts after a load against the manifest's, for ``_restore.compare``: keys with a
+    TTL may have expired since the backup, so a database may hold up to its ``expires`` fewer
+    keys; never more, and never fewer than that."""
+    counts = []
     for name in sorted(set(expected) | set(actual), key=lambda n: int(n[2:])):
-        want = expected.get(name, {"keys": 0, "expires": 0})
-        have = actual.get(name, {"keys": 0}).get("keys", 0)
-        low = want.get("keys", 0) - want.get("expires", 0)
-        if have > want.get("keys", 0) or have < low:
-            if low == want.get("keys", 0):
-                problems.append("%s has %d keys, the manifest says %d" % (name, have, want.get("keys", 0)))
-            else:
-                problems.append(
-                    "%s has %d keys, the manifest says %d (%d with a TTL, so at least %d)"
-                    % (name, have, want.get("keys", 0), want.get("expires", 0), low)
-                )
-    return problems
+        keys, expires = expected.get(name, {}).get("keys", 0), expected.get(name, {}).get("expires", 0)
+        counts.append(Count(name, "keys", actual.get(name, {}).get("keys", 0), keys, keys - expires, "%d with a TTL" % expires))
+    return counts
 
 
 def check_sample(session: Session, sample: t.Sequence[t.Mapping[str, t.Any]], now_ms: int) -> tuple[list[str], int]:

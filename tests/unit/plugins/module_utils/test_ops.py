@@ -23,9 +23,9 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._artifact impo
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, LockTimeout, StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME, StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import full_read
 from ansible_collections.cclite.backup.plugins.module_utils._core._ops import (
     BackupSpec,
-    check_before_restore,
     inspect,
     is_good,
     make_backup,
@@ -284,7 +284,7 @@ def test_predict_backup_writes_nothing_and_has_the_same_shape(catalog, tmp_path)
     assert set(predicted["retention"]) == set(real["retention"])
 
 
-def test_is_good_and_check_before_restore(catalog):
+def test_is_good_and_the_full_read_before_a_restore(catalog):
     good = old_backup(catalog, 1)
     bad = old_backup(catalog, 2, sql=SQL.replace("dump complete", "dump interrupted"))
     corrupt = old_backup(catalog, 3)
@@ -293,10 +293,10 @@ def test_is_good_and_check_before_restore(catalog):
     by_path = {e.path: e for e in catalog.entries()}
     assert [is_good(by_path[p], DumpComplete) for p in (good, bad, corrupt)] == [True, False, False]
 
-    report = check_before_restore(by_path[good], DumpComplete)
+    report = full_read(by_path[good], DumpComplete())
     assert report.state == "good" and report.checks == {"stream": "ok", "sha256": "ok", "content": "ok"}
     with pytest.raises(VerifyError) as err:
-        check_before_restore(by_path[corrupt], DumpComplete)
+        full_read(by_path[corrupt], DumpComplete())
     assert err.value.msg.startswith("refusing to restore %s, nothing was changed: " % os.path.basename(corrupt))
     assert err.value.details["report"]["state"] == "bad"
     assert err.value.details["report"]["checks"]["stream"] == "failed"
@@ -363,7 +363,7 @@ def test_a_deleted_manifest_is_a_problem_and_the_journal_still_checks_the_bytes(
     assert any("manifest missing" in p and "the journal" in p and b_sha in p for p in problems)
     assert any("differs from the journal's %s" % b_sha in p for p in problems)
     with pytest.raises(VerifyError) as err:
-        check_before_restore(entry, DumpComplete)
+        full_read(entry, DumpComplete())
     assert "manifest missing" in err.value.msg
     # retention never takes it for the newest good backup
     assert catalog.prune(0, lambda e: is_good(e, DumpComplete), dry_run=True).protected == a

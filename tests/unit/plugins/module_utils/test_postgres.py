@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import compare
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError
@@ -142,14 +143,14 @@ def test_parse_counts():
 def test_compare_counts():
     expected = {"public.a": 3, "public.b": 5, "public.c": 1}
     actual = {"public.a": 3, "public.b": 4, "public.d": 0}
-    assert pg.compare_counts(expected, actual) == [
+    assert compare(pg.table_counts(expected, actual)) == [
         "table public.b has 4 rows, the manifest says 5",
         "table public.c is missing (1 rows expected)",
     ]
     # an empty table that is not in the manifest (its data was left out of the dump) is fine;
     # one with rows is not
-    assert pg.compare_counts(expected, dict(actual, **{"public.d": 2}))[-1] == "table public.d is not in the manifest"
-    assert pg.compare_counts(expected, dict(expected)) == []
+    assert compare(pg.table_counts(expected, dict(actual, **{"public.d": 2})))[-1] == "table public.d is not in the manifest"
+    assert compare(pg.table_counts(expected, dict(expected))) == []
 
 
 @pytest.mark.parametrize("base, tag, expected", [

@@ -21,6 +21,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _manife
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _engine as ops
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import RestoreSpec
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.qdrant_fake import FakeQdrant
@@ -163,7 +164,8 @@ def test_info_full_finds_a_damaged_bundle(server, conn, tmp_path):
 
 
 def restore(conn, root, name="latest", confirm=True, **kwargs):
-    request = ops.RestoreRequest(conn, ops.catalog(str(root)), name, confirm, **kwargs)
+    collections = kwargs.pop("collections", ())
+    request = ops.RestoreRequest(conn, RestoreSpec(ops.catalog(str(root)), name, confirm, **kwargs), collections)
     return ops.Restore(request).run(False)
 
 
@@ -215,7 +217,7 @@ def test_restore_needs_confirmation_and_changes_nothing_without(server, conn, tm
 
 def test_check_mode_reads_the_file_and_changes_nothing(server, conn, tmp_path):
     make(conn, tmp_path)
-    out = ops.Restore(ops.RestoreRequest(conn, ops.catalog(str(tmp_path)), "latest", False)).run(True)
+    out = ops.Restore(ops.RestoreRequest(conn, RestoreSpec(ops.catalog(str(tmp_path)), "latest", False))).run(True)
     assert "would restore docs, faq" in out["msg"] and "would replace docs, faq" in out["msg"]
     assert server.uploads == [] and out["collections"] is None
 
@@ -250,6 +252,6 @@ def test_a_failed_upload_names_what_was_restored_and_the_rollback(server, conn, 
         restore(conn, tmp_path)
     message = caught.value.msg
     assert "POST /collections/faq/snapshots/upload answered 400: Wrong input: Snapshot is not compatible" in message
-    assert "restored so far: docs" in message and "to roll back, restore safety/qdrant_safety_" in message
+    assert "Restored so far: docs" in message and "to roll back, restore safety/qdrant_safety_" in message
     assert server.collections == {"docs": 5, "faq": 0}
     assert server.snapshots == {"docs": {}, "faq": {}}  # the rejected upload was deleted from the server too

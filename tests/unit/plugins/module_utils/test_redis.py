@@ -18,6 +18,7 @@ import struct
 
 import pytest
 
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import compare
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _snapshot
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
@@ -304,14 +305,14 @@ def test_checker_falls_back_to_the_host_or_says_why(fake_program, monkeypatch):
 
 def test_compare_databases_allows_only_expired_keys_to_be_missing():
     expected = {"db0": {"keys": 10, "expires": 3}, "db2": {"keys": 5, "expires": 0}}
-    assert _compare.compare_databases(expected, {"db0": {"keys": 10}, "db2": {"keys": 5}}) == []
-    assert _compare.compare_databases(expected, {"db0": {"keys": 7}, "db2": {"keys": 5}}) == []
-    assert _compare.compare_databases(expected, {"db0": {"keys": 6}, "db2": {"keys": 5}}) == [
+    assert compare(_compare.database_counts(expected, {"db0": {"keys": 10}, "db2": {"keys": 5}})) == []
+    assert compare(_compare.database_counts(expected, {"db0": {"keys": 7}, "db2": {"keys": 5}})) == []
+    assert compare(_compare.database_counts(expected, {"db0": {"keys": 6}, "db2": {"keys": 5}})) == [
         "db0 has 6 keys, the manifest says 10 (3 with a TTL, so at least 7)"
     ]
-    assert _compare.compare_databases(expected, {"db0": {"keys": 11}, "db2": {"keys": 5}})
-    assert _compare.compare_databases(expected, {"db0": {"keys": 10}}) == ["db2 has 0 keys, the manifest says 5"]
-    assert _compare.compare_databases(expected, {"db0": {"keys": 10}, "db2": {"keys": 5}, "db9": {"keys": 1}}) == [
+    assert compare(_compare.database_counts(expected, {"db0": {"keys": 11}, "db2": {"keys": 5}}))
+    assert compare(_compare.database_counts(expected, {"db0": {"keys": 10}})) == ["db2 has 0 keys, the manifest says 5"]
+    assert compare(_compare.database_counts(expected, {"db0": {"keys": 10}, "db2": {"keys": 5}, "db9": {"keys": 1}})) == [
         "db9 has 1 keys, the manifest says 0"
     ]
 

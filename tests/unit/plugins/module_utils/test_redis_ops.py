@@ -23,8 +23,10 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _snapshot
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as ops
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _restore as redis_restore
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, local_now
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import RestoreSpec
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
@@ -50,15 +52,20 @@ def test_catalog_names_follow_the_guide(tmp_path):
 
 
 def test_aof_manifest_names_and_sequence():
-    base, incr, text = ops.aof_manifest("appendonly.aof", 7)
+    base, incr, text = redis_restore.aof_manifest("appendonly.aof", 7)
     assert (base, incr) == ("appendonly.aof.7.base.rdb", "appendonly.aof.7.incr.aof")
     assert text == "file appendonly.aof.7.base.rdb seq 7 type b\nfile appendonly.aof.7.incr.aof seq 7 type i\n"
     existing = "file appendonly.aof.3.base.rdb seq 3 type b\nfile appendonly.aof.2.incr.aof seq 2 type h\nfile appendonly.aof.4.incr.aof seq 4 type i\n"
-    assert ops.highest_seq(existing) == 4
-    assert ops.highest_seq("") == 0
+    assert redis_restore.highest_seq(existing) == 4
+    assert redis_restore.highest_seq("") == 0
 
 
 # --- staging the files of an RDB restore -----------------------------------------------------
+
+
+def host_restore(tmp_path) -> redis_restore.Restore:
+    spec = RestoreSpec(ops.catalog(str(tmp_path / "backups")), "latest", True)
+    return redis_restore.Restore(redis_restore.RestoreRequest(rd.Connection(mode="host"), spec))
 
 
 def backup_file(tmp_path, content: bytes, sha: str | None = None) -> Entry:
@@ -76,9 +83,9 @@ def test_stage_writes_rdb_and_aof_files_beside_the_old_ones(tmp_path):
     aof.mkdir(parents=True)
     (data / "dump.rdb").write_bytes(b"old")
     uid, gid = os.getuid(), os.getgid()
-    files = ops.Files(str(data), str(data / "dump.rdb"), (uid, gid), 0o640, aof=True, aof_dir=str(aof),
-                      aof_file="appendonly.aof", aof_existing=["appendonly.aof.3.base.rdb"], aof_seq=3, aof_owner=(uid, gid))
-    restore = ops.Restore(ops.RestoreRequest(rd.Connection(mode="host"), ops.catalog(str(tmp_path / "backups")), "latest", True))
+    files = redis_restore.Files(str(data), str(data / "dump.rdb"), (uid, gid), 0o640, aof=True, aof_dir=str(aof),
+                                aof_file="appendonly.aof", aof_existing=["appendonly.aof.3.base.rdb"], aof_seq=3, aof_owner=(uid, gid))
+    restore = host_restore(tmp_path)
     staged = restore._stage(backup_file(tmp_path, b"REDIS0010new-data"), files, str(tmp_path / "work"))
     assert list(staged.values()) == [
         str(data / "dump.rdb"), str(aof / "appendonly.aof.4.base.rdb"), str(aof / "appendonly.aof.4.incr.aof"),
@@ -89,7 +96,7 @@ def test_stage_writes_rdb_and_aof_files_beside_the_old_ones(tmp_path):
     assert open(tmp_rdb, "rb").read() == b"REDIS0010new-data"
     assert os.stat(tmp_base).st_ino == os.stat(tmp_rdb).st_ino  # a link, not a second copy
     assert os.path.getsize(tmp_incr) == 0
-    assert open(tmp_manifest).read() == ops.aof_manifest("appendonly.aof", 4)[2]
+    assert open(tmp_manifest).read() == redis_restore.aof_manifest("appendonly.aof", 4)[2]
     assert stat.S_IMODE(os.stat(tmp_rdb).st_mode) == 0o640
     assert (data / "dump.rdb").read_bytes() == b"old"  # nothing replaced yet
     restore._place(staged)
@@ -101,8 +108,8 @@ def test_stage_writes_rdb_and_aof_files_beside_the_old_ones(tmp_path):
 def test_stage_refuses_a_file_that_changed_since_it_was_checked(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    files = ops.Files(str(data), str(data / "dump.rdb"), (os.getuid(), os.getgid()), 0o600)
-    restore = ops.Restore(ops.RestoreRequest(rd.Connection(mode="host"), ops.catalog(str(tmp_path / "backups")), "latest", True))
+    files = redis_restore.Files(str(data), str(data / "dump.rdb"), (os.getuid(), os.getgid()), 0o600)
+    restore = host_restore(tmp_path)
     with pytest.raises(RestoreError, match="changed while it was being restored; nothing was changed"):
         restore._stage(backup_file(tmp_path, b"REDIS0010x", sha="0" * 64), files, str(tmp_path / "work"))
     assert os.listdir(data) == []
@@ -111,20 +118,20 @@ def test_stage_refuses_a_file_that_changed_since_it_was_checked(tmp_path):
 def test_single_file_aof_is_replaced_by_the_rdb(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    files = ops.Files(str(data), str(data / "dump.rdb"), (os.getuid(), os.getgid()), 0o600, aof=True, aof_file="appendonly.aof")
-    restore = ops.Restore(ops.RestoreRequest(rd.Connection(mode="host"), ops.catalog(str(tmp_path / "backups")), "latest", True))
+    files = redis_restore.Files(str(data), str(data / "dump.rdb"), (os.getuid(), os.getgid()), 0o600, aof=True, aof_file="appendonly.aof")
+    restore = host_restore(tmp_path)
     staged = restore._stage(backup_file(tmp_path, b"REDIS0009old-redis"), files, str(tmp_path / "work"))
     assert sorted(staged.values()) == [str(data / "appendonly.aof"), str(data / "dump.rdb")]
 
 
 def test_host_restore_needs_a_service(tmp_path):
-    req = ops.RestoreRequest(rd.Connection(mode="host"), ops.catalog(str(tmp_path)), "latest", True, service="")
-    with pytest.raises(ConfigError, match="redis_backup_service"):
-        ops.Restore(req)._service_command("stop")
+    req = redis_restore.RestoreRequest(rd.Connection(mode="host"), RestoreSpec(ops.catalog(str(tmp_path)), "latest", True), service="")
+    with pytest.raises(ConfigError, match="set the option service"):
+        redis_restore.Restore(req)._service_command("stop")
     req.service, req.service_manager = "redis-server", "systemd"
-    assert ops.Restore(req)._service_command("start").argv == ("systemctl", "start", "redis-server")
+    assert redis_restore.Restore(req)._service_command("start").argv == ("systemctl", "start", "redis-server")
     req.service_manager = "sysv"
-    assert ops.Restore(req)._service_command("stop").argv == ("service", "redis-server", "stop")
+    assert redis_restore.Restore(req)._service_command("stop").argv == ("service", "redis-server", "stop")
 
 
 # --- the flows on a real server --------------------------------------------------------------
@@ -225,31 +232,31 @@ def test_logical_backup_restore_and_refusals(server, tmp_path):
         session.pipeline([("FLUSHALL",), ("SET", "marker", "still here")])
 
     def request(**kw):
-        base = dict(conn=server.conn, catalog=ops.catalog(root, "logical"), name="latest", confirm=True, method="logical")
+        base = dict(name="latest", confirm=True)
         base.update(kw)
-        return ops.RestoreRequest(**base)
+        return redis_restore.RestoreRequest(server.conn, RestoreSpec(ops.catalog(root, "logical"), **base), method="logical")
 
     with pytest.raises(RestoreError, match="without confirmation"):
-        ops.Restore(request(confirm=False)).run(check_mode=False)
-    checked = ops.Restore(request(confirm=False)).run(check_mode=True)
+        redis_restore.Restore(request(confirm=False)).run(check_mode=False)
+    checked = redis_restore.Restore(request(confirm=False)).run(check_mode=True)
     assert "check mode" in checked["msg"]
     broken = os.path.join(root, "redis", "redis_backup_20200101_000000.keys.gz")
     with open(out["artifact"]["path"], "rb") as src, open(broken, "wb") as dst:
         dst.write(src.read()[:-40])
     with pytest.raises(VerifyError, match="nothing was changed"):
-        ops.Restore(request(name=os.path.basename(broken))).run(check_mode=False)
+        redis_restore.Restore(request(name=os.path.basename(broken))).run(check_mode=False)
     with server.session() as session:
         assert session.call("GET", "marker") == [b"still here"]
     os.unlink(broken)
 
-    result = ops.Restore(request()).run(check_mode=False)
+    result = redis_restore.Restore(request()).run(check_mode=False)
     assert result["databases"] == {"db0": {"keys": 8, "expires": 1}, "db3": {"keys": 1, "expires": 0}}
     assert result["safety_backup"]["path"].startswith(os.path.join(root, "redis", "safety", "redis_safety_"))
     assert result["duplicates"] == 0 and "FLUSHALL" in " ".join(result["actions"])
     with server.session() as session:
         assert dumps(session) == before
     # and back to what the restore replaced
-    back = ops.Restore(request(name="safety/" + result["safety_backup"]["name"])).run(check_mode=False)
+    back = redis_restore.Restore(request(name="safety/" + result["safety_backup"]["name"])).run(check_mode=False)
     assert back["databases"] == {"db0": {"keys": 1, "expires": 0}}
 
 
@@ -259,7 +266,8 @@ def test_rdb_restore_of_a_remote_server_is_refused(server, tmp_path):
     ops.backup(ops.BackupRequest(server.conn, spec_for(root, server.conn)), check_mode=False)
     with server.session() as session:
         with pytest.raises(ConfigError, match="use method logical"):
-            ops.Restore(ops.RestoreRequest(rd.Connection(mode="host", login_host="10.9.9.9"), ops.catalog(root), "latest", True)).files(session)
+            remote = rd.Connection(mode="host", login_host="10.9.9.9")
+            redis_restore.Restore(redis_restore.RestoreRequest(remote, RestoreSpec(ops.catalog(root), "latest", True))).files(session)
 
 
 def test_a_zombie_is_not_a_running_server():
@@ -272,10 +280,10 @@ def test_a_zombie_is_not_a_running_server():
             if handle.read().rsplit(")", 1)[-1].split()[0] == "Z":
                 break
         time.sleep(0.05)
-    assert ops.process_alive(child.pid) is False
+    assert redis_restore.process_alive(child.pid) is False
     child.wait()
-    assert ops.process_alive(child.pid) is False
-    assert ops.process_alive(os.getpid()) is True
+    assert redis_restore.process_alive(child.pid) is False
+    assert redis_restore.process_alive(os.getpid()) is True
 
 
 @needs_redis

@@ -19,6 +19,7 @@ import typing as t
 
 import pytest
 
+from ansible_collections.cclite.backup.plugins.module_utils._core._restore import compare
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _scratch, _snapshot
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import StageError
@@ -186,7 +187,7 @@ def test_logical_dump_and_restore_are_exact(server, tmp_path):
         loaded = _logical.restore_logical(scratch.session, [sink.getvalue()], empty=True, batch=3)
         assert loaded["keys"] == 9 and loaded["duplicates"] == {}
         assert dumps(scratch.session) == before
-        assert _compare.compare_databases(_logical.expected_after_load(loaded), rd.parse_keyspace(scratch.session.info("keyspace"))) == []
+        assert compare(_compare.database_counts(_logical.expected_after_load(loaded), rd.parse_keyspace(scratch.session.info("keyspace")))) == []
 
 
 def test_logical_restore_counts_duplicates_and_keeps_the_later_copy():

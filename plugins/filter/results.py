@@ -26,6 +26,8 @@ def _record(result: t.Mapping[str, t.Any], store: str, action: str) -> dict[str,
         "problems": list(result.get("problems") or []),
         "message": result.get("msg", ""),
     }
+    if result.get("recovery_point_age_seconds") is not None:  # point-in-time recovery: the age of the newest archived WAL
+        record["recovery_point_age_seconds"] = result["recovery_point_age_seconds"]
     if isinstance(artifact.get("history"), list) and action == "backup":
         # the sizes before it, for the size trend (see the size_trend filter)
         record["created"] = artifact.get("created")

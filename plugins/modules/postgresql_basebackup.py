@@ -13,7 +13,7 @@ version_added: 0.2.0
 description:
   - Streams C(pg_basebackup -D - -Ft -X none --manifest-checksums=SHA256) through the core's
     writer (compression, sha256, read-back, manifest, temp file and rename) into
-    C(<backup_root>/postgresql/base/postgres_base_YYYYMMDD_HHMMSS.tar.gz).
+    C(<backup_root>/postgresql_base/postgres_base_backup_YYYYMMDD_HHMMSS.tar.gz).
   - The WAL the base backup needs is not in it: C(pg_basebackup) waits until the server has
     archived it into C(<backup_root>/postgresql/wal/) (the role's archive_command), so the
     server must archive (O(ignore) nothing: a server that does not archive makes this fail).

@@ -11,7 +11,7 @@ module: postgresql_pitr_info
 short_description: Show the recoverable window of PostgreSQL point-in-time recovery
 version_added: 0.2.0
 description:
-  - Reads C(<backup_root>/postgresql/base/) and C(<backup_root>/postgresql/wal/) and returns
+  - Reads C(<backup_root>/postgresql_base/) and C(<backup_root>/postgresql/wal/) and returns
     the recoverable window (from the oldest base backup to the newest archived segment), the
     recovery point (age of the newest archived segment) and the gaps in the WAL sequence a kept
     base backup needs (a gap caps the recovery point at its start).
@@ -78,6 +78,16 @@ newest_segment_time:
   description: When it was archived, ISO 8601.
   returned: always
   type: str
+events:
+  description: The archive command's last events (failed attempts, attempts killed part way), one line each.
+  returned: always
+  type: list
+  elements: str
+failing:
+  description: The events since the newest stored segment (the archive is failing now when not empty).
+  returned: always
+  type: list
+  elements: str
 problems:
   description: Gaps, a missing base backup, a recovery point older than O(max_recovery_point_age_seconds).
   returned: always
@@ -106,6 +116,9 @@ def main() -> None:
         p = module.params
         info = _pitr.archive_info(p["backup_root"])
         problems = list(info["gaps"])
+        if info["failing"]:
+            problems.append("the archive command has failed since the newest stored segment (the server keeps the WAL and "
+                            "retries): %s" % info["failing"][-1])
         if not info["base_backups"]:
             problems.append("there is no base backup: nothing can be recovered yet")
         age = info["recovery_point_age_seconds"]

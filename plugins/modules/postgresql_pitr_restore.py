@@ -40,7 +40,7 @@ attributes:
     support: none
 options:
   backup_root:
-    description: Root of the backup catalog (base backups in C(postgresql/base/), WAL in C(postgresql/wal/)).
+    description: Root of the backup catalog (base backups in C(postgresql_base/), WAL in C(postgresql/wal/)).
     type: path
     default: /var/backups/cc-lite
   target:

@@ -72,6 +72,11 @@ restarted:
   description: Whether the server was restarted.
   returned: always
   type: bool
+problems:
+  description: A sentence when the server's last archive attempt failed (archiving is failing now).
+  returned: always
+  type: list
+  elements: str
 archiver:
   description: pg_stat_archiver (archived_count, failed_count, last_archived_wal, last_failed_wal, last_archived_time, last_failed_time as epoch seconds).
   returned: always

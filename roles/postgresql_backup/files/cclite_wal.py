@@ -9,7 +9,8 @@ Installed by the role as ``<wal_dir>/.cclite-wal.py`` next to its settings
 ``<wal_dir>/.cclite-wal.json`` (0600, owned by the server's OS user; S3 keys live there and
 nowhere else). Runs wherever the server runs (on the host, or inside the container, which mounts
 ``<wal_dir>`` at the same path), so it needs only Python 3's standard library: S3 is spoken with
-signature version 4 over ``urllib``.
+signature version 4 over ``urllib`` (path-style URLs), keys ``<prefix>/postgresql_wal/<segment>.gz``
+with the raw segment's sha256 as metadata.
 
 ``archive %p %f``: gzip the segment, write ``<f>.gz`` and its raw sha256 ``<f>.sha256``, each
 through a temp file, fsync and rename, then copy both to S3 when configured. Exit 0 only when
@@ -111,7 +112,7 @@ class S3:
         self.timeout = float(conf.get("timeout", 30))
 
     def key(self, name: str) -> str:
-        return "/".join(p for p in (self.prefix, "postgresql", "wal", name) if p)
+        return "/".join(p for p in (self.prefix, "postgresql_wal", name) if p)
 
     def _request(self, method: str, key: str, body: bytes = b"", headers: dict | None = None):
         url = urllib.parse.urlsplit(self.endpoint)
@@ -179,12 +180,30 @@ class S3:
 
 # --- archive and restore ------------------------------------------------------------------
 
+EVENTS = ".cclite-wal-events.log"
+
+
+def event(wal_dir: str, kind: str, name: str, message: str) -> None:
+    """One line in the archive's event log (what ``postgresql_pitr_info`` reports); best effort:
+    a full disk must not hide the real error."""
+    try:
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        with open(os.path.join(wal_dir, EVENTS), "a", encoding="utf-8") as handle:
+            handle.write("%s %s %s %s\n" % (stamp, kind, name, message.replace("\n", " ")[:300]))
+    except OSError:
+        pass
+
+
 def archive(conf: dict, source: str, name: str) -> str:
     wal_dir = conf["wal_dir"]
     dest = os.path.join(wal_dir, name + ".gz")
     side = os.path.join(wal_dir, name + ".sha256")
     raw = sha256_of(source)
     said = "stored"
+    for left in os.listdir(wal_dir):  # temp files of an attempt that was killed (one archiver per server)
+        if left.startswith((".%s.gz." % name, ".%s.sha256." % name)) and left.endswith(".partial"):
+            os.unlink(os.path.join(wal_dir, left))
+            event(wal_dir, "interrupted", name, "an earlier attempt was killed before it stored the segment; retried")
     if os.path.exists(dest):
         there = sha256_of(dest, gzip.open)
         if there != raw:
@@ -255,11 +274,11 @@ def main(argv: list[str]) -> int:
             said = restore(conf, argv[1], argv[2])
             if said is None:
                 return 1  # not archived (yet): recovery's normal end
-    except Failed as exc:
-        sys.stderr.write("cclite-wal %s: %s\n" % (argv[0], exc))
-        return 1
-    except OSError as exc:  # disk full, permissions: the segment stays with the server, which retries
-        sys.stderr.write("cclite-wal %s %s: %s\n" % (argv[0], argv[-1] if argv[0] == "archive" else argv[1], exc))
+    except (Failed, OSError) as exc:  # OSError: disk full, permissions; the segment stays with the server, which retries
+        name = argv[2] if argv[0] == "archive" else argv[1]
+        sys.stderr.write("cclite-wal %s %s: %s\n" % (argv[0], name, exc))
+        if argv[0] == "archive" and "conf" in locals():
+            event(conf["wal_dir"], "failed", name, str(exc))
         return 1
     if conf.get("verbose"):
         sys.stderr.write("cclite-wal: %s\n" % said)

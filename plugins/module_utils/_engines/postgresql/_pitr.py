@@ -7,7 +7,8 @@
 The WAL archive is ``<backup_root>/postgresql/wal/``, filled by the server's ``archive_command``
 (the role's ``cclite_wal.py``): ``<segment>.gz`` and ``<segment>.sha256``. Base backups are
 ``pg_basebackup`` tar streams (``-D - -Ft -X none``, the manifest injected into the tar) written
-by the core's streaming writer into ``<backup_root>/postgresql/base/``; their WAL comes from the
+by the core's streaming writer into ``<backup_root>/postgresql_base/`` (a store of its own, so
+the off-site copy uploads, fetches and prunes it like the others); their WAL comes from the
 archive (``pg_basebackup`` waits until the server has archived it). A restore is the core's one
 restore flow (``_restore``) with :class:`PitrRestore` as its engine: the base backup is unpacked
 into a new data directory beside the live one, checked with ``pg_verifybackup``, a temporary
@@ -28,12 +29,12 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Source
-from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, Layout
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL_BASE, Catalog, Entry
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, StageError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, start
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
 
-BASE = Layout("postgresql", "postgres_base", ".tar", "base")
+BASE = POSTGRESQL_BASE
 FORMAT = "basebackup-tar"
 WAL_SUBDIR = os.path.join("postgresql", "wal")
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
@@ -157,7 +158,7 @@ def segments(directory: str) -> list[tuple[int, int, str, float]]:
     except FileNotFoundError:
         return []
     for name in names:
-        if not name.endswith(".gz"):
+        if not name.endswith(".gz") or name.startswith("."):
             continue
         m = SEGMENT_RE.match(name[:-3])
         if not m:
@@ -183,6 +184,28 @@ def start_segno(entry: Entry) -> int | None:
     return parse_lsn(lsn) // SEGMENT_SIZE if lsn else None
 
 
+EVENTS = ".cclite-wal-events.log"
+
+
+def archive_events(directory: str, newest: float | None, keep: int = 20) -> tuple[list[str], list[str]]:
+    """The archive command's last events (failures, interrupted attempts), and those since the
+    newest stored segment: an archive that is failing now."""
+    try:
+        with open(os.path.join(directory, EVENTS), encoding="utf-8", errors="replace") as handle:
+            lines = [line.rstrip("\n") for line in handle.readlines()[-keep:]]
+    except FileNotFoundError:
+        return [], []
+    recent = []
+    for line in lines:
+        try:
+            when = datetime.datetime.fromisoformat(line.split(" ", 1)[0]).timestamp()
+        except ValueError:
+            continue
+        if newest is None or when > newest:
+            recent.append(line)
+    return lines, recent
+
+
 def archive_info(root: str, now: float | None = None) -> dict[str, t.Any]:
     """The recoverable window, the recovery point and the gaps, for list, verify and reports."""
     now = time.time() if now is None else now
@@ -193,6 +216,7 @@ def archive_info(root: str, now: float | None = None) -> dict[str, t.Any]:
     needed = [s for s in found if first is None or s[1] >= first]
     newest = found[-1] if found else None
     problems = gaps(needed)
+    events, failing = archive_events(wal_dir(root), newest[3] if newest else None)
     if oldest is not None and first is not None and not any(s[1] == first for s in found):
         problems.insert(0, "the oldest base backup %s needs segment %d, which is not archived" % (oldest.name, first))
     return {
@@ -207,6 +231,8 @@ def archive_info(root: str, now: float | None = None) -> dict[str, t.Any]:
             "to": datetime.datetime.fromtimestamp(newest[3], datetime.timezone.utc).isoformat() if newest else None,
         },
         "gaps": problems,
+        "events": events,
+        "failing": failing,
     }
 
 
@@ -545,7 +571,12 @@ def configure_archiving(server: Server, wal: str, restart: bool) -> dict[str, t.
     state = pg.query(conn, "SELECT archived_count || '|' || failed_count || '|' || coalesce(last_archived_wal, '') || '|' || "
                            "coalesce(last_failed_wal, '') || '|' || coalesce(extract(epoch FROM last_archived_time)::bigint::text, '') || '|' || "
                            "coalesce(extract(epoch FROM last_failed_time)::bigint::text, '') FROM pg_stat_archiver")[0].split("|")
+    problems = []
+    if state[5] and (not state[4] or int(state[5]) > int(state[4])):
+        problems.append("WAL archiving is failing: %s failed attempt(s), the last for segment %s; the server keeps the WAL "
+                        "and retries (its log says why)" % (state[1], state[3]))
     return {
+        "problems": problems,
         "changed": bool(changed) or restarted,
         "settings_changed": changed,
         "archive_command": command,

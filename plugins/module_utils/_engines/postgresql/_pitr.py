@@ -402,7 +402,12 @@ class PitrRestore:
     # build the new data directory and recover it -------------------------------------------
 
     def psql(self, sql: str) -> list[str]:
-        out = self.server.sh([self.server.tool("psql"), "-h", self.socket, "-p", "5499", "-d", "postgres"] + pg.psql_args() + ["-c", sql], "psql")
+        """A statement on the temporary server, as the live server's login (its pg_hba may ask a password)."""
+        conn = self.server.conn
+        env = {k: v for k, v in conn.env("postgres").items() if k in ("PGUSER", "PGPASSWORD", "PGCONNECT_TIMEOUT")}
+        cmd = self.server.files.command([self.server.tool("psql"), "-h", self.socket, "-p", "5499", "-d", "postgres"] + pg.psql_args()
+                                        + ["-c", sql], env, secret_env={"PGPASSWORD"}, stage="psql")
+        out = run(cmd, timeout=600).stdout.decode("utf-8", "replace")
         return [line for line in out.splitlines() if line]
 
     def prepare(self, entry: Entry) -> None:
@@ -457,8 +462,10 @@ class PitrRestore:
             try:
                 if self.psql("SELECT pg_is_in_recovery()") == ["f"]:
                     return
-            except BackupError:
-                pass  # not accepting connections yet
+            except BackupError as exc:
+                if "authentication" in exc.msg or "password" in exc.msg:
+                    raise StageError("cannot log in to the recovering server: %s" % exc.msg, stage="recovery") from exc
+                # otherwise it is not accepting connections yet
             time.sleep(1)
         raise StageError("recovery did not finish within %d seconds" % timeout, stage="recovery")
 

@@ -87,6 +87,8 @@ def main() -> None:
         as_postgres(bk + ["backup", "--type=full"])
         theirs_backup = time.monotonic() - t0
         theirs_size = int(subprocess.run(["du", "-sb", os.path.join(repo, "backup")], capture_output=True, check=True, text=True).stdout.split()[0])
+        print("base backup: cclite.backup %.1f s (%.0f MB), pgBackRest %.1f s (%.0f MB)" % (
+            ours_backup, made["artifact"]["size"] / 1e6, theirs_backup, theirs_size / 1e6), flush=True)
 
         psql(port, "CREATE TABLE marks (what text); INSERT INTO marks VALUES ('A')")
         target = psql(port, "SELECT now()::text FROM pg_sleep(1.5)")

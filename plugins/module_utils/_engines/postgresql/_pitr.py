@@ -343,8 +343,8 @@ class Server:
                 self.sh([self.tool("pg_ctl"), "-D", self.data, "-w", "-t", "300", "-l", self.data + ".log", "start"], "pg_ctl start")
         deadline = time.time() + 300
         while time.time() < deadline:
-            if run(self.files.command([self.tool("pg_isready"), "-q"] + (["-h", self.conn.login_host] if self.conn.login_host else []),
-                                      stage="pg_isready"), check=False, timeout=30).rc == 0:
+            where = ["-p", str(self.conn.login_port)] + (["-h", self.conn.login_host] if self.conn.login_host else [])
+            if run(self.files.command([self.tool("pg_isready"), "-q"] + where, stage="pg_isready"), check=False, timeout=30).rc == 0:
                 return
             time.sleep(1)
         raise StageError("the server did not accept connections within 300 seconds of starting", stage="start")

@@ -15,12 +15,22 @@ import dataclasses
 import datetime
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Consumer
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, median_size
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError
 
 
 ContentCheck = Consumer  # an engine's content check: fed every decompressed chunk, then result()
+
+
+class TreeContent(t.Protocol):
+    """The content check of a tree backup: a check per file (``None``: none for that file),
+    and the problem of the whole (a file that must be there, say), or ``None``."""
+
+    def consumer_for(self, name: str) -> Consumer | None: ...
+
+    def tree_result(self, names: t.Sequence[str]) -> str | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +126,9 @@ def check_rules(
 
 def check_data(report: Report, entry: Entry, content: ContentCheck | None = None) -> None:
     """Read the artifact once: stream integrity, sha256 against the manifest, content."""
+    if entry.tree:
+        check_tree_data(report, entry, getattr(content, "tree", None))
+        return
     reader = ArtifactReader(entry.path, entry.algorithm)
     try:
         for chunk in reader.chunks():
@@ -145,6 +158,41 @@ def check_data(report: Report, entry: Entry, content: ContentCheck | None = None
             report.failed("content", problem)
         else:
             report.passed("content")
+
+
+def check_tree_data(report: Report, entry: Entry, content: TreeContent | None) -> None:
+    """Read every file of a tree backup once: each stream, each sha256 against the manifest's
+    file list, the tree's digest against the manifest (or journal), the engine's content."""
+    try:
+        present = _tree.names(entry.path)
+    except BackupError as exc:
+        report.failed("stream", exc.msg)
+        return
+    scanned = _tree.scan(entry.path, content.consumer_for if content is not None else None)
+    report.content_size, report.size, report.sha256 = scanned.content_size, scanned.size, scanned.sha256
+    if scanned.stream:
+        report.failed("stream", scanned.stream)
+    else:
+        report.passed("stream")
+    listed = (entry.manifest or {}).get("artifact", {}).get("files")
+    expected = entry.expected_sha256
+    whose = "manifest's" if entry.manifest is not None else "journal's"
+    problems = _tree.compare(listed, present, scanned) if listed is not None else []
+    if expected is None and listed is None:
+        report.skipped("sha256", "no manifest to compare with")
+    elif problems:
+        report.failed("sha256", "; ".join(problems))
+    elif expected is not None and scanned.sha256 != expected:
+        report.failed("sha256", "the files' digest %s differs from the %s %s" % (scanned.sha256, whose, expected))
+    else:
+        report.passed("sha256")
+    if content is None or scanned.stream:
+        return
+    problem = scanned.content or content.tree_result(present)
+    if problem:
+        report.failed("content", problem)
+    else:
+        report.passed("content")
 
 
 def verify(

@@ -6,9 +6,8 @@ Sections (each one that cannot run prints why and the bench goes on):
   postgresql  plain format: raw `pg_dump | gzip -6`, `| pigz -6`, `| zstd -1 -T0` against
               backup.yml with gzip and with zstd; raw `gunzip -c | psql` and `zstd -dc | psql`
               against restore.yml (restore_confirm=true) of the same gzip file.
-  directory   raw `pg_dump -Fd -j2 -Z1` and `pg_restore -j2` (the reference figures); the
-              playbook rows say "not available" until the collection has
-              postgresql_backup_format: directory.
+  directory   raw `pg_dump -Fd -j2 -Z1` and `pg_restore -j2` against backup.yml and restore.yml
+              with postgresql_backup_format: directory, jobs 2, level 1.
   pgbackrest  a full backup (zstd, 2 processes) of the same cluster and its restore + start, if
               the pgbackrest package is installed; it runs last, as it restarts the cluster with
               archive_mode on. Debian's build may lack zstd: then lz4 (or gz), said in the output,

@@ -143,11 +143,41 @@ def scan(
     only: t.Iterable[str] | None = None,
 ) -> Scan:
     """Read every file of ``directory`` once (``workers`` threads, 0: one per core)."""
-    listed = sorted(only) if only is not None else names(directory)
-    workers = workers or (os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, len(listed) or 1))) as pool:
-        futures = [pool.submit(_scan_file, directory, n, consumer_for(n) if consumer_for else None) for n in listed]
-        return Scan([f.result() for f in futures])
+    with Scanner(directory, consumer_for, workers) as scanner:
+        return scanner.finish(sorted(only) if only is not None else names(directory))
+
+
+class Scanner:
+    """:func:`scan`, file by file as the writer finishes them: ``submit`` a finished file while
+    the others are still being written, then ``finish`` with the full list (the files not
+    submitted are read then)."""
+
+    def __init__(self, directory: str, consumer_for: t.Callable[[str], Consumer | None] | None = None, workers: int = 0) -> None:
+        self.directory = directory
+        self.consumer_for = consumer_for
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers or (os.cpu_count() or 1)))
+        self.futures: dict[str, concurrent.futures.Future[FileScan]] = {}
+
+    def submit(self, name: str) -> None:
+        if name not in self.futures:
+            consumer = self.consumer_for(name) if self.consumer_for else None
+            self.futures[name] = self.pool.submit(_scan_file, self.directory, name, consumer)
+
+    def finish(self, listed: t.Sequence[str]) -> Scan:
+        for name in listed:
+            self.submit(name)
+        extra = set(self.futures) - set(listed)
+        if extra:  # a file the writer named is not there any more
+            raise StageError("%s: %s disappeared while it was checked" % (self.directory, ", ".join(sorted(extra))))
+        return Scan([self.futures[name].result() for name in sorted(listed)])
+
+    def __enter__(self) -> "Scanner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for future in self.futures.values():
+            future.cancel()
+        self.pool.shutdown(wait=True)
 
 
 def compare(expected: t.Sequence[t.Mapping[str, t.Any]], present: t.Sequence[str], scanned: Scan | None = None) -> list[str]:

@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
@@ -33,6 +34,8 @@ DATA_FILE = re.compile(r"(\d+)\.dat(?:\.gz)?")
 TOC = "toc.dat"
 END = b"\\.\n\n\n"  # what pg_dump writes after a table's last row in a directory dump
 TABLE_DATA = re.compile(r"^(\d+); \d+ \d+ TABLE DATA (.*)$")
+FINISHED = re.compile(rb"^pg_dump: finished item (\d+) TABLE DATA ", re.MULTILINE)
+POLL = 0.05
 
 
 def check_mode(conn: pg.Connection) -> None:
@@ -129,13 +132,29 @@ class DirectoryDump:
     def start(self) -> t.Any:
         raise NotImplementedError("a directory dump is written by write(), not streamed")
 
-    def _run_dump(self, tmp: str) -> None:
+    def _run_dump(self, tmp: str, scanner: _tree.Scanner) -> None:
+        """pg_dump; each table's data file is handed to ``scanner`` as soon as pg_dump says it
+        is finished (``--verbose``: "finished item N TABLE DATA"), so the check overlaps the dump."""
         cmd = self.dump.start()
         # ConsistentDump asks for a plain dump; pg_dump takes the last --format it is given
-        argv = cmd.argv + ("--format=directory", "--jobs=%d" % self.jobs, "--compress=%d" % self.level, "--file=" + tmp)
-        child = start(type(cmd)(argv, cmd.env, cmd.secret_env, cmd.stage, cmd.inner), stdout=subprocess.DEVNULL)
-        with child:
-            child.wait()
+        argv = cmd.argv + ("--format=directory", "--jobs=%d" % self.jobs, "--compress=%d" % self.level, "--verbose",
+                           "--file=" + tmp)
+        suffix = ".dat.gz" if self.level else ".dat"
+        with start(type(cmd)(argv, cmd.env, cmd.secret_env, cmd.stage, cmd.inner), stdout=subprocess.DEVNULL) as child:
+            offset, pending = 0, b""
+            while True:
+                ended = child.proc.poll() is not None
+                data = child.stderr_from(offset)
+                while data:
+                    offset += len(data)
+                    pending += data
+                    data = child.stderr_from(offset)
+                lines, _sep, pending = pending.rpartition(b"\n")
+                for match in FINISHED.finditer(lines):
+                    scanner.submit(match.group(1).decode("ascii") + suffix)
+                if ended:
+                    break
+                time.sleep(POLL)
             child.check()
 
     def write(self, dest: str, commit: t.Callable[[str, Written], None]) -> Written:
@@ -145,11 +164,12 @@ class DirectoryDump:
             raise ConfigError("%s already exists; refusing to overwrite an artifact" % dest)
         tmp = tempfile.mkdtemp(dir=directory, prefix=".%s.%d." % (os.path.basename(dest), os.getpid()), suffix=".partial")
         try:
-            self._run_dump(tmp)
-            names = _tree.names(tmp)
-            tables = table_names(listing(self.conn, tmp))
             content = DirectoryContent()
-            scanned = _tree.scan(tmp, content.consumer_for, self.jobs, names)
+            with _tree.Scanner(tmp, content.consumer_for, self.jobs) as scanner:
+                self._run_dump(tmp, scanner)
+                names = _tree.names(tmp)
+                tables = table_names(listing(self.conn, tmp))
+                scanned = scanner.finish(names)
             problem = scanned.content or content.tree_result(names)
             if self.count_rows == "dump":
                 counts = {}

@@ -10,12 +10,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
 import time
 import typing as t
 
 import pytest
 
-from tests.faults.conftest import Postgres
+from tests.faults.conftest import PG_PASSWORD, Postgres
 from tests.faults.harness import Module, kill_stage, reap_orphans, run
 
 DIGEST = ("SELECT md5(string_agg(md5(t::text), '' ORDER BY id)) || ':' || count(*) FROM %s t")
@@ -157,3 +158,22 @@ def test_bad_settings_are_refused_before_anything_runs(dirapp: Postgres, tmp_pat
     docker = run("postgresql_backup", dict(args(dirapp, root), mode="docker", container="nonexistent"))
     assert docker.failed and "mode host" in docker.data["msg"], docker.text
     assert not os.path.exists(store(root)) or not [n for n in os.listdir(store(root)) if n.endswith(".dir")]
+
+
+def test_a_directory_dump_made_by_hand_is_adopted(dirapp: Postgres, tmp_path: t.Any) -> None:
+    """pg_dump -Fd by hand, named like a backup: adopted (restored into a scratch database,
+    counted), then verified against the manifest it got, and restored."""
+    root = str(tmp_path)
+    os.makedirs(store(root), mode=0o700)
+    path = os.path.join(store(root), "postgres_backup_20250101_020000.dir")
+    env = dict(os.environ, PGPASSWORD=PG_PASSWORD)
+    subprocess.run(["pg_dump", "-h", "127.0.0.1", "-p", str(dirapp.port), "-U", "postgres", "-Fd", "-j", "2", "-f", path, "dirapp"],
+                   env=env, check=True, capture_output=True)
+    adopted = run("postgresql_backup_adopt", plain(dirapp, root))
+    assert not adopted.failed and [a["name"] for a in adopted.data["adopted"]] == [os.path.basename(path)], adopted.text
+    with open(path + ".manifest.json", encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    assert manifest["format"] == "directory" and manifest["source"]["tables"]["public.items"] == 30000
+    assert {f["name"] for f in manifest["artifact"]["files"]} == set(os.listdir(path))
+    checked = run("postgresql_backup_info", plain(dirapp, root, verify="full", min_size_bytes=100, max_age_hours=1e6))
+    assert checked.data["backups"][0]["verification"]["state"] == "good", checked.text

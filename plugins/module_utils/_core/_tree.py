@@ -119,10 +119,10 @@ class Scan:
         return "; ".join("%s: %s" % (f.name, f.content) for f in bad[:5]) if bad else None
 
 
-def _scan_file(directory: str, name: str, consumer: Consumer | None) -> FileScan:
+def _scan_file(directory: str, name: str, consumer: Consumer | None, decompress: bool = True) -> FileScan:
     found = FileScan(name)
     path = os.path.join(directory, name)
-    reader = ArtifactReader(path, "gzip" if name.endswith(".gz") else "none")
+    reader = ArtifactReader(path, "gzip" if decompress and name.endswith(".gz") else "none")
     try:
         for chunk in reader.chunks():
             if consumer is not None:
@@ -140,10 +140,11 @@ def _scan_file(directory: str, name: str, consumer: Consumer | None) -> FileScan
 
 def scan(
     directory: str, consumer_for: t.Callable[[str], Consumer | None] | None = None, workers: int = 0,
-    only: t.Iterable[str] | None = None,
+    only: t.Iterable[str] | None = None, decompress: bool = True,
 ) -> Scan:
-    """Read every file of ``directory`` once (``workers`` threads, 0: one per core)."""
-    with Scanner(directory, consumer_for, workers) as scanner:
+    """Read every file of ``directory`` once (``workers`` threads, 0: one per core); without
+    ``decompress``, only each file's size and sha256."""
+    with Scanner(directory, consumer_for, workers, decompress) as scanner:
         return scanner.finish(sorted(only) if only is not None else names(directory))
 
 
@@ -152,16 +153,18 @@ class Scanner:
     the others are still being written, then ``finish`` with the full list (the files not
     submitted are read then)."""
 
-    def __init__(self, directory: str, consumer_for: t.Callable[[str], Consumer | None] | None = None, workers: int = 0) -> None:
+    def __init__(self, directory: str, consumer_for: t.Callable[[str], Consumer | None] | None = None, workers: int = 0,
+                 decompress: bool = True) -> None:
         self.directory = directory
         self.consumer_for = consumer_for
+        self.decompress = decompress
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers or (os.cpu_count() or 1)))
         self.futures: dict[str, concurrent.futures.Future[FileScan]] = {}
 
     def submit(self, name: str) -> None:
         if name not in self.futures:
             consumer = self.consumer_for(name) if self.consumer_for else None
-            self.futures[name] = self.pool.submit(_scan_file, self.directory, name, consumer)
+            self.futures[name] = self.pool.submit(_scan_file, self.directory, name, consumer, self.decompress)
 
     def finish(self, listed: t.Sequence[str]) -> Scan:
         for name in listed:

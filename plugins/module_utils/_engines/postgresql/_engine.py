@@ -398,7 +398,7 @@ def adopt(
     pg.server_version(conn)  # the deep check needs the server: fail early, with the connection's message
     spec = _adopt.AdoptSpec(
         catalog=catalog_,
-        content=pg.DumpComplete,
+        content=_directory.Content,
         deep=deep_check(conn, database),
         fmt=FORMAT,
         versions=dump_versions,

@@ -44,8 +44,8 @@ options:
     description: Stores to prune.
     type: list
     elements: str
-    choices: [postgresql, redis, qdrant]
-    default: [postgresql, redis, qdrant]
+    choices: [postgresql, redis, qdrant, postgresql_base]
+    default: [postgresql, redis, qdrant, postgresql_base]
   retention_days:
     description:
       - Keep copies made within this many days.

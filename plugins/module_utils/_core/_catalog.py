@@ -78,6 +78,8 @@ class Layout:
 POSTGRESQL = Layout("postgresql", "postgres_backup", ".sql", directories=True)
 REDIS = Layout("redis", "redis_backup", ".rdb")
 QDRANT = Layout("qdrant", "qdrant_backup", ".tar")
+# PostgreSQL base backups for point-in-time recovery (their WAL archive is postgresql/wal/)
+POSTGRESQL_BASE = Layout("postgresql_base", "postgres_base_backup", ".tar")
 
 
 @dataclasses.dataclass

@@ -41,18 +41,18 @@ import typing as t
 from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import algorithm_of
-from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, REDIS, STAMP, Layout
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, POSTGRESQL_BASE, QDRANT, REDIS, STAMP, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 
 
-LAYOUTS = {layout.store: layout for layout in (POSTGRESQL, REDIS, QDRANT)}
+LAYOUTS = {layout.store: layout for layout in (POSTGRESQL, REDIS, QDRANT, POSTGRESQL_BASE)}
 STORES = tuple(LAYOUTS)
 STALE_UPLOAD = datetime.timedelta(days=1)
 # Object metadata (x-amz-meta-*) that marks an upload of this collection; cclite-sha256 marks
 # the uploads of 0.1.0 before the marker had its own name.
 MARKERS = ("cclite-backup", "cclite-sha256")
 # The size floor of a copy without a manifest (the store roles' *_backup_min_size_bytes).
-MIN_SIZE = {"postgresql": 1024, "redis": 128, "qdrant": 1024}
+MIN_SIZE = {"postgresql": 1024, "redis": 128, "qdrant": 1024, "postgresql_base": 1024}
 AWS_CLI_PART = 8 * 1024 * 1024  # the part size of ``aws s3 cp`` and boto3's upload_file
 
 

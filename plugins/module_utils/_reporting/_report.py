@@ -336,7 +336,8 @@ def write_run(logs_dir: str, report: t.Mapping[str, t.Any], stamp: str, mode: in
 
 
 RUN_KEYS = ("run_id", "playbook", "host", "started", "ended", "status", "stores")
-RECORD_KEYS = ("store", "action", "target", "status", "artifact", "size", "duration", "median_ratio", "problems", "warnings", "error")
+RECORD_KEYS = ("store", "action", "target", "status", "artifact", "size", "duration", "median_ratio", "problems", "warnings", "error",
+               "recovery_point_age_seconds")
 
 
 def read_runs(logs_dir: str, kinds: t.Sequence[str] = ()) -> list[dict[str, t.Any]]:
@@ -376,6 +377,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "cclite_backup_size_median_ratio": ("gauge", "Last backup size divided by the median of the backups before it."),
     "cclite_backup_last_verification_timestamp_seconds": ("gauge", "When the backups were last verified (Unix time)."),
     "cclite_backup_last_verification_status": ("gauge", "1 when the last verification found no problem, 0 otherwise."),
+    "cclite_backup_recovery_point_timestamp_seconds": ("gauge", "PostgreSQL point-in-time recovery: when the newest archived WAL segment was stored (Unix time)."),
 }
 SAMPLE_RE = re.compile(r'(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)')
 LABEL_RE = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
@@ -449,7 +451,9 @@ def update_metrics(samples: dict[Key, float], records: t.Iterable[t.Mapping[str,
                 out[("cclite_backup_last_size_bytes", labels)] = float(record["size"])
             if isinstance(record.get("median_ratio"), (int, float)):
                 out[("cclite_backup_size_median_ratio", labels)] = float(record["median_ratio"])
-        elif action == "verify":
+        if isinstance(record.get("recovery_point_age_seconds"), (int, float)):
+            out[("cclite_backup_recovery_point_timestamp_seconds", labels)] = ended - float(record["recovery_point_age_seconds"])
+        if action == "verify":
             out[("cclite_backup_last_verification_timestamp_seconds", labels)] = ended
             out[("cclite_backup_last_verification_status", labels)] = 1.0 if ok else 0.0
     return out

@@ -15,6 +15,10 @@ content check; the order of the steps, which is what makes a backup trustworthy,
    passes), then finish the producer (source statistics);
 4. write the manifest and its line in the catalog journal, then rename the artifact into place;
 5. only then move ``latest``, and apply retention (never deleting the newest good backup).
+
+All along, ``_controller.Watch`` watches the Ansible run that started the module: once it has
+ended, the pipeline is killed and nothing is renamed into place (a backup renamed before the
+run ended is complete: ``latest`` follows it as usual).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import datetime
 import os
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Source, StreamChecked, Written, write_artifact
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
@@ -101,7 +105,7 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
     catalog.ensure()
     catalog.preflight()
     result: dict[str, t.Any] = {}
-    with StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
+    with _controller.Watch() as watch, StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
         removed = catalog.remove_stale_partials()
         record_unjournaled(catalog)
         space = catalog.free_space(*catalog.expected_size(spec.estimate, spec.compression.algorithm != "none"))
@@ -131,6 +135,7 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
             )
             _manifest.write(path, manifest, spec.file_mode)
             result["manifest"] = manifest
+            watch.check("renaming %s into place" % os.path.basename(path))
 
         check: t.Any = content if content is not None else (True if spec.verify_after else None)
         try:
@@ -142,6 +147,7 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
             if os.path.exists(manifest_path) and not os.path.exists(path):
                 os.unlink(manifest_path)
                 catalog.journal.remove(os.path.basename(path))
+            watch.check("the backup")  # a pipeline killed because the run ended: say so
             raise
         out: dict[str, t.Any] = {
             "artifact": artifact_result(written, spec, versions),

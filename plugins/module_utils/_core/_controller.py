@@ -36,7 +36,6 @@ import select
 import signal
 import stat
 import threading
-import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError
 

@@ -33,6 +33,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._artifact impo
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._retention import Keep
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import ContentCheck, Report, Rules, check_data, verify
 
 ContentFactory = t.Callable[[], t.Optional[ContentCheck]]
@@ -56,6 +57,7 @@ class BackupSpec:
     kind: str = "scheduled"
     move_latest: bool = True
     retention_days: int | None = None
+    retention_keep: Keep | None = None  # generations kept beyond the days (_retention)
     verify_after: bool = True
     content_stats: bool = False  # the content check's stats() are the source statistics
     lock_timeout: float = 600.0
@@ -162,7 +164,7 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
             out["latest"] = catalog.point_latest(written.path)
         if spec.retention_days is not None:
             pruned = catalog.prune(
-                spec.retention_days, lambda e: e.path == written.path or is_good(e, spec.content)
+                spec.retention_days, lambda e: e.path == written.path or is_good(e, spec.content), keep=spec.retention_keep
             )
             out["retention"] = dataclasses.asdict(pruned)
         # the sizes before it, once retention is done: what the report's size trend compares
@@ -201,7 +203,7 @@ def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
         "removed_partials": [{"name": p.name, "size": p.size, "pid": p.pid} for p in catalog.partials() if p.stale],
     }
     if spec.retention_days is not None:
-        pruned = catalog.prune(spec.retention_days, lambda e: is_good(e, spec.content), dry_run=True)
+        pruned = catalog.prune(spec.retention_days, lambda e: is_good(e, spec.content), dry_run=True, keep=spec.retention_keep)
         out["retention"] = dataclasses.asdict(pruned)
     return out
 

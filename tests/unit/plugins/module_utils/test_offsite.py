@@ -22,7 +22,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from moto.server import ThreadedMotoServer
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest, _retention
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _adopt, _checks, _fetch, _listing, _prune, _remote, _upload
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
@@ -195,6 +195,24 @@ def test_retention_keeps_the_newest_good_copy(remote: _remote.Remote, tmp_path: 
     assert done["deleted"] == dry["deleted"]
     # nothing good left but the protected one: pruning again deletes nothing
     assert _prune.prune(remote, "postgresql", 0)["deleted"] == []
+
+
+def test_retention_by_generations_on_s3(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    days = [(1, 1), (1, 15), (2, 3), (2, 20), (3, 5)]
+    paths = []
+    for month, day in days:
+        ended = datetime.datetime(2020, month, day, 2, 0, tzinfo=datetime.timezone.utc)
+        paths.append(make_backup(tmp_path, "2020%02d%02d_020000" % (month, day), ended=ended))
+        _upload.upload(remote, _remote.Options(), None, paths[-1], False, False)
+    names = [os.path.basename(p) for p in paths]
+    keep = _retention.Keep(monthly=2)
+    dry = _prune.prune(remote, "postgresql", 30, dry_run=True, keep=keep)
+    assert sorted(dry["deleted"]) == sorted(names[:3])
+    assert dry["protected"] == [names[4]] and dry["generations"] == {names[4]: ["monthly 2020-03"], names[3]: ["monthly 2020-02"]}
+    assert len(remote.entries("postgresql")) == 5  # the dry run deleted nothing
+    done = _prune.prune(remote, "postgresql", 30, keep=keep)
+    assert sorted(done["deleted"]) == sorted(names[:3])
+    assert sorted(e.name for e in remote.entries("postgresql")) == sorted(names[3:])
 
 
 def test_retention_keeps_everything_when_nothing_is_good(remote: _remote.Remote, tmp_path: t.Any) -> None:

@@ -68,6 +68,8 @@ def build(
         "source": dict(source or {}),
         "encryption": None,
     }
+    if written.files:
+        manifest["artifact"]["files"] = [dict(f) for f in written.files]
     if adopted is not None:
         manifest["adopted"] = dict(adopted)
     return manifest

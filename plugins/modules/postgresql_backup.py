@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - cclite.backup.postgresql
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.RETENTION
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -220,12 +221,18 @@ retention:
       description: A sentence on what was kept and why.
       type: str
       returned: always
+    generations:
+      description: Backups older than the retention in days kept by O(retention_keep), each with the rules that keep it.
+      type: dict
+      returned: always
+      sample: {"postgres_backup_20251201_020000.sql.gz": ["monthly 2025-12"]}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
 from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _retention
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
 
@@ -242,6 +249,7 @@ def main() -> None:
     )
     argument_spec.update(pg.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
+    argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
@@ -257,6 +265,7 @@ def main() -> None:
             content_stats=content_stats,
             database=p["database"],
             retention_days=retention_days,
+            retention_keep=_retention.keep_from(p),
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),

@@ -38,6 +38,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import EXTENSIONS, algorithm_of
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME, process_alive
+from ansible_collections.cclite.backup.plugins.module_utils._core._retention import Keep, generations
 
 STAMP = "%Y%m%d_%H%M%S"
 SERIES_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*(?:_[A-Za-z0-9.-]+)*")
@@ -146,6 +147,11 @@ class PruneResult:
     deleted: list[str]
     protected: str | None
     reason: str
+    generations: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # older than the days, kept by a rule
+
+
+def _held(kept: t.Mapping[str, t.Sequence[str]]) -> str:
+    return "; %d older backup(s) kept as generations" % len(kept) if kept else ""
 
 
 def local_now() -> datetime.datetime:
@@ -427,8 +433,10 @@ class Catalog:
         is_good: t.Callable[[Entry], bool],
         now: datetime.datetime | None = None,
         dry_run: bool = False,
+        keep: Keep | None = None,
     ) -> PruneResult:
-        """Delete backups older than ``retention_days``, never the newest good one.
+        """Delete backups older than ``retention_days`` that no generation of ``keep`` holds
+        (``_retention``), never the newest good one.
 
         Only files this catalog names (and their sidecars) are deleted. When no backup
         verifies as good, nothing is deleted: the old files may be all that is left.
@@ -436,14 +444,18 @@ class Catalog:
         now = now or local_now()
         entries = self.entries()
         cutoff = datetime.timedelta(days=retention_days)
-        expired = [e for e in entries if now - e.created > cutoff]
+        held = generations([e.created for e in entries], keep)
+        kept = {entries[i].name: why for i, why in held.items() if now - entries[i].created > cutoff}
+        expired = [e for i, e in enumerate(entries) if now - e.created > cutoff and i not in held]
         deleted: list[str] = []
         if not expired:
-            return PruneResult(deleted, None, "no backup is older than %d days" % retention_days)
+            why = "the %d backup(s) older than %d days are kept as generations" % (len(kept), retention_days) if kept else (
+                "no backup is older than %d days" % retention_days)
+            return PruneResult(deleted, None, why, kept)
         protected = next((e for e in entries if is_good(e)), None)
         if protected is None:
             return PruneResult(
-                deleted, None, "no backup verifies as good: kept all %d expired backups" % len(expired)
+                deleted, None, "no backup verifies as good: kept all %d expired backups" % len(expired), kept
             )
         for entry in expired:
             if entry.path == protected.path:
@@ -461,8 +473,8 @@ class Catalog:
                 link = os.path.join(self.directory, name)
                 if os.path.islink(link) and not os.path.exists(link):
                     self.point_latest(protected.path)
-        reason = "kept %s, the newest good backup" % protected.name
-        return PruneResult(deleted, protected.path, reason)
+        reason = "kept %s, the newest good backup%s" % (protected.name, _held(kept))
+        return PruneResult(deleted, protected.path, reason, kept)
 
     # leftovers of killed runs ---------------------------------------------------------------
 

@@ -26,6 +26,11 @@ def catalog_argument_spec() -> dict[str, t.Any]:
     }
 
 
+def retention_keep_argument_spec() -> dict[str, t.Any]:
+    counts = {rule: {"type": "int", "default": 0} for rule in ("daily", "weekly", "monthly")}
+    return {"retention_keep": {"type": "dict", "options": counts}}
+
+
 def compression_argument_spec() -> dict[str, t.Any]:
     return {
         "compression": {"type": "str", "default": "gzip", "choices": ["gzip", "zstd"]},

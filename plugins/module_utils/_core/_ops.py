@@ -15,6 +15,10 @@ content check; the order of the steps, which is what makes a backup trustworthy,
    passes), then finish the producer (source statistics);
 4. write the manifest and its line in the catalog journal, then rename the artifact into place;
 5. only then move ``latest``, and apply retention (never deleting the newest good backup).
+
+All along, ``_controller.Watch`` watches the Ansible run that started the module: once it has
+ended, the pipeline is killed and nothing is renamed into place (a backup renamed before the
+run ended is complete: ``latest`` follows it as usual).
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import datetime
 import os
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Source, StreamChecked, Written, write_artifact
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._retention import Keep
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import ContentCheck, Report, Rules, check_data, verify
 
 ContentFactory = t.Callable[[], t.Optional[ContentCheck]]
@@ -61,6 +66,7 @@ class BackupSpec:
     kind: str = "scheduled"
     move_latest: bool = True
     retention_days: int | None = None
+    retention_keep: Keep | None = None  # generations kept beyond the days (_retention)
     verify_after: bool = True
     content_stats: bool = False  # the content check's stats() are the source statistics
     lock_timeout: float = 600.0
@@ -113,7 +119,7 @@ def make_backup(
     catalog.ensure()
     catalog.preflight()
     result: dict[str, t.Any] = {}
-    with StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
+    with _controller.Watch() as watch, StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
         removed = catalog.remove_stale_partials()
         record_unjournaled(catalog)
         space = catalog.free_space(*catalog.expected_size(spec.estimate, spec.compression.algorithm != "none"))
@@ -143,6 +149,7 @@ def make_backup(
             )
             _manifest.write(path, manifest, spec.file_mode)
             result["manifest"] = manifest
+            watch.check("renaming %s into place" % os.path.basename(path))
 
         check: t.Any = content if content is not None else (True if spec.verify_after else None)
         try:
@@ -157,6 +164,7 @@ def make_backup(
             if os.path.exists(manifest_path) and not os.path.exists(path):
                 os.unlink(manifest_path)
                 catalog.journal.remove(os.path.basename(path))
+            watch.check("the backup")  # a pipeline killed because the run ended: say so
             raise
         out: dict[str, t.Any] = {
             "artifact": artifact_result(written, spec, versions),
@@ -171,7 +179,7 @@ def make_backup(
             out["latest"] = catalog.point_latest(written.path)
         if spec.retention_days is not None:
             pruned = catalog.prune(
-                spec.retention_days, lambda e: e.path == written.path or is_good(e, spec.content)
+                spec.retention_days, lambda e: e.path == written.path or is_good(e, spec.content), keep=spec.retention_keep
             )
             out["retention"] = dataclasses.asdict(pruned)
         # the sizes before it, once retention is done: what the report's size trend compares
@@ -211,7 +219,7 @@ def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
         "removed_partials": [{"name": p.name, "size": p.size, "pid": p.pid} for p in catalog.partials() if p.stale],
     }
     if spec.retention_days is not None:
-        pruned = catalog.prune(spec.retention_days, lambda e: is_good(e, spec.content), dry_run=True)
+        pruned = catalog.prune(spec.retention_days, lambda e: is_good(e, spec.content), dry_run=True, keep=spec.retention_keep)
         out["retention"] = dataclasses.asdict(pruned)
     return out
 

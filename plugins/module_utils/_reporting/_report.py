@@ -288,8 +288,8 @@ def render_log(report: t.Mapping[str, t.Any]) -> str:
 def prune_runs(logs_dir: str, retention_days: int, now: datetime.datetime | None = None, dry_run: bool = False) -> list[str]:
     """Delete run logs and reports older than ``retention_days`` (by the stamp in their name).
 
-    Only ``<kind>_YYYYMMDD_HHMMSS.log|json`` files are touched: ``cron.log`` and anything
-    else in the directory stays.
+    Only ``<kind>_YYYYMMDD_HHMMSS.log|json`` files are touched (the closed ``cron_…log`` files of
+    :func:`rotate_cron_log` among them): ``cron.log`` and anything else in the directory stays.
     """
     now = now or datetime.datetime.now()
     cutoff = now - datetime.timedelta(days=retention_days)
@@ -312,6 +312,38 @@ def prune_runs(logs_dir: str, retention_days: int, now: datetime.datetime | None
             if not dry_run:
                 os.unlink(path)
     return deleted
+
+
+CRON_LOG = "cron.log"
+
+
+def rotate_cron_log(logs_dir: str, now: datetime.datetime | None = None, dry_run: bool = False) -> str | None:
+    """Close ``cron.log`` (what the schedule's jobs append to) once it holds a line of an earlier
+    day: rename it to ``cron_YYYYMMDD_HHMMSS.log``, stamped with the time it was closed, so that
+    :func:`prune_runs` deletes it with the run logs once every line in it is past the retention.
+    The job running now keeps writing its last lines into the renamed file (its open file);
+    the next job starts a new ``cron.log``. Returns the new path (in a dry run: the path it
+    would get), or ``None`` when nothing is due."""
+    now = now or datetime.datetime.now()
+    path = os.path.join(logs_dir, CRON_LOG)
+    if os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None
+    with open(path, "rb") as handle:
+        first = handle.readline(64).decode("ascii", errors="replace")
+    try:
+        began = datetime.datetime.strptime(first[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:  # not a line of the schedule's wrapper: the file's own age decides
+        began = datetime.datetime.fromtimestamp(os.stat(path).st_mtime)
+    if began.date() >= now.date():
+        return None
+    stem, suffix = "cron_%s" % now.strftime(STAMP), 1
+    target = os.path.join(logs_dir, stem + ".log")
+    while os.path.lexists(target):
+        suffix += 1
+        target = os.path.join(logs_dir, "%s_%d.log" % (stem, suffix))
+    if not dry_run:
+        os.rename(path, target)
+    return target
 
 
 def unwritable_sentence(where: str, exc: OSError) -> str:

@@ -29,6 +29,7 @@ extends_documentation_fragment:
   - cclite.backup.postgresql
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -222,6 +223,7 @@ def main() -> None:
     argument_spec.update(pg.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
+    argument_spec.update(_module.progress_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -246,7 +248,7 @@ def main() -> None:
         result["msg"] = "%s %s: a new backup of %s" % (verb, result["artifact"]["path"], p["database"])
         return dict(changed=True, **result)
 
-    _module.run(module, action)
+    _module.run(module, action, ("postgresql", "backup", module.params["database"]))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ extends_documentation_fragment:
   - cclite.backup.qdrant
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -217,6 +218,7 @@ def main() -> None:
     argument_spec.update(qd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
+    argument_spec.update(_module.progress_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -240,7 +242,7 @@ def main() -> None:
             verb, result["artifact"]["path"], result["source"]["collection_count"], ", ".join(result["source"]["collections"]))
         return dict(changed=True, **result)
 
-    _module.run(module, action)
+    _module.run(module, action, ("qdrant", "backup", ""))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import threading
 import time
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, StageError, with_hint
 from ansible_collections.cclite.backup.plugins.module_utils._core._restore import Count
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, start
@@ -243,10 +244,13 @@ class ConsistentDump:
         Without counting, pg_dump's own snapshot is the consistent one: no session is opened.
         """
         args = ["--format=plain", "--no-password"] + self.dump_options
+        if not self.count_rows:
+            _progress.fixed_on_first_output()  # pg_dump writes only once its snapshot is taken
         if self.count_rows:
             self.session = Session(self.conn, self.database)
             self.session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")
             snapshot = self.session.execute("SELECT pg_export_snapshot();")[0].strip()
+            _progress.point_fixed()  # the dump and the counts read this snapshot
             self._thread = threading.Thread(target=self._count, args=(self.session,), daemon=True)
             self._thread.start()
             args.insert(2, "--snapshot=%s" % snapshot)

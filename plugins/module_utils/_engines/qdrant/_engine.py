@@ -21,6 +21,7 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
 from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source, utcnow
@@ -180,6 +181,8 @@ class BundleProducer:
     def _add_collection(self, tar: tarfile.TarFile, info: t.Mapping[str, t.Any]) -> None:
         name = info["name"]
         desc = self._snapshot(name)
+        if info is self.plan.collections[-1]:
+            _progress.point_fixed()  # every collection's snapshot is made (the later downloads read them)
         try:
             path, size, sha256 = self._download(name, desc)
             after = self.client.count(name)
@@ -193,6 +196,7 @@ class BundleProducer:
 
     def _add_full(self, tar: tarfile.TarFile) -> None:
         desc = self._snapshot(None)
+        _progress.point_fixed()
         try:
             path, size, sha256 = self._download(None, desc)
             files, config = qd.inner_snapshots(path)

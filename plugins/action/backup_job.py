@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import time
 import typing as t
 
@@ -30,7 +31,9 @@ ARGUMENT_SPEC: dict[str, t.Any] = {
     "module": {"type": "str"},
     "module_args": {"type": "dict", "default": {}},
     "progress_file": {"type": "str"},
-    "mode": {"type": "str", "default": "run", "choices": ["run", "start", "wait", "fixed"]},
+    "mode": {"type": "str", "default": "run", "choices": ["run", "start", "wait", "ready", "fixed"]},
+    "hold": {"type": "bool", "default": False},
+    "release": {"type": "bool", "default": False},
     "job": {"type": "dict"},
     "jobs": {"type": "list", "elements": "dict", "default": []},
     "interval": {"type": "float", "default": 2.0},
@@ -62,7 +65,11 @@ class ActionModule(ActionBase):
                 if not args["job"]:
                     raise AnsibleActionFail("job is required with mode wait: pass the result of a mode start task's job")
                 return self._wait(args["job"], args, host, task_vars)
-            return self._fixed(args, task_vars)
+            if mode == "ready":
+                return self._until(args, task_vars, "held")
+            if args["release"]:
+                self._shell(" ".join("rm -f %s;" % shlex.quote(j["progress_file"] + ".hold") for j in args["jobs"] if j.get("progress_file")))
+            return self._until(args, task_vars, "point_fixed")
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
 
@@ -75,6 +82,9 @@ class ActionModule(ActionBase):
             module_args["progress_file"] = args["progress_file"]
         if self._task.check_mode:
             return self._execute_module(module_name=args["module"], module_args=module_args, task_vars=task_vars)
+        if args["hold"] and args["progress_file"]:  # the module holds before its fix until this is gone
+            hold = args["progress_file"] + ".hold"
+            self._shell("umask 077 && mkdir -p %s && : > %s" % (shlex.quote(os.path.dirname(hold)), shlex.quote(hold)))
         saved = self._task.async_val
         # async_wrapper's limit; it has no "none" (0 would kill the job at its first check)
         self._task.async_val = args["timeout"] or NO_LIMIT
@@ -137,25 +147,45 @@ class ActionModule(ActionBase):
         out["progress_lines"] = shown
         return out
 
-    def _fixed(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
-        """Wait until every job's point in time is fixed (its status file says so) or the job
-        ended; return when each was, and whether every one was fixed rather than ended."""
+    def _shell(self, command: str) -> str:
+        """One command on the host, no module: the fast path of a consistent set's pause."""
+        done = self._low_level_execute_command(command)
+        if done.get("rc") != 0:
+            raise AnsibleActionFail("%s failed: %s" % (command.split()[0], done.get("stderr") or done.get("stdout")))
+        return done.get("stdout") or ""
+
+    def _statuses(self, jobs: t.Sequence[t.Mapping[str, t.Any]]) -> list[dict[str, t.Any] | None]:
+        """Every job's status file in one round trip (None: absent, or caught mid-rename)."""
+        script = " ".join("cat %s 2>/dev/null; echo;" % shlex.quote(j.get("progress_file") or "/nonexistent") for j in jobs)
+        lines = self._shell(script).split("\n")
+        out: list[dict[str, t.Any] | None] = []
+        for index in range(len(jobs)):
+            try:
+                out.append(json.loads(lines[index]) if index < len(lines) and lines[index].strip() else None)
+            except ValueError:
+                out.append(None)
+        return out
+
+    def _until(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], flag: str) -> dict[str, t.Any]:
+        """Wait until every job's status file says ``flag`` (held: ready for the pause;
+        point_fixed: its point in time is fixed) or the job ended; say when each did."""
         pending = {j["ansible_job_id"]: j for j in args["jobs"] if j.get("ansible_job_id")}
         points: dict[str, t.Any] = {}
         ended: list[str] = []
         polls = 0
         began = time.monotonic()
         while pending and not (args["timeout"] and time.monotonic() - began > args["timeout"]):
-            for jid, job in list(pending.items()):
-                progress = self._progress(job, task_vars)
-                if progress is not None and progress.get("point_fixed"):
+            jobs = list(pending.values())
+            for job, progress in zip(jobs, self._statuses(jobs)):
+                jid = job["ansible_job_id"]
+                if progress is not None and progress.get(flag):
                     points[jid] = {"store": progress.get("store"), "target": progress.get("target"), "at": progress.get("point_fixed_at")}
                     del pending[jid]
-                elif progress is None and self._status(job, task_vars).get("finished"):
-                    ended.append(jid)  # it ended (or failed) before saying: its own wait reports how
+                elif progress is None and polls % 10 == 9 and self._status(job, task_vars).get("finished"):
+                    ended.append(jid)  # it ended (or failed) before saying so: its own wait reports how
                     del pending[jid]
             if pending:
-                time.sleep(min(0.05 * 2 ** polls, 0.5))
+                time.sleep(0.02)
                 polls += 1
         return {"changed": False, "points": points, "ended": ended, "waiting": sorted(pending), "all_fixed": not ended and not pending,
                 "seconds": round(time.monotonic() - began, 3)}

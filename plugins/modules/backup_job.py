@@ -20,9 +20,11 @@ description:
   - Returns the module's own result, as if the module had run in the task (failures with their
     message), plus RV(progress_lines).
   - "O(mode=start) only starts the job and returns it as RV(job); O(mode=wait) waits for such a
-    job; O(mode=fixed) waits until every job of O(jobs) has fixed its store's point in time
-    (pg_dump's snapshot taken, Redis's BGSAVE forked, Qdrant's snapshots made) or ended, which
-    is what a consistent set pauses the application for."
+    job. A consistent set starts its jobs with O(hold), waits with O(mode=ready) until each has
+    prepared everything and holds right before fixing its store's point in time, pauses the
+    application, and with O(mode=fixed) and O(release) lets them go and waits until each has
+    fixed its point (PostgreSQL's snapshot exported, Redis's BGSAVE forked, Qdrant's last
+    snapshot started) or ended."
   - In check mode the module runs at once, without a status file.
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
@@ -56,10 +58,22 @@ options:
   mode:
     description:
       - V(run) starts the module and waits for it; V(start) only starts it; V(wait) waits for
-        O(job); V(fixed) waits until each of O(jobs) has fixed its point in time or ended.
+        O(job); V(ready) waits until each of O(jobs) holds before its fix (or ended); V(fixed)
+        waits until each of O(jobs) has fixed its point in time (or ended).
     type: str
-    choices: [run, start, wait, fixed]
+    choices: [run, start, wait, ready, fixed]
     default: run
+  hold:
+    description:
+      - With O(mode=start), make the module hold right before it fixes its point in time, until
+        released (a file C(<progress_file>.hold), removed by O(release); after 300 seconds the
+        module goes on by itself).
+    type: bool
+    default: false
+  release:
+    description: With O(mode=fixed), first release the held jobs of O(jobs).
+    type: bool
+    default: false
   job:
     description: The RV(job) of an O(mode=start) task, for O(mode=wait).
     type: dict
@@ -81,7 +95,8 @@ options:
       - With O(mode=run) or O(mode=start), seconds after which the background job is killed
         (the module's own clean-up of temp files then runs at its next start); V(0) gives it a
         month.
-      - With O(mode=fixed), seconds to wait at most; the jobs still waited for are in RV(waiting).
+      - With O(mode=ready) and O(mode=fixed), seconds to wait at most; the jobs still waited for
+        are in RV(waiting).
     type: int
     default: 0
 notes:
@@ -117,25 +132,25 @@ job:
   returned: with O(mode=start)
   type: dict
 points:
-  description: Per job id, the store, target and time (epoch seconds) its point in time was fixed.
-  returned: with O(mode=fixed)
+  description: Per job id, the store, target and time (epoch seconds) its point in time was fixed (null with O(mode=ready)).
+  returned: with O(mode=ready) and O(mode=fixed)
   type: dict
 ended:
   description: Job ids that ended before saying their point was fixed (they failed, or ended quickly).
-  returned: with O(mode=fixed)
+  returned: with O(mode=ready) and O(mode=fixed)
   type: list
   elements: str
 waiting:
   description: Job ids still waited for when O(timeout) ran out.
-  returned: with O(mode=fixed)
+  returned: with O(mode=ready) and O(mode=fixed)
   type: list
   elements: str
 all_fixed:
-  description: Whether every job fixed its point in time.
-  returned: with O(mode=fixed)
+  description: Whether every job got there (held, or fixed its point in time).
+  returned: with O(mode=ready) and O(mode=fixed)
   type: bool
 seconds:
-  description: Seconds waited, with O(mode=fixed).
-  returned: with O(mode=fixed)
+  description: Seconds waited.
+  returned: with O(mode=ready) and O(mode=fixed)
   type: float
 """

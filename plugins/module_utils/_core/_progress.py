@@ -9,6 +9,10 @@ while the module works, to show a line per store and host (bytes so far, the exp
 rate, the time left). A consistent set waits for ``point_fixed`` in it: the moment the store's
 point in time is fixed (pg_dump's snapshot taken, BGSAVE forked, Qdrant's snapshots made).
 
+A consistent set also starts the modules with a hold file (``<progress_file>.hold``) beside it:
+a module then prepares everything, says ``held`` and waits (:func:`hold`) right before fixing its
+point until the file is gone, so the application is paused only for the instant of the fix.
+
 The file holds numbers and names only, never a secret. It is written 0600 through a temp file
 and a rename (a reader never sees half a file), at most once per ``interval``, and removed when
 the module ends. Writing it never fails the work: an error is remembered and the file left alone.
@@ -28,6 +32,7 @@ import time
 import typing as t
 
 SCHEMA = 1
+HOLD_TIMEOUT = 300.0  # seconds a held module waits for its release at most
 
 
 class Progress:
@@ -50,6 +55,8 @@ class Progress:
         self.done = 0
         self.fixed_at: float | None = None  # epoch seconds
         self.fix_on_output = False
+        self.hold_file: str | None = None  # a consistent set's: wait for its removal before the fix
+        self.held = False
         self.error: str | None = None
         self._written = float("-inf")
         self._lock = threading.Lock()
@@ -74,6 +81,7 @@ class Progress:
             "seconds_left": left,
             "phase_seconds": round(elapsed, 1),
             "seconds": round(now - self.started, 1),
+            "held": self.held,
             "point_fixed": self.fixed_at is not None,
             "point_fixed_at": self.fixed_at,
             "updated": time.time(),
@@ -101,6 +109,21 @@ class Progress:
             if self.fixed_at is None:
                 self.fixed_at = time.time()
                 self._write()
+
+    def hold(self, timeout: float = HOLD_TIMEOUT) -> None:
+        """Say ``held``, then wait until the hold file is gone (at most ``timeout`` seconds: a
+        playbook that died must not leave the backup waiting for ever)."""
+        if not self.hold_file:
+            return
+        with self._lock:
+            self.held = True
+            self._write()
+        deadline = self.clock() + timeout
+        while os.path.lexists(self.hold_file) and self.clock() < deadline:
+            time.sleep(0.01)
+        with self._lock:
+            self.held = False
+            self.hold_file = None
 
     def _write(self) -> None:
         if self.error is not None:
@@ -145,6 +168,8 @@ def reporting(path: str | None, store: str, action: str, target: str = "", inter
         yield None
         return
     progress = Progress(path, store, action, target, interval)
+    if os.path.lexists(path + ".hold"):
+        progress.hold_file = path + ".hold"
     try:
         ensure_directory(path)
     except OSError as exc:
@@ -166,6 +191,17 @@ def advance(count: int) -> None:
 def phase(name: str, expected: int | None = None) -> None:
     if _ACTIVE is not None:
         _ACTIVE.set_phase(name, expected)
+
+
+def holding() -> bool:
+    """Whether a consistent set holds this module before its point is fixed."""
+    return _ACTIVE is not None and bool(_ACTIVE.hold_file)
+
+
+def hold() -> None:
+    """Right before fixing the point: wait while a consistent set holds the module."""
+    if _ACTIVE is not None:
+        _ACTIVE.hold()
 
 
 def point_fixed() -> None:

@@ -184,6 +184,7 @@ def bgsave(
     If ``rdb_saves`` moved further, a later save has replaced the file: :class:`RdbReplaced`.
     """
     deadline = time.monotonic() + timeout
+    _progress.hold()  # a consistent set: wait here until the application is paused
     while True:
         _wait_idle(session, deadline, conn)
         snap = _start_save(session, conn, pause_ms, sample_keys, v7)

@@ -24,7 +24,7 @@ from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.test_rest
 
 KEYS = {
     "schema", "pid", "store", "action", "target", "phase", "bytes_done", "bytes_expected", "rate_bytes_per_second",
-    "seconds_left", "phase_seconds", "seconds", "point_fixed", "point_fixed_at", "updated",
+    "seconds_left", "phase_seconds", "seconds", "held", "point_fixed", "point_fixed_at", "updated",
 }
 
 
@@ -155,3 +155,28 @@ def test_progress_line():
     assert progress_line("db1", past).endswith("4.0 GiB of ~3.0 GiB (99%), 50.0 MiB/s, past the expected size (1 h 01 min running)")
     assert progress_line("r", {"store": "redis", "action": "restore", "phase": "load", "bytes_done": 10, "bytes_expected": None,
                                "rate_bytes_per_second": None, "seconds_left": None, "seconds": 4}) == "[r] redis restore: load 10 B (4 s running)"
+
+
+def test_a_held_module_waits_for_the_release(tmp_path):
+    path = str(tmp_path / "p.json")
+    hold = path + ".hold"
+    open(hold, "w").close()
+    with _progress.reporting(path, "redis", "backup") as progress:
+        assert _progress.holding()
+        released: list[bool] = []
+
+        def release() -> None:
+            while not read(path)["held"]:
+                threading.Event().wait(0.01)
+            released.append(True)
+            os.unlink(hold)
+
+        thread = threading.Thread(target=release)
+        thread.start()
+        _progress.hold()  # returns only once the hold file is gone
+        thread.join()
+        assert released == [True] and not _progress.holding()
+        _progress.point_fixed()
+        assert read(path)["point_fixed"] is True and t.cast(_progress.Progress, progress).held is False
+    with _progress.reporting(path, "redis", "backup"):
+        assert not _progress.holding()  # no hold file: no hold

@@ -10,11 +10,12 @@ the status files meanwhile. It asserts on what was shown and written:
 - every status file seen was 0600 in a 0700 folder, held none of the stack's secrets, and is gone;
 - the summary is unchanged (every store OK), a restore's own size is the data it loaded;
 - a failing backup still fails with its message, and leaves no status file;
-- backup_consistent_set=true (issue 14): cc-lite-backend is paused (docker's own pause and
+- backup_consistent_set=true (issue 14): the backend is paused (docker's own pause and
   unpause events) around the moment every store fixed its point (the status files' times), is
   unpaused afterwards, also when a store's backup fails, and the pause is in the run's table.
 
-Fixed container names (cc-lite-*): run it under flock /tmp/cclite-docker-tests.lock.
+It runs its own stack (CCLITE_STACK=cclite-progress: containers cclite-progress-postgres ...,
+ports 16337 and 18000, its own network and label), so it needs no lock beside other tests.
 """
 
 import json
@@ -29,7 +30,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.environ.get("CCLITE_PROGRESS_ROOT", "/tmp/cclite-progress")
-ENV = dict(os.environ, CCLITE_DEMO_ROOT=WORK)
+STACK = os.environ.get("CCLITE_PROGRESS_STACK", "cclite-progress")
+QDRANT_PORT = os.environ.get("CCLITE_PROGRESS_QDRANT_PORT", "16337")
+ENV = dict(os.environ, CCLITE_DEMO_ROOT=WORK, CCLITE_STACK=STACK, CCLITE_DEMO_QDRANT_PORT=QDRANT_PORT,
+           CCLITE_DEMO_BACKEND_PORT=os.environ.get("CCLITE_PROGRESS_BACKEND_PORT", "18000"))
+PG, REDIS, BACKEND = STACK + "-postgres", STACK + "-redis", STACK + "-backend"
+PARTS = os.environ.get("CCLITE_PROGRESS_PARTS", "progress,consistent").split(",")  # to run one part while working on it
 BACKUPS = os.path.join(WORK, "backups")
 STATUS_DIR = os.path.join(BACKUPS, ".progress")
 PG_ROWS = int(os.environ.get("CCLITE_PROGRESS_PG_ROWS", "1200000"))
@@ -59,7 +65,7 @@ def stack_secrets():
     values = {}
     with open(os.path.join(WORK, "stack.env"), encoding="utf-8") as handle:
         for line in handle:
-            key, _, value = line.strip().partition("=")
+            key, value = line.strip().split("=", 1)
             values[key] = value
     return values
 
@@ -68,14 +74,14 @@ def fill(keys):
     """Incompressible data, so the stores take seconds (sizes: CCLITE_PROGRESS_*)."""
     sql = ("CREATE TABLE big AS SELECT g AS id, md5(random()::text) || md5(random()::text) || md5(random()::text) AS a "
            "FROM generate_series(1, %d) g;" % PG_ROWS)
-    run(["docker", "exec", "-i", "cc-lite-postgres", "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1",
+    run(["docker", "exec", "-i", PG, "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1",
          "-d", "operator_demo"], sql)
     lines = "".join("SET blob:%06d %s EX %d\n" % (i, secrets.token_hex(200), 7200 + i) for i in range(REDIS_KEYS))
-    run(["docker", "exec", "-i", "cc-lite-redis", "sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" exec redis-cli --no-auth-warning --pipe'], lines)
+    run(["docker", "exec", "-i", REDIS, "sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" exec redis-cli --no-auth-warning --pipe'], lines)
     import urllib.request  # pylint: disable=import-outside-toplevel
 
     def qdrant(method, path, body):
-        req = urllib.request.Request("http://127.0.0.1:%s%s" % (os.environ.get("CCLITE_DEMO_QDRANT_PORT", "6337"), path), method=method,
+        req = urllib.request.Request("http://127.0.0.1:%s%s" % (QDRANT_PORT, path), method=method,
                                      data=json.dumps(body).encode(), headers={"api-key": keys["QDRANT_API_KEY"], "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=120) as resp:
             return json.load(resp)
@@ -83,7 +89,7 @@ def fill(keys):
     qdrant("PUT", "/collections/big", {"vectors": {"size": 256, "distance": "Cosine"}})
     rnd = secrets.SystemRandom()
     for start in range(0, POINTS, 1000):
-        points = [{"id": i + 1, "vector": [rnd.random() for _ in range(256)], "payload": {"text": secrets.token_hex(64)}}
+        points = [{"id": i + 1, "vector": [rnd.random() for _dim in range(256)], "payload": {"text": secrets.token_hex(64)}}
                   for i in range(start, min(start + 1000, POINTS))]
         qdrant("PUT", "/collections/big/points?wait=true", {"points": points})
 
@@ -172,15 +178,15 @@ def records(report):
 
 
 def pause_events(since):
-    """(pause times, unpause times) of cc-lite-backend since ``since`` (epoch seconds), from docker."""
-    done = run(["docker", "events", "--since", "%.3f" % since, "--until", "%.3f" % time.time(), "--filter", "container=cc-lite-backend",
+    """(pause times, unpause times) of the backend since ``since`` (epoch seconds), from docker."""
+    done = run(["docker", "events", "--since", "%.3f" % since, "--until", "%.3f" % time.time(), "--filter", "container=" + BACKEND,
                 "--filter", "event=pause", "--filter", "event=unpause", "--format", "{{.Action}} {{.TimeNano}}"])
     events = [line.split() for line in done.stdout.splitlines() if line.strip()]
     return [int(t) / 1e9 for a, t in events if a == "pause"], [int(t) / 1e9 for a, t in events if a == "unpause"]
 
 
 def paused_now():
-    return run(["docker", "inspect", "-f", "{{.State.Paused}} {{.State.Running}}", "cc-lite-backend"]).stdout.split() == ["true", "true"]
+    return run(["docker", "inspect", "-f", "{{.State.Paused}} {{.State.Running}}", BACKEND]).stdout.split() == ["true", "true"]
 
 
 def consistent_set(watcher):
@@ -189,7 +195,7 @@ def consistent_set(watcher):
     done = playbook("backup", "-e", "backup_consistent_set=true")
     pauses, unpauses = pause_events(since)
     if len(pauses) != 1 or len(unpauses) != 1 or not pauses[0] < unpauses[0] or paused_now():
-        fail("cc-lite-backend should have been paused once, then unpaused: pauses %s, unpauses %s, paused now: %s" % (pauses, unpauses, paused_now()))
+        fail("the backend should have been paused once, then unpaused: pauses %s, unpauses %s, paused now: %s" % (pauses, unpauses, paused_now()))
     fixed = {}
     for copy in watcher.seen[first:]:
         status = json.loads(copy["text"])
@@ -205,7 +211,7 @@ def consistent_set(watcher):
         fail("the run's table should have the pause: %s" % row)
     if not all(r.get("status") == "ok" for r in records(newest_report("backup"))):
         fail("a consistent set's backups should all be OK: %s" % records(newest_report("backup")))
-    say("consistent set: cc-lite-backend paused %.2fs by docker's events (reported %.2fs: %s); points fixed %s after the pause began"
+    say("consistent set: the backend paused %.2fs by docker's events (reported %.2fs: %s); points fixed %s after the pause began"
         % (unpauses[0] - pauses[0], row[0]["duration"], row[0]["message"],
            ", ".join("%s +%.2fs" % (k, v - pauses[0]) for k, v in sorted(fixed.items()))))
     del done
@@ -222,12 +228,20 @@ def consistent_set(watcher):
 
 
 def main():
+    try:
+        test()
+    finally:
+        run([os.path.join(ROOT, "tests", "harness", "demo-clean.sh"), "--quiet"], check=False)
+
+
+def test():
     started = time.monotonic()
     run([os.path.join(ROOT, "tests", "harness", "stack-up.sh")])
     keys = stack_secrets()
     with open(os.path.join(WORK, "vars.yml"), "w", encoding="utf-8") as handle:
         os.fchmod(handle.fileno(), 0o600)
-        json.dump({"backup_root": BACKUPS, "backup_metrics_dir": "", "qdrant_backup_url": "http://127.0.0.1:%s" % os.environ.get("CCLITE_DEMO_QDRANT_PORT", "6337"),
+        json.dump({"backup_root": BACKUPS, "backup_metrics_dir": "", "qdrant_backup_url": "http://127.0.0.1:%s" % QDRANT_PORT,
+                   "postgresql_backup_container": PG, "redis_backup_container": REDIS, "backup_app_containers": [BACKEND],
                    "vault_postgresql_password": keys["POSTGRES_PASSWORD"], "vault_redis_password": keys["REDIS_PASSWORD"],
                    "vault_qdrant_api_key": keys["QDRANT_API_KEY"]}, handle)
     fill(keys)
@@ -235,26 +249,28 @@ def main():
     watcher = Watcher()
     watcher.start()
     try:
-        backup = playbook("backup")
-        check_lines(backup.stdout, "backup", unknown=("qdrant",))
-        for record in records(newest_report("backup")):
-            if record.get("status") != "ok":
-                fail("backup of %s: %s" % (record.get("store"), record))
-        restore = playbook("restore", "-e", "restore_confirm=true")
-        check_lines(restore.stdout, "restore")
-        for record in records(newest_report("restore")):
-            if record.get("status") != "ok":
-                fail("restore of %s: %s" % (record.get("store"), record))
-        pg = [r for r in records(newest_report("restore")) if r.get("store") == "postgresql"][0]
-        artifact = os.path.getsize(pg["artifact"])
-        if not pg.get("size") or pg["size"] <= artifact:
-            fail("the restore's size should be the data loaded (more than the %d-byte file): %s" % (artifact, pg))
-        say("postgresql restore: %d bytes loaded from a %d-byte file in %.1fs" % (pg["size"], artifact, pg["duration"]))
-        bad = playbook("backup", "-e", '{"backup_stores": ["redis"]}', "-e", "vault_redis_password=not-the-password", expect_ok=False)
-        if bad.returncode == 0 or not re.search(r"redis \| backup .*FAILED.*(WRONGPASS|NOAUTH|invalid|auth)", bad.stdout + bad.stderr, re.I | re.S):
-            fail("a backup with a wrong password should fail naming the cause:\n%s" % (bad.stdout + bad.stderr)[-3000:])
-        say("a failing backup still fails with its message")
-        consistent_set(watcher)
+        if "progress" in PARTS:
+            backup = playbook("backup")
+            check_lines(backup.stdout, "backup", unknown=("qdrant",))
+            for record in records(newest_report("backup")):
+                if record.get("status") != "ok":
+                    fail("backup of %s: %s" % (record.get("store"), record))
+            restore = playbook("restore", "-e", "restore_confirm=true")
+            check_lines(restore.stdout, "restore")
+            for record in records(newest_report("restore")):
+                if record.get("status") != "ok":
+                    fail("restore of %s: %s" % (record.get("store"), record))
+            pg = [r for r in records(newest_report("restore")) if r.get("store") == "postgresql"][0]
+            artifact = os.path.getsize(pg["artifact"])
+            if not pg.get("size") or pg["size"] <= artifact:
+                fail("the restore's size should be the data loaded (more than the %d-byte file): %s" % (artifact, pg))
+            say("postgresql restore: %d bytes loaded from a %d-byte file in %.1fs" % (pg["size"], artifact, pg["duration"]))
+            bad = playbook("backup", "-e", '{"backup_stores": ["redis"]}', "-e", "vault_redis_password=not-the-password", expect_ok=False)
+            if bad.returncode == 0 or not re.search(r"redis \| backup .*FAILED.*(WRONGPASS|NOAUTH|invalid|auth)", bad.stdout + bad.stderr, re.I | re.S):
+                fail("a backup with a wrong password should fail naming the cause:\n%s" % (bad.stdout + bad.stderr)[-3000:])
+            say("a failing backup still fails with its message")
+        if "consistent" in PARTS:
+            consistent_set(watcher)
     finally:
         watcher.stop.set()
         watcher.join()
@@ -270,7 +286,6 @@ def main():
     if left:
         fail("status files left behind: %s" % left)
     say("%d status file copies: all 0600 in a 0700 folder, no secret in any, none left behind" % len(watcher.seen))
-    run([os.path.join(ROOT, "tests", "harness", "demo-clean.sh"), "--quiet"])
     say("passed in %.0fs" % (time.monotonic() - started))
 
 

@@ -94,7 +94,8 @@ molecule: image
 
 # Long backups and restores on the guide's stack (enough data that each runs for seconds):
 # progress lines with growing bytes and the expected size, private status files that go away,
-# the same results; and backup_consistent_set's pause around every store's point in time.
+# the same results; and backup_consistent_set's pause around every store's point in time. It runs
+# its own stack (CCLITE_STACK=cclite-progress, ports 16337 and 18000): no lock needed.
 progress: stack-images
 	python3 tests/harness/progress_test.py
 

@@ -68,7 +68,9 @@ class ActionModule(ActionBase):
             if mode == "ready":
                 return self._until(args, task_vars, "held")
             if args["release"]:
-                self._shell(" ".join("rm -f %s;" % shlex.quote(j["progress_file"] + ".hold") for j in args["jobs"] if j.get("progress_file")))
+                holds = [shlex.quote(j["progress_file"] + ".hold") for j in args["jobs"] if j.get("progress_file")]
+                if holds:
+                    self._shell("rm -f " + " ".join(holds))
             return self._until(args, task_vars, "point_fixed")
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
@@ -156,7 +158,8 @@ class ActionModule(ActionBase):
 
     def _statuses(self, jobs: t.Sequence[t.Mapping[str, t.Any]]) -> list[dict[str, t.Any] | None]:
         """Every job's status file in one round trip (None: absent, or caught mid-rename)."""
-        script = " ".join("cat %s 2>/dev/null; echo;" % shlex.quote(j.get("progress_file") or "/nonexistent") for j in jobs)
+        # no trailing ";": the connection appends its own "&& ..." to the command
+        script = "; ".join("cat %s 2>/dev/null; echo" % shlex.quote(j.get("progress_file") or "/nonexistent") for j in jobs)
         lines = self._shell(script).split("\n")
         out: list[dict[str, t.Any] | None] = []
         for index in range(len(jobs)):

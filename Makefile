@@ -27,14 +27,14 @@ MOLECULE_SKIP ?=
 SCENARIOS := $(filter-out $(MOLECULE_SKIP),$(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 # The stages of `make test`, in order; each is a target below.
-TEST_STAGES ?= lint sanity units integration runner faults-reduced molecule ee
+TEST_STAGES ?= lint sanity units integration runner faults-reduced molecule progress ee
 # Shell scripts `make lint` checks with shellcheck.
 SHELL_SCRIPTS := .ci/run $(wildcard tests/harness/*.sh tests/stack/*.sh tests/ee/*.sh scripts/*.sh)
 
-.PHONY: help system setup venv collections docker image stack-images ee lint sanity units integration runner molecule test build demo demo-clean bench faults faults-reduced
+.PHONY: help system setup venv collections docker image stack-images ee lint sanity units integration runner molecule test build demo demo-clean bench faults faults-reduced progress
 
 help:
-	@echo 'make demo | demo-clean | test | system | setup | docker | image | stack-images | lint | sanity | units | integration | runner | faults | molecule | ee | build | bench'
+	@echo 'make demo | demo-clean | test | system | setup | docker | image | stack-images | lint | sanity | units | integration | runner | faults | molecule | progress | ee | build | bench'
 
 # Debian packages from tests/harness/system-packages.txt (the one list; add packages there).
 system:
@@ -91,6 +91,13 @@ molecule: image
 	  echo "=== molecule test -s $$s ($$(date +%T))"; \
 	  molecule test -s "$$s"; \
 	done
+
+# Long backups and restores on the guide's stack (enough data that each runs for seconds):
+# progress lines with growing bytes and the expected size, private status files that go away,
+# the same results; and backup_consistent_set's pause around every store's point in time. It runs
+# its own stack (CCLITE_STACK=cclite-progress, ports 16337 and 18000): no lock needed.
+progress: stack-images
+	python3 tests/harness/progress_test.py
 
 # The AWX execution environment built with ansible-builder from execution-environment.yml
 # (offline: local base image, wheels and collections), then backup, verify and restore run

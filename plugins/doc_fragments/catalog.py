@@ -62,6 +62,19 @@ options:
     default: "0600"
 """
 
+    # Matches _module.progress_argument_spec().
+    PROGRESS = r"""
+options:
+  progress_file:
+    description:
+      - Keep a small status file at this path while the module works (bytes so far, the
+        expected size, the rate, the time left, the phase, and whether the store's point in
+        time is fixed), which the C(cclite.backup.backup_job) action reads to show progress.
+      - It holds numbers and names only, is written mode 0600 (its directory is made 0700 when
+        missing) and is removed when the module ends. Omit for no file.
+    type: path
+"""
+
     # Matches _module.rules_argument_spec().
     # Matches _module.retention_keep_argument_spec().
     RETENTION = r"""

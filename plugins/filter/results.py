@@ -28,6 +28,10 @@ def _record(result: t.Mapping[str, t.Any], store: str, action: str) -> dict[str,
     }
     if result.get("recovery_point_age_seconds") is not None:  # point-in-time recovery: the age of the newest archived WAL
         record["recovery_point_age_seconds"] = result["recovery_point_age_seconds"]
+    own = result.get("restore") if action == "restore" else None
+    if isinstance(own, t.Mapping):  # the restore's own figures, not the backup's it came from
+        record["size"] = own.get("size")
+        record["duration"] = own.get("duration")
     if isinstance(artifact.get("history"), list) and action == "backup":
         # the sizes before it, for the size trend (see the size_trend filter)
         record["created"] = artifact.get("created")

@@ -35,6 +35,7 @@ extends_documentation_fragment:
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.RETENTION
+  - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -251,6 +252,7 @@ def main() -> None:
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
+    argument_spec.update(_module.progress_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -277,7 +279,7 @@ def main() -> None:
         result["msg"] = "%s %s: a new backup of %s" % (verb, result["artifact"]["path"], p["database"])
         return dict(changed=True, **result)
 
-    _module.run(module, action)
+    _module.run(module, action, ("postgresql", "backup", module.params["database"]))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - cclite.backup.postgresql
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -113,6 +114,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+restore:
+  description: The restore's own figures (RV(restored_from) describes the backup).
+  returned: success
+  type: dict
+  contains:
+    size:
+      description: Bytes of data loaded into the target (the backup's content, decompressed).
+      type: int
+    duration:
+      description: Seconds the restore took, from choosing the backup to the end.
+      type: float
 restored_from:
   description: The backup restored (name, path, created, size, sha256, legacy).
   returned: always
@@ -169,6 +181,7 @@ def main() -> None:
     argument_spec.update(pg.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
+    argument_spec.update(_module.progress_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -177,7 +190,7 @@ def main() -> None:
         request = pg_ops.RestoreRequest(conn=pg.connection_from(p), database=p["database"], spec=spec, jobs=p["jobs"])
         return pg_ops.Restore(request).run(module.check_mode)
 
-    _module.run(module, action)
+    _module.run(module, action, ("postgresql", "restore", module.params["database"]))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ extends_documentation_fragment:
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.RETENTION
+  - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -224,6 +225,7 @@ def main() -> None:
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
+    argument_spec.update(_module.progress_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -248,7 +250,7 @@ def main() -> None:
             verb, result["artifact"]["path"], result["source"]["collection_count"], ", ".join(result["source"]["collections"]))
         return dict(changed=True, **result)
 
-    _module.run(module, action)
+    _module.run(module, action, ("qdrant", "backup", ""))
 
 
 if __name__ == "__main__":

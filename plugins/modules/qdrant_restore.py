@@ -35,6 +35,7 @@ extends_documentation_fragment:
   - cclite.backup.qdrant
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -105,6 +106,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+restore:
+  description: The restore's own figures (RV(restored_from) describes the backup).
+  returned: success
+  type: dict
+  contains:
+    size:
+      description: Bytes of data loaded into the target (the backup's content, decompressed).
+      type: int
+    duration:
+      description: Seconds the restore took, from choosing the backup to the end.
+      type: float
 rollback:
   description:
     - Where the replaced data is and how to go back to it (C(where), C(how), C(artifact) - the
@@ -166,6 +178,7 @@ def main() -> None:
     argument_spec.update(qd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
+    argument_spec.update(_module.progress_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -174,7 +187,7 @@ def main() -> None:
         request = qd_ops.RestoreRequest(conn=qd.connection_from(p), spec=spec, collections=p["collections"])
         return qd_ops.Restore(request).run(module.check_mode)
 
-    _module.run(module, action)
+    _module.run(module, action, ("qdrant", "restore", ""))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ extends_documentation_fragment:
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.RETENTION
+  - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -333,6 +334,7 @@ def main() -> None:
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
+    argument_spec.update(_module.progress_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -356,7 +358,7 @@ def main() -> None:
         result["msg"] = "%s %s: a new %s backup of %s" % (verb, result["artifact"]["path"], p["method"], conn.describe())
         return dict(changed=True, **result)
 
-    _module.run(module, action)
+    _module.run(module, action, ("redis", "backup", ""))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ extends_documentation_fragment:
   - cclite.backup.redis
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -146,6 +147,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+restore:
+  description: The restore's own figures (RV(restored_from) describes the backup).
+  returned: success
+  type: dict
+  contains:
+    size:
+      description: Bytes of data loaded into the target (the backup's content, decompressed).
+      type: int
+    duration:
+      description: Seconds the restore took, from choosing the backup to the end.
+      type: float
 rollback:
   description:
     - Where the replaced data is and how to go back to it (C(where), C(how), C(artifact) - the
@@ -233,6 +245,7 @@ def main() -> None:
     argument_spec.update(rd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
+    argument_spec.update(_module.progress_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -250,7 +263,7 @@ def main() -> None:
         )
         return rd_restore.Restore(request).run(module.check_mode)
 
-    _module.run(module, action)
+    _module.run(module, action, ("redis", "restore", ""))
 
 
 if __name__ == "__main__":

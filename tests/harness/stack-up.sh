@@ -5,6 +5,8 @@
 # all labelled cclite.demo=1 (demo-clean.sh removes them). Secrets are random, in
 # $CCLITE_DEMO_ROOT/stack.env (0600). Used by `make demo` and the execution-environment test.
 # Fixed container names: run it under flock /tmp/cclite-docker-tests.lock beside other tests.
+# CCLITE_STACK=NAME (a test's own stack) names the containers NAME-postgres ... with the guide's
+# names as their aliases on their own network NAME-demo, labelled cclite.demo=NAME: no lock needed.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,13 +14,15 @@ demo_root=${CCLITE_DEMO_ROOT:-/tmp/cclite-demo}
 qdrant_port=${CCLITE_DEMO_QDRANT_PORT:-6337}
 backend_port=${CCLITE_DEMO_BACKEND_PORT:-8000}
 image=${STACK_IMAGE:-cc-lite-stack:bookworm}
-net=cc-lite-demo
+stack=${CCLITE_STACK:-cc-lite}
+net=$stack-demo
 label=cclite.demo=1
+[ "$stack" = cc-lite ] || label=cclite.demo=$stack
 
 # Never touch a real CC-Lite stack: containers with these names must be the demo's own.
-for c in cc-lite-postgres cc-lite-redis cc-lite-qdrant cc-lite-backend; do
+for c in "$stack-postgres" "$stack-redis" "$stack-qdrant" "$stack-backend"; do
   if docker container inspect "$c" >/dev/null 2>&1 &&
-    [ "$(docker container inspect -f '{{index .Config.Labels "cclite.demo"}}' "$c")" != 1 ]; then
+    [ "$(docker container inspect -f '{{index .Config.Labels "cclite.demo"}}' "$c")" != "${label#cclite.demo=}" ]; then
     echo "stack-up: ERROR: a container named $c exists and is not the demo's; the demo uses that name." \
       "Run the demo on another Docker host (or rename that container)." >&2
     exit 1
@@ -51,18 +55,18 @@ secret() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
 envfile=$demo_root/stack.env
 (umask 077 && printf 'POSTGRES_PASSWORD=%s\nREDIS_PASSWORD=%s\nQDRANT_API_KEY=%s\n' "$(secret)" "$(secret)" "$(secret)" >"$envfile")
 docker network create --label "$label" "$net" >/dev/null
-for v in postgres redis qdrant; do docker volume create --label "$label" "cc-lite-demo-$v" >/dev/null; done
+for v in postgres redis qdrant; do docker volume create --label "$label" "$stack-demo-$v" >/dev/null; done
 run() {
-  local name=$1
+  local role=$1
   shift
-  docker run -d --name "$name" --hostname "$name" --network "$net" --label "$label" \
-    --env-file "$envfile" "$@" >/dev/null
-  echo "  $name started"
+  docker run -d --name "$stack-$role" --hostname "cc-lite-$role" --network "$net" --network-alias "cc-lite-$role" \
+    --label "$label" --env-file "$envfile" "$@" >/dev/null
+  echo "  $stack-$role started"
 }
-run cc-lite-postgres -v cc-lite-demo-postgres:/var/lib/postgresql "$image" postgres
-run cc-lite-redis -v cc-lite-demo-redis:/data "$image" redis
-run cc-lite-qdrant -v cc-lite-demo-qdrant:/qdrant/storage -p "127.0.0.1:$qdrant_port:6333" "$image" qdrant
-run cc-lite-backend -p "127.0.0.1:$backend_port:8000" "$image" backend
+run postgres -v "$stack-demo-postgres:/var/lib/postgresql" "$image" postgres
+run redis -v "$stack-demo-redis:/data" "$image" redis
+run qdrant -v "$stack-demo-qdrant:/qdrant/storage" -p "127.0.0.1:$qdrant_port:6333" "$image" qdrant
+run backend -p "127.0.0.1:$backend_port:8000" "$image" backend
 
 wait_for() {
   local what=$1
@@ -71,11 +75,11 @@ wait_for() {
   echo "stack-up: ERROR: $what did not come up in 60s; see docker logs ${what%% *}" >&2
   exit 1
 }
-wait_for "cc-lite-postgres (PostgreSQL)" docker exec cc-lite-postgres pg_isready -q
+wait_for "$stack-postgres (PostgreSQL)" docker exec "$stack-postgres" pg_isready -q
 # shellcheck disable=SC2016  # expanded in the container, where the password is
-wait_for "cc-lite-redis (Redis)" docker exec cc-lite-redis sh -c 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning ping | grep -q PONG'
-wait_for "cc-lite-qdrant (Qdrant API on 127.0.0.1:$qdrant_port)" curl -fsS "http://127.0.0.1:$qdrant_port/healthz"
-wait_for "cc-lite-backend (http://127.0.0.1:$backend_port)" curl -sS -o /dev/null "http://127.0.0.1:$backend_port/health"
-docker exec cc-lite-postgres runuser -u postgres -- psql -XAtqc 'CREATE DATABASE operator_demo'
+wait_for "$stack-redis (Redis)" docker exec "$stack-redis" sh -c 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning ping | grep -q PONG'
+wait_for "$stack-qdrant (Qdrant API on 127.0.0.1:$qdrant_port)" curl -fsS "http://127.0.0.1:$qdrant_port/healthz"
+wait_for "$stack-backend (http://127.0.0.1:$backend_port)" curl -sS -o /dev/null "http://127.0.0.1:$backend_port/health"
+docker exec "$stack-postgres" runuser -u postgres -- psql -XAtqc 'CREATE DATABASE operator_demo'
 echo "stack-up: ready; Qdrant on 127.0.0.1:$qdrant_port, the backend on http://127.0.0.1:$backend_port/health"
 

@@ -35,6 +35,7 @@ import threading
 import typing as t
 import zlib
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Child, Command, start
 
@@ -343,6 +344,7 @@ def write_artifact(
                 if inflight is not None:
                     inflight.put(chunk)
                 size += len(chunk)
+                _progress.advance(len(chunk))
             out.flush()
             os.fsync(out.fileno())
         upstream.close()
@@ -397,6 +399,7 @@ class ArtifactReader:
                 for chunk in read_chunks(handle):
                     digest.update(chunk)
                     self.size += len(chunk)
+                    _progress.advance(len(chunk))
                     yield chunk
         except OSError as exc:
             raise VerifyError("cannot read %s: %s" % (self.path, exc.strerror or exc)) from exc
@@ -406,6 +409,7 @@ class ArtifactReader:
         self.size = self.content_size = 0
         for chunk in self.decompress(self._raw(digest)):
             self.content_size += len(chunk)
+            _progress.content(len(chunk))
             yield chunk
         self.sha256 = digest.hexdigest()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, VerifyError
@@ -38,6 +39,11 @@ def compression_argument_spec() -> dict[str, t.Any]:
         "compression_threads": {"type": "int", "default": 0},
         "file_mode": {"type": "raw", "default": "0600"},
     }
+
+
+def progress_argument_spec() -> dict[str, t.Any]:
+    """The status file of a backup or restore module (doc fragment ``catalog.PROGRESS``)."""
+    return {"progress_file": {"type": "path"}}
 
 
 def rules_argument_spec() -> dict[str, t.Any]:
@@ -121,10 +127,16 @@ def restore_spec_from(params: t.Mapping[str, t.Any], catalog: Catalog, **kwargs:
     )
 
 
-def run(module: t.Any, action: t.Callable[[], dict[str, t.Any]]) -> None:
-    """Run ``action`` and exit: a domain error becomes ``fail_json`` with its message."""
+def run(module: t.Any, action: t.Callable[[], dict[str, t.Any]], progress: tuple[str, str, str] | None = None) -> None:
+    """Run ``action`` and exit: a domain error becomes ``fail_json`` with its message.
+
+    ``progress`` (store, action, target) keeps the status file of ``progress_file`` while
+    ``action`` runs (see ``_progress``); it is gone before the module exits.
+    """
+    path = module.params.get("progress_file") if progress and not module.check_mode else None
     try:
-        result = action()
+        with _progress.reporting(path, *(progress or ("", "", ""))):
+            result = action()
     except BackupError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     module.exit_json(**result)

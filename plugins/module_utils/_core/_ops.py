@@ -28,7 +28,7 @@ import datetime
 import os
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _manifest, _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Source, StreamChecked, Written, write_artifact
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
@@ -122,7 +122,8 @@ def make_backup(
     with _controller.Watch() as watch, StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
         removed = catalog.remove_stale_partials()
         record_unjournaled(catalog)
-        space = catalog.free_space(*catalog.expected_size(spec.estimate, spec.compression.algorithm != "none"))
+        needed = catalog.expected_size(spec.estimate, spec.compression.algorithm != "none")
+        space = catalog.free_space(*needed)
         path = catalog.new_path(_tree.SUFFIX if tree is not None else spec.compression.extension)
         manifest_path = _manifest.path_for(path)
 
@@ -152,6 +153,7 @@ def make_backup(
             watch.check("renaming %s into place" % os.path.basename(path))
 
         check: t.Any = content if content is not None else (True if spec.verify_after else None)
+        _progress.phase("safety backup" if spec.kind == "safety" else "backup", expected_bytes(catalog, needed[0]))
         try:
             try:
                 if tree is not None:
@@ -160,6 +162,8 @@ def make_backup(
                     written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit, check)
             finally:
                 producer.close()
+            _progress.point_fixed()  # at the latest: the data is all written
+            _progress.phase("finishing")
         except BaseException:
             if os.path.exists(manifest_path) and not os.path.exists(path):
                 os.unlink(manifest_path)
@@ -189,6 +193,15 @@ def make_backup(
 
 
 HISTORY = 30
+
+
+def expected_bytes(catalog: Catalog, first: int | None) -> int | None:
+    """What the new backup's size is expected to be, for progress: the newest backup's size,
+    else ``first``, what the free-space check expects of a first backup (None: unknown)."""
+    for entry in catalog.entries():
+        if entry.size:
+            return entry.size
+    return first
 
 
 def record_unjournaled(catalog: Catalog) -> None:

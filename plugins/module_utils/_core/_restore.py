@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _ops, _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, VerifyError
@@ -198,6 +199,7 @@ def choose(spec: RestoreSpec, engine: Engine, entries: list[Entry], latest: bool
     """Step 4: the first backup that reads back whole; for ``latest``, the newest good one."""
     skipped = []
     for entry in entries:
+        _progress.phase("read the whole backup", entry.size)
         check = engine.content()
         try:
             full_read(entry, check)
@@ -238,6 +240,7 @@ class Flow:
 
     def _run(self, check_mode: bool) -> dict[str, t.Any]:
         spec, engine = self.spec, self.engine
+        started = time.monotonic()
         entries, latest = candidates(spec)
         self.step = "plan"
         plan = self.plan = engine.plan()
@@ -262,11 +265,13 @@ class Flow:
                 out["safety_backup"] = engine.safety_backup(spec)
                 self.rollback = RollbackPoint.of_safety(out["safety_backup"])
             self.step = "prepare"
-            engine.prepare(entry)
-            if engine.staged:
-                self._compare(entry)
-            self.step = "swap"
-            kept = engine.swap(entry)
+            _progress.phase("load", entry.size)
+            with _progress.metering() as loaded:  # prepare and swap read the artifact to load it
+                engine.prepare(entry)
+                if engine.staged:
+                    self._compare(entry)
+                self.step = "swap"
+                kept = engine.swap(entry)
             self.swapped = True
             if kept is not None:
                 self.rollback = kept
@@ -282,6 +287,8 @@ class Flow:
             if kept is not None and not spec.keep_previous:
                 self.rollback = RollbackPoint.of_safety(out["safety_backup"]) if out["safety_backup"] else None
         out.update(plan.result)
+        # the restore's own figures (restored_from holds the backup's): the data loaded, the time taken
+        out["restore"] = {"size": loaded[0], "duration": round(time.monotonic() - started, 3)}
         out["rollback"] = dataclasses.asdict(self.rollback) if self.rollback else None
         out["msg"] = self._message(entry)
         return out

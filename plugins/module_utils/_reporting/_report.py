@@ -138,6 +138,35 @@ def human_size(size: t.Any) -> str:
     return "%d B" % size  # pragma: no cover
 
 
+def seconds_text(seconds: t.Any) -> str:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%d s" % seconds
+    if seconds < 3600:
+        return "%d min %02d s" % divmod(seconds, 60)
+    return "%d h %02d min" % (seconds // 3600, seconds % 3600 // 60)
+
+
+def progress_line(host: str, status: t.Mapping[str, t.Any]) -> str:
+    """One line of a running backup or restore, from its status file (see ``_core._progress``):
+    ``[host] postgresql backup app: backup 1.2 GiB of ~3.4 GiB (35%), 48.0 MiB/s, 47 s left``."""
+    who = " ".join(str(status.get(k)) for k in ("store", "action", "target") if status.get(k))
+    done, expected = status.get("bytes_done"), status.get("bytes_expected")
+    text = "%s %s" % (status.get("phase", "?"), human_size(done))
+    if isinstance(expected, int) and expected > 0 and isinstance(done, int):
+        text += " of ~%s (%d%%)" % (human_size(expected), min(99, int(100 * done / expected)))
+    rate = status.get("rate_bytes_per_second")
+    if isinstance(rate, (int, float)) and rate > 0:
+        text += ", %s/s" % human_size(rate)
+    if status.get("seconds_left") is not None:
+        text += ", %s left" % seconds_text(status["seconds_left"])
+    elif isinstance(expected, int) and isinstance(done, int) and done >= expected > 0:
+        text += ", past the expected size"
+    return "[%s] %s: %s (%s running)" % (host, who, text, seconds_text(status.get("seconds")))
+
+
 def size_change_text(record: t.Mapping[str, t.Any]) -> str:
     change = record.get("size_change")
     if not isinstance(change, int):

@@ -18,6 +18,7 @@ import threading
 import time
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError, StageError, with_hint
 from ansible_collections.cclite.backup.plugins.module_utils._core._restore import Count
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, start
@@ -243,12 +244,20 @@ class ConsistentDump:
         Without counting, pg_dump's own snapshot is the consistent one: no session is opened.
         """
         args = ["--format=plain", "--no-password"] + self.dump_options
-        if self.count_rows:
+        # a consistent set holds until the application is paused, then fixes the point in an
+        # instant: an exported snapshot, not pg_dump's own (taken after it started and connected)
+        export = self.count_rows or _progress.holding()
+        if not export:
+            _progress.fixed_on_first_output()  # pg_dump writes only once its snapshot is taken
+        if export:
             self.session = Session(self.conn, self.database)
+            _progress.hold()
             self.session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")
             snapshot = self.session.execute("SELECT pg_export_snapshot();")[0].strip()
-            self._thread = threading.Thread(target=self._count, args=(self.session,), daemon=True)
-            self._thread.start()
+            _progress.point_fixed()  # the dump (and the counts) read this snapshot
+            if self.count_rows:
+                self._thread = threading.Thread(target=self._count, args=(self.session,), daemon=True)
+                self._thread.start()
             args.insert(2, "--snapshot=%s" % snapshot)
         return self.conn.command("pg_dump", args, self.database)
 

@@ -289,11 +289,16 @@ class Client:
     def snapshots(self, collection: str | None) -> list[dict[str, t.Any]]:
         return list(self.call("GET", snapshots_path(collection)) or [])
 
-    def create_snapshot(self, collection: str | None, cancel: threading.Event | None = None) -> dict[str, t.Any]:
+    def create_snapshot(
+        self, collection: str | None, cancel: threading.Event | None = None, started: t.Callable[[], None] | None = None,
+    ) -> dict[str, t.Any]:
         """Create a snapshot with ``wait=false`` and poll the list until it is there with its
-        checksum, at most ``snapshot_timeout`` seconds. Returns its description."""
+        checksum, at most ``snapshot_timeout`` seconds. Returns its description. ``started`` is
+        called once the server took the request (the snapshot's point in time is then fixed)."""
         known = {s["name"] for s in self.snapshots(collection)}
         result = self.call("POST", snapshots_path(collection), query={"wait": "false"})
+        if started is not None:
+            started()
         if isinstance(result, dict) and result.get("name") and result.get("checksum"):
             return result  # a server that ignores wait=false answers with the snapshot
         what = "collection %s" % collection if collection is not None else "the full storage"

@@ -21,6 +21,7 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
 from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
+from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source, utcnow
@@ -146,6 +147,7 @@ class BundleProducer:
 
     def _write(self, sink: t.BinaryIO) -> None:
         try:
+            _progress.hold()  # a consistent set: wait here until the application is paused
             self.created = utcnow().isoformat()
             with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 if self.plan.full:
@@ -169,17 +171,18 @@ class BundleProducer:
             "full_snapshot": self.full,
         }
 
-    def _snapshot(self, scope: str | None) -> dict[str, t.Any]:
+    def _snapshot(self, scope: str | None, fixes: bool = False) -> dict[str, t.Any]:
+        """Create a snapshot; ``fixes``: the last one, whose start fixes the backup's point in time."""
         if self._cancel.is_set():
             raise BackupError("the backup stopped")
-        desc = self.client.create_snapshot(scope, self._cancel)
+        desc = self.client.create_snapshot(scope, self._cancel, started=_progress.point_fixed if fixes else None)
         with self._guard:
             self._on_server.add((scope, desc["name"]))
         return desc
 
     def _add_collection(self, tar: tarfile.TarFile, info: t.Mapping[str, t.Any]) -> None:
         name = info["name"]
-        desc = self._snapshot(name)
+        desc = self._snapshot(name, fixes=info is self.plan.collections[-1])
         try:
             path, size, sha256 = self._download(name, desc)
             after = self.client.count(name)
@@ -192,7 +195,7 @@ class BundleProducer:
             self._drop(name, desc["name"])
 
     def _add_full(self, tar: tarfile.TarFile) -> None:
-        desc = self._snapshot(None)
+        desc = self._snapshot(None, fixes=True)
         try:
             path, size, sha256 = self._download(None, desc)
             files, config = qd.inner_snapshots(path)

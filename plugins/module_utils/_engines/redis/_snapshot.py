@@ -12,6 +12,7 @@ import os
 import time
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import StageError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import run
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis._client import (
@@ -183,10 +184,12 @@ def bgsave(
     If ``rdb_saves`` moved further, a later save has replaced the file: :class:`RdbReplaced`.
     """
     deadline = time.monotonic() + timeout
+    _progress.hold()  # a consistent set: wait here until the application is paused
     while True:
         _wait_idle(session, deadline, conn)
         snap = _start_save(session, conn, pause_ms, sample_keys, v7)
         if snap is not None:
+            _progress.point_fixed()  # forked: the RDB holds the data of this instant
             break
     while True:
         p = session.info("persistence")

@@ -118,3 +118,10 @@ def test_catalog_lines():
 
 def test_filter_names():
     assert FilterModule().filters() == {"run_results": run_results, "run_line": run_line, "catalog_lines": catalog_lines}
+
+
+def test_restore_reports_its_own_size_and_duration():
+    restored = {"changed": True, "database": "app", "msg": "restored app", "restored_from": {"path": PATH, "size": 1536, "sha256": SHA, "duration": 12.3},
+                "restore": {"size": 40960, "duration": 2.5}}
+    record = run_results(restored, "postgresql", "restore")[0]
+    assert (record["artifact"], record["size"], record["duration"]) == (PATH, 40960, 2.5)

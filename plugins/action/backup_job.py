@@ -1,0 +1,194 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cclite.backup contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The backup_job action: run a backup or restore module asynchronously and show its progress while it works."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shlex
+import time
+import typing as t
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
+
+display = Display()
+
+# what async_status adds to the module's own result
+ASYNC_KEYS = ("ansible_job_id", "started", "finished", "results_file", "erased", "_ansible_parsed")
+# the first polls come quickly, so a short job costs little more than a synchronous one
+FIRST_POLLS = (0.1, 0.2, 0.4, 0.8)
+NO_LIMIT = 30 * 24 * 3600  # async_wrapper's limit for timeout 0: a month
+
+ARGUMENT_SPEC: dict[str, t.Any] = {
+    "module": {"type": "str"},
+    "module_args": {"type": "dict", "default": {}},
+    "progress_file": {"type": "str"},
+    "mode": {"type": "str", "default": "run", "choices": ["run", "start", "wait", "ready", "fixed"]},
+    "hold": {"type": "bool", "default": False},
+    "release": {"type": "bool", "default": False},
+    "job": {"type": "dict"},
+    "jobs": {"type": "list", "elements": "dict", "default": []},
+    "interval": {"type": "float", "default": 2.0},
+    "quiet": {"type": "float", "default": 3.0},
+    "timeout": {"type": "int", "default": 0},
+}
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = True
+
+    def run(self, tmp: str | None = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+        result = super().run(tmp, task_vars)
+        del tmp
+        task_vars = task_vars or {}
+        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        host = task_vars.get("inventory_hostname", "?")
+        try:
+            mode = args["mode"]
+            if mode in ("run", "start"):
+                if not args["module"]:
+                    raise AnsibleActionFail("module is required with mode %s: name the backup or restore module to run" % mode)
+                job = self._start(args, task_vars)
+                if mode == "start" or not job.get("ansible_job_id"):
+                    return job if not job.get("ansible_job_id") else dict(result, changed=True, job=job)
+                return self._wait(job, args, host, task_vars)
+            if mode == "wait":
+                if not args["job"]:
+                    raise AnsibleActionFail("job is required with mode wait: pass the result of a mode start task's job")
+                return self._wait(args["job"], args, host, task_vars)
+            if mode == "ready":
+                return self._until(args, task_vars, "held")
+            if args["release"]:
+                holds = [shlex.quote(j["progress_file"] + ".hold") for j in args["jobs"] if j.get("progress_file")]
+                if holds:
+                    self._shell("rm -f " + " ".join(holds))
+            return self._until(args, task_vars, "point_fixed")
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+
+    # starting ---------------------------------------------------------------------------------
+
+    def _start(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Start the module; in check mode it runs at once (its prediction is quick)."""
+        module_args = {k: v for k, v in args["module_args"].items() if v is not None}
+        if args["progress_file"] and not self._task.check_mode:
+            module_args["progress_file"] = args["progress_file"]
+        if self._task.check_mode:
+            return self._execute_module(module_name=args["module"], module_args=module_args, task_vars=task_vars)
+        if args["hold"] and args["progress_file"]:  # the module holds before its fix until this is gone
+            hold = args["progress_file"] + ".hold"
+            self._shell("umask 077 && mkdir -p %s && : > %s" % (shlex.quote(os.path.dirname(hold)), shlex.quote(hold)))
+        saved = self._task.async_val
+        # async_wrapper's limit; it has no "none" (0 would kill the job at its first check)
+        self._task.async_val = args["timeout"] or NO_LIMIT
+        try:
+            job = self._execute_module(module_name=args["module"], module_args=module_args, task_vars=task_vars, wrap_async=True)
+        finally:
+            self._task.async_val = saved
+        if job.get("failed") or not job.get("ansible_job_id"):
+            return job
+        return {"ansible_job_id": job["ansible_job_id"], "results_file": job.get("results_file"),
+                "progress_file": args["progress_file"], "started": time.time()}
+
+    # polling ----------------------------------------------------------------------------------
+
+    def _status(self, job: t.Mapping[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+        poll = {"jid": job["ansible_job_id"], "_async_dir": os.path.dirname(job["results_file"])}
+        return self._execute_module(module_name="ansible.legacy.async_status", module_args=poll, task_vars=task_vars)
+
+    def _progress(self, job: t.Mapping[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any] | None:
+        """The module's status file, or None (not written yet, or gone: the module ended)."""
+        if not job.get("progress_file"):
+            return None
+        read = self._execute_module(module_name="ansible.legacy.slurp", module_args={"src": job["progress_file"]}, task_vars=task_vars)
+        if read.get("failed") or "content" not in read:
+            return None
+        try:
+            return json.loads(base64.b64decode(read["content"]))
+        except ValueError:
+            return None  # caught half-way through a rename on a filesystem without atomic renames
+
+    def _cleanup(self, job: t.Mapping[str, t.Any], task_vars: dict[str, t.Any]) -> None:
+        poll = {"jid": job["ansible_job_id"], "mode": "cleanup", "_async_dir": os.path.dirname(job["results_file"])}
+        self._execute_module(module_name="ansible.legacy.async_status", module_args=poll, task_vars=task_vars)
+
+    def _wait(self, job: t.Mapping[str, t.Any], args: dict[str, t.Any], host: str, task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Poll until the module ends, a progress line every ``interval`` once it ran ``quiet``
+        seconds; return the module's own result."""
+        started = float(job.get("started") or time.time())
+        polls = 0
+        shown = 0
+        while True:
+            status = self._status(job, task_vars)
+            if status.get("finished") or status.get("failed"):  # failed unfinished: the job file is gone
+                break
+            if time.time() - started >= args["quiet"]:
+                progress = self._progress(job, task_vars)
+                if progress is not None:
+                    display.display(_report.progress_line(host, progress))
+                    shown += 1
+            time.sleep(FIRST_POLLS[polls] if polls < len(FIRST_POLLS) else args["interval"])
+            polls += 1
+        self._cleanup(job, task_vars)
+        if status.get("failed") and job.get("progress_file"):  # a killed module could not remove it
+            self._execute_module(module_name="ansible.legacy.file", module_args={"path": job["progress_file"], "state": "absent"}, task_vars=task_vars)
+        out = {k: v for k, v in status.items() if k not in ASYNC_KEYS}
+        for key in ("stdout", "stderr"):
+            if not out.get(key):
+                out.pop(key, None)
+                out.pop(key + "_lines", None)
+        out["progress_lines"] = shown
+        return out
+
+    def _shell(self, command: str) -> str:
+        """One command on the host, no module: the fast path of a consistent set's pause."""
+        done = self._low_level_execute_command(command)
+        if done.get("rc") != 0:
+            raise AnsibleActionFail("%s failed: %s" % (command.split()[0], done.get("stderr") or done.get("stdout")))
+        return done.get("stdout") or ""
+
+    def _statuses(self, jobs: t.Sequence[t.Mapping[str, t.Any]]) -> list[dict[str, t.Any] | None]:
+        """Every job's status file in one round trip (None: absent, or caught mid-rename)."""
+        # no trailing ";": the connection appends its own "&& ..." to the command
+        script = "; ".join("cat %s 2>/dev/null; echo" % shlex.quote(j.get("progress_file") or "/nonexistent") for j in jobs)
+        lines = self._shell(script).split("\n")
+        out: list[dict[str, t.Any] | None] = []
+        for index in range(len(jobs)):
+            try:
+                out.append(json.loads(lines[index]) if index < len(lines) and lines[index].strip() else None)
+            except ValueError:
+                out.append(None)
+        return out
+
+    def _until(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], flag: str) -> dict[str, t.Any]:
+        """Wait until every job's status file says ``flag`` (held: ready for the pause;
+        point_fixed: its point in time is fixed) or the job ended; say when each did."""
+        pending = {j["ansible_job_id"]: j for j in args["jobs"] if j.get("ansible_job_id")}
+        points: dict[str, t.Any] = {}
+        ended: list[str] = []
+        polls = 0
+        began = time.monotonic()
+        while pending and not (args["timeout"] and time.monotonic() - began > args["timeout"]):
+            jobs = list(pending.values())
+            for job, progress in zip(jobs, self._statuses(jobs)):
+                jid = job["ansible_job_id"]
+                if progress is not None and progress.get(flag):
+                    points[jid] = {"store": progress.get("store"), "target": progress.get("target"), "at": progress.get("point_fixed_at")}
+                    del pending[jid]
+                elif progress is None and polls % 10 == 9 and self._status(job, task_vars).get("finished"):
+                    ended.append(jid)  # it ended (or failed) before saying so: its own wait reports how
+                    del pending[jid]
+            if pending:
+                time.sleep(0.02)
+                polls += 1
+        return {"changed": False, "points": points, "ended": ended, "waiting": sorted(pending), "all_fixed": not ended and not pending,
+                "seconds": round(time.monotonic() - began, 3)}

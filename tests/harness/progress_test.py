@@ -198,8 +198,8 @@ def consistent_set(watcher):
         fail("the backend should have been paused once, then unpaused: pauses %s, unpauses %s, paused now: %s" % (pauses, unpauses, paused_now()))
     fixed = {}
     for copy in watcher.seen[first:]:
-        if copy["name"].endswith(".hold"):
-            continue  # the empty file a held backup waits on
+        if copy["name"].endswith((".hold", ".alive")):
+            continue  # the empty file a held backup waits on; the backup_job action's heartbeat
         status = json.loads(copy["text"])
         if status.get("point_fixed") and status.get("action") == "backup":
             fixed[status["store"]] = status["point_fixed_at"]

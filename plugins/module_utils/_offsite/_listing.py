@@ -152,9 +152,12 @@ def resolve(remote: Remote, store: str, name: str, series: t.Sequence[str]) -> l
 
 def set_members(remote: Remote, store: str) -> list[_sets.Member]:
     """The copies of a store on S3 (of the connection's host) as backup set members, each
-    checked without a download (manifest, size, S3's checksum)."""
+    checked without a download (manifest, size, S3's checksum). Sets hold the default series
+    (the guide's names) only, as the local catalog's."""
     members = []
     for entry in remote.entries(store):
+        if entry.series:
+            continue
         report = new_report(entry)
         check_object(remote, entry, report)
         if entry.legacy:

@@ -224,6 +224,7 @@ class Remote:
         layout = layout_for(store)
         pattern = layout.pattern()
         prefix = self.conn.store_prefix(store)
+        self.others.pop(store, None)  # counted again by this listing
         objects: dict[str, dict[str, t.Any]] = {}
         token = None
         while True:

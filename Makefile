@@ -126,8 +126,9 @@ demo-clean:
 bench:
 	python bench/bench_all.py $(BENCH_ARGS)
 
-# The fault suite (tests/faults/): real PostgreSQL and Redis started by the tests, kills of every
-# stage at random points, disk full, read-only root, server down, wrong credentials, corruption,
+# The fault suite (tests/faults/): real PostgreSQL and Redis and the project's Qdrant-compatible
+# server started by the tests, kills of every stage at random points and of a whole
+# ansible-playbook run, disk full, read-only root, server down, wrong credentials, corruption,
 # two runs at once, bad input; prints its figures. `make faults` runs the full matrix (>= 10
 # trials per kill stage); `make faults FAULTS=reduced` the few-minute one that `make test` runs.
 # Needs root (tmpfs mounts; runs the server as the postgres user).

@@ -83,6 +83,33 @@ options:
 """
 
     # Matches _module.rules_argument_spec().
+    # Matches _module.retention_keep_argument_spec().
+    RETENTION = r"""
+options:
+  retention_keep:
+    description:
+      - Generations kept beyond O(retention_days), as restic's and borg's C(--keep-daily),
+        C(--keep-weekly), C(--keep-monthly) choose them. A backup older than the retention in
+        days is kept when a rule picks it; each rule takes the newest backup of each day (ISO
+        week, calendar month) that has one, newest first, until it has N. The newest good
+        backup is kept whatever the rules say.
+      - In check mode nothing is deleted and the result lists what would be.
+    type: dict
+    suboptions:
+      daily:
+        description: How many days to keep the newest backup of.
+        type: int
+        default: 0
+      weekly:
+        description: How many ISO weeks to keep the newest backup of.
+        type: int
+        default: 0
+      monthly:
+        description: How many calendar months to keep the newest backup of.
+        type: int
+        default: 0
+"""
+
     RULES = r"""
 options:
   max_age_hours:

@@ -26,6 +26,8 @@ def _record(result: t.Mapping[str, t.Any], store: str, action: str) -> dict[str,
         "problems": list(result.get("problems") or []),
         "message": result.get("msg", ""),
     }
+    if result.get("recovery_point_age_seconds") is not None:  # point-in-time recovery: the age of the newest archived WAL
+        record["recovery_point_age_seconds"] = result["recovery_point_age_seconds"]
     if isinstance(artifact.get("history"), list) and action == "backup":
         # the sizes before it, for the size trend (see the size_trend filter)
         record["created"] = artifact.get("created")
@@ -77,6 +79,8 @@ def catalog_lines(catalog: t.Mapping[str, t.Any]) -> list[str]:
                 state = (backup.get("verification") or {}).get("state", "not checked")
                 legacy = " legacy" if backup.get("legacy") else ""
                 lines.append("  %s  %s  %s  %s%s" % (backup["name"], backup["created"][:19], _report.human_size(backup["size"]), state, legacy))
+            for note in result.get("notes") or []:
+                lines.append("  %s" % note)
             for problem in result.get("problems") or []:
                 lines.append("  problem: %s" % problem)
     return lines

@@ -16,7 +16,11 @@ description:
     report next to it (run id, host, stores, artifacts, durations, verification results,
     notification outcomes).
   - Deletes run logs and reports older than O(retention_days); only files named like its own
-    are touched (never C(cron.log)).
+    are touched.
+  - Rotates C(<backup_root>/logs/cron.log) (what the jobs of the C(cclite.backup.schedule) role
+    append to) once it holds a line of an earlier day - renamed to C(cron_YYYYMMDD_HHMMSS.log), stamped
+    with the time it was closed - and deletes those with the run logs, after O(retention_days),
+    so every line stays at least that long.
   - With O(metrics_dir), updates the node-exporter textfile C(<metrics_dir>/<metrics_file>)
     atomically (temp file and rename, under a lock so concurrent runs do not lose updates) -
     last run and status per action, last good backup time, duration and size, size against the
@@ -29,7 +33,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Returns the paths it would write and the files it would delete, and writes nothing.
+      - Returns the paths it would write, the files it would delete and the name C(cron.log)
+        would get, and writes nothing.
   diff_mode:
     support: none
   idempotent:
@@ -124,6 +129,11 @@ pruned:
   returned: always
   type: list
   elements: str
+rotated:
+  description: What C(cron.log) was renamed to (in check mode, would be); V(null) when it was not due.
+  returned: always
+  type: str
+  sample: /var/backups/cc-lite/logs/cron_20251227_020001.log
 """
 
 import datetime
@@ -169,9 +179,11 @@ def main() -> None:
         metrics = os.path.join(p["metrics_dir"], p["metrics_file"]) if p["metrics_dir"] else None
         if module.check_mode:
             log, path = _report.run_paths(logs, str(report["playbook"] or "run"), stamp)
+            rotated = _report.rotate_cron_log(logs, dry_run=True)
             pruned = _report.prune_runs(logs, retention_days, dry_run=True)
         else:
             try:
+                rotated = _report.rotate_cron_log(logs)
                 pruned = _report.prune_runs(logs, retention_days)
                 log, path = _report.write_run(logs, report, stamp)
                 if metrics:
@@ -183,10 +195,12 @@ def main() -> None:
                 where = exc.filename or logs
                 sentence = "%s; the run's status was %s" % (_report.unwritable_sentence(where, exc), report["status"])
                 module.warn(sentence)
-                return dict(changed=False, log=None, report=None, metrics=None, status=report["status"], pruned=[], msg=sentence)
+                return dict(changed=False, log=None, report=None, metrics=None, status=report["status"], pruned=[], rotated=None,
+                            msg=sentence)
         verb = "would write" if module.check_mode else "wrote"
         msg = "%s %s and %s%s" % (verb, log, path, (" and updated %s" % metrics) if metrics else "")
-        return dict(changed=True, log=log, report=path, metrics=metrics, status=report["status"], pruned=pruned, msg=msg)
+        return dict(changed=True, log=log, report=path, metrics=metrics, status=report["status"], pruned=pruned, rotated=rotated,
+                    msg=msg)
 
     _module.run(module, action)
 

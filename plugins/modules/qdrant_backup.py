@@ -39,6 +39,7 @@ extends_documentation_fragment:
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.BACKUP_SET
+  - cclite.backup.catalog.RETENTION
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -199,11 +200,16 @@ retention:
     reason:
       description: A sentence on what was kept and why.
       type: str
+    generations:
+      description: Backups older than the retention in days kept by O(retention_keep), each with the rules that keep it.
+      type: dict
+      sample: {"qdrant_backup_20251201_020000.tar.gz": ["monthly 2025-12"]}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._core import _retention
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _engine as qd_ops
 
@@ -217,6 +223,7 @@ def main() -> None:
     )
     argument_spec.update(qd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
+    argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.set_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -229,6 +236,7 @@ def main() -> None:
             _module.compression_from(p),
             full=p["full_snapshot"],
             retention_days=retention_days,
+            retention_keep=_retention.keep_from(p),
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),

@@ -47,6 +47,7 @@ extends_documentation_fragment:
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.BACKUP_SET
+  - cclite.backup.catalog.RETENTION
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -303,11 +304,17 @@ retention:
       description: A sentence on what was kept and why.
       returned: always
       type: str
+    generations:
+      description: Backups older than the retention in days kept by O(retention_keep), each with the rules that keep it.
+      type: dict
+      returned: always
+      sample: {"redis_backup_20251201_020000.rdb.gz": ["monthly 2025-12"]}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._core import _retention
 from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as rd_ops
@@ -325,6 +332,7 @@ def main() -> None:
     )
     argument_spec.update(rd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
+    argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.set_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -339,6 +347,7 @@ def main() -> None:
             fmt=p["method"],
             content=rd_ops.content_factory(conn, p["method"], tool=False),
             retention_days=retention_days,
+            retention_keep=_retention.keep_from(p),
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),

@@ -53,8 +53,8 @@ options:
     description: Stores whose legacy copies to adopt.
     type: list
     elements: str
-    choices: [postgresql, redis, qdrant]
-    default: [postgresql, redis, qdrant]
+    choices: [postgresql, redis, qdrant, postgresql_base]
+    default: [postgresql, redis, qdrant, postgresql_base]
   backup_root:
     description: Root of the local backup tree (C(<backup_root>/<store>/)) holding the counterparts.
     type: path

@@ -52,7 +52,7 @@ options:
     description: The store.
     type: str
     required: true
-    choices: [postgresql, redis, qdrant]
+    choices: [postgresql, redis, qdrant, postgresql_base]
   name:
     description:
       - V(latest) (or a latest link name such as C(latest.sql.gz)) for the newest good copy of

@@ -40,8 +40,8 @@ options:
     description: Stores to list.
     type: list
     elements: str
-    choices: [postgresql, redis, qdrant]
-    default: [postgresql, redis, qdrant]
+    choices: [postgresql, redis, qdrant, postgresql_base]
+    default: [postgresql, redis, qdrant, postgresql_base]
   verify:
     description:
       - V(none) lists only.

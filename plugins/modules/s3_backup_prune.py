@@ -29,6 +29,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.s3
   - cclite.backup.s3.MIN_SIZE
+  - cclite.backup.catalog.RETENTION
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -44,8 +45,8 @@ options:
     description: Stores to prune.
     type: list
     elements: str
-    choices: [postgresql, redis, qdrant]
-    default: [postgresql, redis, qdrant]
+    choices: [postgresql, redis, qdrant, postgresql_base]
+    default: [postgresql, redis, qdrant, postgresql_base]
   retention_days:
     description:
       - Keep copies made within this many days.
@@ -66,6 +67,14 @@ EXAMPLES = r"""
   cclite.backup.s3_backup_prune:
     bucket: my-backups
     retention_days: 30
+
+- name: Keep 7 days, then one copy a week for 8 weeks and one a month for a year
+  cclite.backup.s3_backup_prune:
+    bucket: my-backups
+    retention_days: 7
+    retention_keep:
+      weekly: 8
+      monthly: 12
 """
 
 RETURN = r"""
@@ -78,6 +87,9 @@ stores:
     protected: {description: The newest good copy of each series (kept whatever its age)., type: list, elements: str}
     aborted_uploads: {description: Keys of stale multipart uploads aborted., type: list, elements: str}
     reason: {description: Why (per series)., type: str}
+    generations:
+      description: Copies older than O(retention_days) kept by O(retention_keep), each with the rules that keep it.
+      type: dict
 deleted:
   description: Every copy deleted, as C(store/name).
   returned: always
@@ -88,6 +100,7 @@ deleted:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._core import _retention
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _prune, _remote
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 
@@ -97,6 +110,7 @@ def main() -> None:
         stores=dict(type="list", elements="str", default=list(_remote.STORES), choices=list(_remote.STORES)),
         retention_days=dict(type="int", required=True),
     )
+    argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_remote.min_size_argument_spec())
     argument_spec.update(s3.connection_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -105,11 +119,13 @@ def main() -> None:
         p = module.params
         retention_days = _module.retention_days_from(p)
         remote = _remote.Remote(s3.connection_from(p), min_size=_remote.min_sizes_from(p))
-        stores = {store: _prune.prune(remote, store, retention_days, dry_run=module.check_mode) for store in p["stores"]}
+        keep = _retention.keep_from(p)
+        stores = {store: _prune.prune(remote, store, retention_days, dry_run=module.check_mode, keep=keep) for store in p["stores"]}
         deleted = ["%s/%s" % (store, name) for store, result in stores.items() for name in result["deleted"]]
         aborted = [key for result in stores.values() for key in result["aborted_uploads"]]
         verb = "would delete" if module.check_mode else "deleted"
-        msg = "%s %d copy(ies) older than %d days on %s" % (verb, len(deleted), p["retention_days"], remote.conn.describe())
+        msg = "%s %d copy(ies) older than %d days%s on %s" % (
+            verb, len(deleted), p["retention_days"], " (generations kept: %s)" % keep.describe() if keep else "", remote.conn.describe())
         return {"changed": bool(deleted or aborted), "stores": stores, "deleted": deleted, "msg": msg}
 
     _module.run(module, action)

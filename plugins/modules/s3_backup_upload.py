@@ -90,8 +90,24 @@ options:
         the backup's directory.
     type: path
     default: ""
+  object_lock:
+    description:
+      - S3 Object Lock on the copy and its manifest - V(governance) (a principal with
+        C(s3:BypassGovernanceRetention) can still delete it) or V(compliance) (nobody can, the
+        root account included, until the date). Each object version stays locked
+        O(object_lock_days) from its upload, so a host whose credentials leak cannot destroy its
+        own off-site history. The bucket must have Object Lock enabled (at creation).
+      - Empty writes no lock.
+    type: str
+    choices: ["", governance, compliance]
+    default: ""
+  object_lock_days:
+    description: Days each object stays locked with O(object_lock); match the retention (C(backup_retention_days)).
+    type: int
+    default: 0
 notes:
-  - Needs C(s3:PutObject), C(s3:GetObject), C(s3:ListBucket) and C(s3:AbortMultipartUpload) on the prefix.
+  - Needs C(s3:PutObject), C(s3:GetObject), C(s3:ListBucket) and C(s3:AbortMultipartUpload) on the prefix,
+    and C(s3:PutObjectRetention) with O(object_lock). No delete permission is needed.
 seealso:
   - module: cclite.backup.s3_backup_info
   - module: cclite.backup.s3_backup_fetch
@@ -159,6 +175,8 @@ def main() -> None:
         server_side_encryption=dict(type="str", default="", choices=["", "AES256", "aws:kms"]),
         sse_kms_key_id=dict(type="str", default=""),
         spool_dir=dict(type="path", default=""),
+        object_lock=dict(type="str", default="", choices=["", "governance", "compliance"]),
+        object_lock_days=dict(type="int", default=0),
     )
     argument_spec.update(s3.connection_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -172,6 +190,8 @@ def main() -> None:
             sse=p["server_side_encryption"],
             sse_kms_key_id=p["sse_kms_key_id"],
             spool_dir=p["spool_dir"] or "",
+            object_lock=p["object_lock"].upper(),
+            object_lock_days=p["object_lock_days"],
         )
         key = _crypto.Key.load(p["encryption_key"], p["encryption_key_file"] or "")
         remote = _remote.Remote(s3.connection_from(p))

@@ -3,17 +3,22 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Throwaway servers for the fault suite (a PostgreSQL cluster started with pg_ctl, a
-redis-server), file systems to fill or freeze, and the figures printed at the end."""
+redis-server, the project's Qdrant-compatible server), file systems to fill or freeze, and the
+figures printed at the end."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import random
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import typing as t
+import urllib.request
 
 import pytest
 
@@ -23,8 +28,10 @@ from tests.throwaway_postgres import free_port
 
 PG_PASSWORD = "Faults-PG-Secret-4e1b"
 REDIS_PASSWORD = "Faults-Redis-Secret-7c2a"
+QDRANT_API_KEY = "Faults-Qdrant-Key-5e90"
 ROWS = 400_000 if FULL else 50_000
 KEYS = 300_000 if FULL else 50_000
+POINTS = 20_000 if FULL else 2_000
 
 
 def pytest_terminal_summary(terminalreporter: t.Any) -> None:
@@ -106,6 +113,55 @@ def redis() -> t.Iterator[Redis]:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class Qdrant:
+    url: str
+    points: int = POINTS
+
+    def request(self, method: str, path: str, body: t.Any = None) -> t.Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"api-key": QDRANT_API_KEY, "content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as response:
+            return json.loads(response.read())
+
+    def args(self, root: str, **extra: t.Any) -> dict[str, t.Any]:
+        return dict({"url": self.url, "api_key": QDRANT_API_KEY, "backup_root": root, "lock_timeout": 120}, **extra)
+
+
+@pytest.fixture(scope="session")
+def qdrant(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Qdrant]:
+    """The project's Qdrant-compatible server (tests/qdrant_server, Qdrant Edge storage) with one
+    collection of POINTS points."""
+    try:
+        import qdrant_edge  # noqa: F401  # pylint: disable=unused-import,import-outside-toplevel
+    except ImportError:
+        pytest.skip("qdrant-edge-py is not installed (the test server stores points with it)")
+    storage = str(tmp_path_factory.mktemp("qdrant-storage"))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # the server takes its key on the command line only: a launcher adds it from the environment,
+    # so that the suite's argv watch sees no secret that is not the collection's doing
+    launcher = ("import os, runpy, sys; sys.argv[1:1] = ['--api-key', os.environ.pop('FAULTS_QDRANT_KEY')]; "
+                "runpy.run_module('tests.qdrant_server', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", launcher, "--host", "127.0.0.1", "--port", "0", "--storage", storage, "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=root, text=True,
+                            env=dict(os.environ, FAULTS_QDRANT_KEY=QDRANT_API_KEY))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line.split(" listening on ", 1)[1].split()[0]
+        server = Qdrant(url)
+        server.request("PUT", "/collections/items", {"vectors": {"size": 8, "distance": "Cosine"}})
+        rng = random.Random(7)
+        for start in range(0, POINTS, 1000):
+            points = [{"id": i + 1, "vector": [rng.random() for _d in range(8)], "payload": {"n": i}} for i in range(start, min(start + 1000, POINTS))]
+            server.request("PUT", "/collections/items/points?wait=true", {"points": points})
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @dataclasses.dataclass

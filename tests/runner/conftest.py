@@ -116,9 +116,18 @@ class Job:
     rc: int
     stdout: str
     artifacts: dict[str, t.Any]
+    results: list[dict[str, t.Any]] = dataclasses.field(default_factory=list)  # each task's result, in order
+
+    def module_results(self, module: str) -> list[dict[str, t.Any]]:
+        """The results of every item of the tasks that ran ``module`` (by its FQCN)."""
+        found = []
+        for result in self.results:
+            if result.get("task_action") == module:
+                found.extend(result["res"].get("results") or [result["res"]])
+        return found
 
 
-def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any]) -> Job:
+def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any], cmdline: str = "") -> Job:
     """Run playbooks/<playbook>.yml through ansible-runner, as AWX does, with extra vars only."""
     import ansible_runner  # imported late: only these tests need it
 
@@ -138,11 +147,13 @@ def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any]
             envvars=env,
             quiet=True,
             timeout=600,
+            **({"cmdline": cmdline} if cmdline else {}),
         )
         stdout = result.stdout.read()
         stats = [e for e in result.events if e.get("event") == "playbook_on_stats"]
         artifacts = stats[0]["event_data"].get("artifact_data", {}) if stats else {}
-        return Job(result.status, result.rc, stdout, artifacts)
+        results = [e["event_data"] for e in result.events if e.get("event") == "runner_on_ok"]
+        return Job(result.status, result.rc, stdout, artifacts, results)
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -154,8 +165,8 @@ class Site:
     inventory: str
     postgres: Postgres
 
-    def run(self, playbook: str, **extravars: t.Any) -> Job:
-        return run_playbook(self.inventory, playbook, extravars)
+    def run(self, playbook: str, cmdline: str = "", **extravars: t.Any) -> Job:
+        return run_playbook(self.inventory, playbook, extravars, cmdline)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)

@@ -10,13 +10,14 @@ machine and checked with `systemd-analyze verify` and `systemd-analyze calendar`
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import shutil
 import subprocess
 
 import pytest
 
-from .conftest import ROOT, Site
+from .conftest import PG_PASSWORD, ROOT, Site
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 
@@ -72,6 +73,25 @@ def test_systemd_units_are_valid_and_fire_at_the_guide_times(site: Site, tmp_pat
     assert "ANSIBLE_COLLECTIONS_PATH=%s" % collections in wrapper and "/usr/bin/ansible-playbook" in wrapper
     verify = subprocess.run(["systemd-analyze", "verify", *(str(unit_dir / n) for n in found)], capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stderr
+
+    # no secret in clear in any file the schedule wrote: the settings are Ansible Vault files,
+    # readable with the host's own root-only vault password, as the entry point reads them
+    written = [p for d in (config, unit_dir, command.parent) for p in d.rglob("*") if p.is_file()]
+    assert len(written) >= 10
+    for path in written:
+        assert PG_PASSWORD.encode() not in path.read_bytes(), "%s holds the password in clear" % path
+    for name in ["inventory.yml"] + ["job_%s.yml" % j for j in ("backup", "verify", "verify_extended")]:
+        assert (config / name).read_text().startswith("$ANSIBLE_VAULT;1.2;AES256;cclite-backup\n"), name
+        assert (config / name).stat().st_mode & 0o777 == 0o600
+    password = config / "vault-password"
+    assert password.stat().st_mode & 0o777 == 0o400 and len(password.read_text().strip()) == 48
+    assert "--vault-id cclite-backup@%s" % password in wrapper
+    listed = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-inventory"), "-i", str(config / "inventory.yml"),
+                             "--vault-id", "cclite-backup@%s" % password, "--list"], capture_output=True, text=True, check=True)
+    assert json.loads(listed.stdout)["_meta"]["hostvars"]["localhost"]["postgresql_backup_login_password"] == PG_PASSWORD
+    extended = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-vault"), "view", "--vault-id", "cclite-backup@%s" % password,
+                               str(config / "job_verify_extended.yml")], capture_output=True, text=True, check=True)
+    assert "postgresql_backup_verify_level: deep" in extended.stdout
 
     # install twice: nothing changes; uninstall: nothing of ours is left
     job = site.run("schedule", **common)

@@ -60,13 +60,27 @@ def test_systemd_has_no_timer_left(host, name):
     assert host.run("ls /etc/systemd/system/timers.target.wants").stdout.count("cclite-backup") == 0
 
 
-def test_local_inventory_was_private_and_complete(host):
+SECRET = "Molecule-Schedule-Secret-2b9d"
+
+
+def test_local_inventory_was_private_encrypted_and_complete(host):
     inventory = host.file("/tmp/installed/cclite-backup/inventory.yml")
     assert inventory.mode == 0o600
-    text = inventory.content_string
+    assert inventory.content_string.startswith("$ANSIBLE_VAULT;1.2;AES256;cclite-backup\n")
+    password = host.file("/tmp/installed/cclite-backup/vault-password")
+    assert password.mode == 0o400 and password.user == "root"
+    text = host.file("/tmp/decrypted-inventory.yml").content_string  # side_effect.yml: ansible-vault view with it
     assert "backup_root: /srv/backups" in text and "postgresql_backup_run_as: postgres" in text
-    assert "ansible_connection: local" in text and "schedule_" not in text
+    assert "ansible_connection: local" in text and "schedule_" not in text and SECRET in text
     assert host.file("/tmp/installed/cclite-backup/installed.json").exists
+
+
+def test_no_secret_in_clear_in_any_file_the_schedule_wrote(host):
+    # every file install wrote (copies kept before uninstall), the logs and reports of the jobs
+    found = host.run("grep -rlF %s /tmp/installed /srv/backups/logs /srv/metrics" % SECRET)
+    assert found.rc == 1 and found.stdout == "", found.stdout  # grep: 1 = no match
+    listed = host.run("find /tmp/installed /srv/backups/logs -type f").stdout.split()
+    assert any(p.endswith("/inventory.yml") for p in listed) and any(p.endswith("cron.log") for p in listed)
 
 
 def test_scheduled_command_made_a_backup_and_logged_it(host):

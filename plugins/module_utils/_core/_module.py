@@ -43,6 +43,11 @@ def set_from(params: t.Mapping[str, t.Any]) -> dict[str, str]:
     return {"run_id": run_id, "host": (params.get("host") or "").strip()}
 
 
+def retention_keep_argument_spec() -> dict[str, t.Any]:
+    counts = {rule: {"type": "int", "default": 0} for rule in ("daily", "weekly", "monthly")}
+    return {"retention_keep": {"type": "dict", "options": counts}}
+
+
 def compression_argument_spec() -> dict[str, t.Any]:
     return {
         "compression": {"type": "str", "default": "gzip", "choices": ["gzip", "zstd"]},

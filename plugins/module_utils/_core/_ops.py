@@ -15,6 +15,10 @@ content check; the order of the steps, which is what makes a backup trustworthy,
    passes), then finish the producer (source statistics);
 4. write the manifest and its line in the catalog journal, then rename the artifact into place;
 5. only then move ``latest``, and apply retention (never deleting the newest good backup).
+
+All along, ``_controller.Watch`` watches the Ansible run that started the module: once it has
+ended, the pipeline is killed and nothing is renamed into place (a backup renamed before the
+run ended is complete: ``latest`` follows it as usual).
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ import datetime
 import os
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Source, StreamChecked, Written, write_artifact
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
+from ansible_collections.cclite.backup.plugins.module_utils._core._retention import Keep
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import ContentCheck, Report, Rules, check_data, verify
 
 ContentFactory = t.Callable[[], t.Optional[ContentCheck]]
@@ -42,6 +48,14 @@ class Producer(t.Protocol):
     def close(self) -> None: ...
 
 
+class TreeWriter(t.Protocol):
+    """Writes a backup that is a directory (see ``_tree``) instead of streaming a file:
+    ``write(dest, commit)`` fills a temp directory, checks it, calls ``commit(temp, written)``
+    and renames it onto ``dest``, or raises and leaves nothing there."""
+
+    def write(self, dest: str, commit: t.Callable[[str, Written], None]) -> Written: ...
+
+
 @dataclasses.dataclass
 class BackupSpec:
     catalog: Catalog
@@ -52,6 +66,7 @@ class BackupSpec:
     kind: str = "scheduled"
     move_latest: bool = True
     retention_days: int | None = None
+    retention_keep: Keep | None = None  # generations kept beyond the days (_retention)
     verify_after: bool = True
     content_stats: bool = False  # the content check's stats() are the source statistics
     lock_timeout: float = 600.0
@@ -98,20 +113,23 @@ def is_good(entry: Entry, content: ContentFactory) -> bool:
     return report.state == "good"
 
 
-def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, str]) -> dict[str, t.Any]:
+def make_backup(
+    spec: BackupSpec, producer: Producer, versions: t.Mapping[str, str], tree: TreeWriter | None = None,
+) -> dict[str, t.Any]:
+    """The backup flow (module docstring); with ``tree``, the backup is a directory it writes."""
     catalog = spec.catalog
     catalog.writable()
     catalog.ensure()
     catalog.preflight()
     result: dict[str, t.Any] = {}
-    with StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
+    with _controller.Watch() as watch, StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
         removed = catalog.remove_stale_partials()
         record_unjournaled(catalog)
         space = catalog.free_space(*catalog.expected_size(spec.estimate, spec.compression.algorithm != "none"))
-        path = catalog.new_path(spec.compression.extension)
+        path = catalog.new_path(_tree.SUFFIX if tree is not None else spec.compression.extension)
         manifest_path = _manifest.path_for(path)
 
-        content = spec.content() if spec.verify_after or spec.content_stats else None
+        content = spec.content() if (spec.verify_after or spec.content_stats) and tree is None else None
 
         def commit(tmp: str, written: Written) -> None:
             stats = producer.finish()
@@ -124,7 +142,7 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
             manifest = _manifest.build(
                 catalog.layout.store,
                 written,
-                spec.compression,
+                getattr(tree, "compression", None) or spec.compression,  # a tree says how its files are compressed
                 fmt=spec.fmt,
                 database=spec.database,
                 series=catalog.series,
@@ -136,17 +154,22 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
             )
             _manifest.write(path, manifest, spec.file_mode)
             result["manifest"] = manifest
+            watch.check("renaming %s into place" % os.path.basename(path))
 
         check: t.Any = content if content is not None else (True if spec.verify_after else None)
         try:
             try:
-                written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit, check)
+                if tree is not None:
+                    written = tree.write(path, commit)
+                else:
+                    written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit, check)
             finally:
                 producer.close()
         except BaseException:
             if os.path.exists(manifest_path) and not os.path.exists(path):
                 os.unlink(manifest_path)
                 catalog.journal.remove(os.path.basename(path))
+            watch.check("the backup")  # a pipeline killed because the run ended: say so
             raise
         out: dict[str, t.Any] = {
             "artifact": artifact_result(written, spec, versions),
@@ -161,7 +184,7 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
             out["latest"] = catalog.point_latest(written.path)
         if spec.retention_days is not None:
             pruned = catalog.prune(
-                spec.retention_days, lambda e: e.path == written.path or is_good(e, spec.content)
+                spec.retention_days, lambda e: e.path == written.path or is_good(e, spec.content), keep=spec.retention_keep
             )
             out["retention"] = dataclasses.asdict(pruned)
         # the sizes before it, once retention is done: what the report's size trend compares
@@ -187,20 +210,21 @@ def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
     catalog.writable()
     catalog.preflight()
     space = catalog.free_space(*catalog.expected_size(spec.estimate, spec.compression.algorithm != "none"))
-    path = os.path.join(catalog.directory, catalog.file_name(local_now(), spec.compression.extension))
+    extension = _tree.SUFFIX if spec.fmt == _tree.ALGORITHM else spec.compression.extension
+    path = os.path.join(catalog.directory, catalog.file_name(local_now(), extension))
     out: dict[str, t.Any] = {
         "artifact": {"path": path, "name": os.path.basename(path), "size": None, "sha256": None,
                      "format": spec.fmt, "compression": spec.compression.algorithm, "created": None,
                      "duration": None, "versions": {}, "history": [e.size for e in catalog.entries()][:HISTORY]},
         "manifest": _manifest.path_for(path),
         "source": {},
-        "latest": os.path.join(catalog.directory, catalog.latest_name(spec.compression.extension)) if spec.move_latest else None,
+        "latest": os.path.join(catalog.directory, catalog.latest_name(extension)) if spec.move_latest else None,
         "retention": None,
         "preflight": space,
         "removed_partials": [{"name": p.name, "size": p.size, "pid": p.pid} for p in catalog.partials() if p.stale],
     }
     if spec.retention_days is not None:
-        pruned = catalog.prune(spec.retention_days, lambda e: is_good(e, spec.content), dry_run=True)
+        pruned = catalog.prune(spec.retention_days, lambda e: is_good(e, spec.content), dry_run=True, keep=spec.retention_keep)
         out["retention"] = dataclasses.asdict(pruned)
     return out
 

@@ -13,6 +13,7 @@ import typing as t
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core._retention import Keep, generations
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import is_good
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import Remote, RemoteEntry, STALE_UPLOAD
 
@@ -23,9 +24,11 @@ def prune(
     retention_days: int,
     now: datetime.datetime | None = None,
     dry_run: bool = False,
+    keep: Keep | None = None,
 ) -> dict[str, t.Any]:
-    """Delete copies older than ``retention_days`` from S3, never the newest good one of each
-    series; when no copy of a series checks out as good, keep all of them."""
+    """Delete copies older than ``retention_days`` that no generation of ``keep`` holds
+    (``_core._retention``) from S3, never the newest good one of each series; when no copy of
+    a series checks out as good, keep all of them."""
     now = now or local_now()
     cutoff = datetime.timedelta(days=retention_days)
     entries = remote.entries(store)
@@ -35,9 +38,13 @@ def prune(
     deleted: list[str] = []
     protected: list[str] = []
     reasons: list[str] = []
+    kept: dict[str, list[str]] = {}
     for series, items in sorted(by_series.items()):
         label = "%s%s" % (store, " (%s)" % series if series else "")
-        expired = [e for e in items if now - e.created > cutoff]
+        items = sorted(items, key=lambda e: e.created, reverse=True)
+        held = generations([e.created for e in items], keep)
+        kept.update({items[i].name: why for i, why in held.items() if now - items[i].created > cutoff})
+        expired = [e for i, e in enumerate(items) if now - e.created > cutoff and i not in held]
         if not expired:
             reasons.append("%s: no copy is older than %d days" % (label, retention_days))
             continue
@@ -61,6 +68,7 @@ def prune(
         "deleted": deleted,
         "protected": protected,
         "aborted_uploads": aborted,
+        "generations": kept,
         "reason": "; ".join(reasons) or "no copy on S3",
     }
 

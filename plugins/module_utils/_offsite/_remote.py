@@ -46,18 +46,18 @@ import typing as t
 from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import algorithm_of
-from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, REDIS, STAMP, Layout
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, POSTGRESQL_BASE, QDRANT, REDIS, STAMP, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 
 
-LAYOUTS = {layout.store: layout for layout in (POSTGRESQL, REDIS, QDRANT)}
+LAYOUTS = {layout.store: layout for layout in (POSTGRESQL, REDIS, QDRANT, POSTGRESQL_BASE)}
 STORES = tuple(LAYOUTS)
 STALE_UPLOAD = datetime.timedelta(days=1)
 # Object metadata (x-amz-meta-*) that marks an upload of this collection; cclite-sha256 marks
 # the uploads of 0.1.0 before the marker had its own name.
 MARKERS = ("cclite-backup", "cclite-sha256")
 # The size floor of a copy without a manifest (the store roles' *_backup_min_size_bytes).
-MIN_SIZE = {"postgresql": 1024, "redis": 128, "qdrant": 1024}
+MIN_SIZE = {"postgresql": 1024, "redis": 128, "qdrant": 1024, "postgresql_base": 1024}
 AWS_CLI_PART = 8 * 1024 * 1024  # the part size of ``aws s3 cp`` and boto3's upload_file
 
 
@@ -94,6 +94,8 @@ class Options:
     sse: str = ""  # "", AES256, aws:kms
     sse_kms_key_id: str = ""
     spool_dir: str = ""
+    object_lock: str = ""  # "", GOVERNANCE, COMPLIANCE: S3 Object Lock on every object written
+    object_lock_days: int = 0  # how long each object stays locked, from its upload
 
     def __post_init__(self) -> None:
         if self.checksum not in ("sha256", "md5"):
@@ -102,6 +104,11 @@ class Options:
             raise ConfigError("server-side encryption must be AES256 or aws:kms, got %r" % self.sse)
         if self.sse_kms_key_id and self.sse != "aws:kms":
             raise ConfigError("a KMS key id needs server-side encryption aws:kms")
+        if self.object_lock not in ("", "GOVERNANCE", "COMPLIANCE"):
+            raise ConfigError("object_lock must be governance or compliance, got %r" % self.object_lock)
+        if self.object_lock and self.object_lock_days < 1:
+            raise ConfigError("object_lock needs object_lock_days of at least 1 (how long each copy stays locked), got %r; "
+                              "nothing was uploaded" % self.object_lock_days)
 
     def object_args(self) -> dict[str, t.Any]:
         args: dict[str, t.Any] = {}
@@ -111,7 +118,27 @@ class Options:
             args["ServerSideEncryption"] = self.sse
         if self.sse_kms_key_id:
             args["SSEKMSKeyId"] = self.sse_kms_key_id
+        if self.object_lock:
+            args.update(ObjectLockMode=self.object_lock, ObjectLockRetainUntilDate=self._until())
         return args
+
+    def _until(self) -> datetime.datetime:
+        return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=self.object_lock_days)
+
+    def lock(self, remote: "Remote", key: str, version: str | None) -> dict[str, t.Any] | None:
+        """Set the Object Lock retention on the version just written (a multipart upload's lock
+        headers are not honoured by every S3 implementation) and read it back: a copy reported
+        as locked is locked."""
+        if not self.object_lock:
+            return None
+        version_arg = {"VersionId": version} if version else {}
+        remote.call("locking %s" % key, "put_object_retention", Bucket=remote.conn.bucket, Key=key, ChecksumAlgorithm="SHA256",
+                    Retention={"Mode": self.object_lock, "RetainUntilDate": self._until()}, **version_arg)
+        head = remote.call("checking the lock of %s" % key, "head_object", Bucket=remote.conn.bucket, Key=key, **version_arg)
+        if head.get("ObjectLockMode") != self.object_lock or not head.get("ObjectLockRetainUntilDate"):
+            raise VerifyError("%s was uploaded but S3 does not report it locked (%s): is Object Lock enabled on bucket %s? "
+                              "It must be enabled when the bucket is created" % (key, head.get("ObjectLockMode") or "no lock", remote.conn.bucket))
+        return {"mode": self.object_lock.lower(), "until": head["ObjectLockRetainUntilDate"].isoformat(), "version": version}
 
 
 # The remote catalog -------------------------------------------------------------------------

@@ -42,6 +42,11 @@ class Uploader:
         self.key = key
 
     def plan(self, path: str) -> Planned:
+        if os.path.isdir(path):
+            raise ConfigError(
+                "%s is a directory-format backup: off-site copies of that format are not supported yet; "
+                "copy it with your own tool, or use postgresql_backup_format: plain for the backups that go to S3" % path
+            )
         if not os.path.isfile(path):
             raise ConfigError("%s does not exist: nothing to copy off-site" % path)
         manifest = _manifest.read(path)
@@ -123,7 +128,7 @@ class Uploader:
                 if self.options.checksum == "sha256":
                     item["ChecksumSHA256"] = s3.b64(part.sha256)
                 done.append(item)
-            self.remote.call(
+            completed = self.remote.call(
                 "completing the upload of %s" % key, "complete_multipart_upload",
                 Bucket=self.conn.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done},
             )
@@ -135,6 +140,7 @@ class Uploader:
         else:
             checksum = {"algorithm": "MD5", "type": "ETAG", "value": s3.multipart_etag([p.md5 for p in parts])}
         checksum.update(parts=len(parts), part_size=plan.part_size)
+        lock = self.options.lock(self.remote, key, completed.get("VersionId"))
         record = {
             "bucket": self.conn.bucket,
             "key": key,
@@ -144,6 +150,7 @@ class Uploader:
             "uploaded": utcnow().isoformat(),
             "storage_class": self.options.storage_class or "STANDARD",
             "server_side_encryption": self.options.sse or None,
+            "object_lock": lock,
         }
         remote_manifest = dict(plan.manifest)
         remote_manifest["offsite"] = record

@@ -288,8 +288,8 @@ def render_log(report: t.Mapping[str, t.Any]) -> str:
 def prune_runs(logs_dir: str, retention_days: int, now: datetime.datetime | None = None, dry_run: bool = False) -> list[str]:
     """Delete run logs and reports older than ``retention_days`` (by the stamp in their name).
 
-    Only ``<kind>_YYYYMMDD_HHMMSS.log|json`` files are touched: ``cron.log`` and anything
-    else in the directory stays.
+    Only ``<kind>_YYYYMMDD_HHMMSS.log|json`` files are touched (the closed ``cron_…log`` files of
+    :func:`rotate_cron_log` among them): ``cron.log`` and anything else in the directory stays.
     """
     now = now or datetime.datetime.now()
     cutoff = now - datetime.timedelta(days=retention_days)
@@ -314,6 +314,38 @@ def prune_runs(logs_dir: str, retention_days: int, now: datetime.datetime | None
     return deleted
 
 
+CRON_LOG = "cron.log"
+
+
+def rotate_cron_log(logs_dir: str, now: datetime.datetime | None = None, dry_run: bool = False) -> str | None:
+    """Close ``cron.log`` (what the schedule's jobs append to) once it holds a line of an earlier
+    day: rename it to ``cron_YYYYMMDD_HHMMSS.log``, stamped with the time it was closed, so that
+    :func:`prune_runs` deletes it with the run logs once every line in it is past the retention.
+    The job running now keeps writing its last lines into the renamed file (its open file);
+    the next job starts a new ``cron.log``. Returns the new path (in a dry run: the path it
+    would get), or ``None`` when nothing is due."""
+    now = now or datetime.datetime.now()
+    path = os.path.join(logs_dir, CRON_LOG)
+    if os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None
+    with open(path, "rb") as handle:
+        first = handle.readline(64).decode("ascii", errors="replace")
+    try:
+        began = datetime.datetime.strptime(first[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:  # not a line of the schedule's wrapper: the file's own age decides
+        began = datetime.datetime.fromtimestamp(os.stat(path).st_mtime)
+    if began.date() >= now.date():
+        return None
+    stem, suffix = "cron_%s" % now.strftime(STAMP), 1
+    target = os.path.join(logs_dir, stem + ".log")
+    while os.path.lexists(target):
+        suffix += 1
+        target = os.path.join(logs_dir, "%s_%d.log" % (stem, suffix))
+    if not dry_run:
+        os.rename(path, target)
+    return target
+
+
 def unwritable_sentence(where: str, exc: OSError) -> str:
     """Why the run log could not be kept, and the fix."""
     if exc.errno == errno.EROFS:
@@ -336,7 +368,8 @@ def write_run(logs_dir: str, report: t.Mapping[str, t.Any], stamp: str, mode: in
 
 
 RUN_KEYS = ("run_id", "playbook", "host", "started", "ended", "status", "stores")
-RECORD_KEYS = ("store", "action", "target", "status", "artifact", "size", "duration", "median_ratio", "problems", "warnings", "error")
+RECORD_KEYS = ("store", "action", "target", "status", "artifact", "size", "duration", "median_ratio", "problems", "warnings", "error",
+               "recovery_point_age_seconds")
 
 
 def read_runs(logs_dir: str, kinds: t.Sequence[str] = ()) -> list[dict[str, t.Any]]:
@@ -376,6 +409,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "cclite_backup_size_median_ratio": ("gauge", "Last backup size divided by the median of the backups before it."),
     "cclite_backup_last_verification_timestamp_seconds": ("gauge", "When the backups were last verified (Unix time)."),
     "cclite_backup_last_verification_status": ("gauge", "1 when the last verification found no problem, 0 otherwise."),
+    "cclite_backup_recovery_point_timestamp_seconds": ("gauge", "PostgreSQL point-in-time recovery: when the newest archived WAL segment was stored (Unix time)."),
 }
 SAMPLE_RE = re.compile(r'(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)')
 LABEL_RE = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
@@ -449,7 +483,9 @@ def update_metrics(samples: dict[Key, float], records: t.Iterable[t.Mapping[str,
                 out[("cclite_backup_last_size_bytes", labels)] = float(record["size"])
             if isinstance(record.get("median_ratio"), (int, float)):
                 out[("cclite_backup_size_median_ratio", labels)] = float(record["median_ratio"])
-        elif action == "verify":
+        if isinstance(record.get("recovery_point_age_seconds"), (int, float)):
+            out[("cclite_backup_recovery_point_timestamp_seconds", labels)] = ended - float(record["recovery_point_age_seconds"])
+        if action == "verify":
             out[("cclite_backup_last_verification_timestamp_seconds", labels)] = ended
             out[("cclite_backup_last_verification_status", labels)] = 1.0 if ok else 0.0
     return out

@@ -23,7 +23,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from moto.server import ThreadedMotoServer
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest, _retention
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _adopt, _checks, _fetch, _listing, _prune, _remote, _upload
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
@@ -59,6 +59,17 @@ def remote(endpoint: str) -> _remote.Remote:
                          secret_key="testing-secret", addressing_style="path", max_attempts=1)
     remote = _remote.Remote(conn)
     remote.client.create_bucket(Bucket=bucket)
+    return remote
+
+
+@pytest.fixture
+def locked(endpoint: str) -> _remote.Remote:
+    """A bucket made with S3 Object Lock enabled (it turns versioning on)."""
+    bucket = "locked-%s" % uuid.uuid4().hex[:12]
+    conn = s3.Connection(bucket, endpoint_url=endpoint, region="us-east-1", access_key="testing",
+                         secret_key="testing-secret", addressing_style="path", max_attempts=1)
+    remote = _remote.Remote(conn)
+    remote.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     return remote
 
 
@@ -196,6 +207,24 @@ def test_retention_keeps_the_newest_good_copy(remote: _remote.Remote, tmp_path: 
     assert done["deleted"] == dry["deleted"]
     # nothing good left but the protected one: pruning again deletes nothing
     assert _prune.prune(remote, "postgresql", 0)["deleted"] == []
+
+
+def test_retention_by_generations_on_s3(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    days = [(1, 1), (1, 15), (2, 3), (2, 20), (3, 5)]
+    paths = []
+    for month, day in days:
+        ended = datetime.datetime(2020, month, day, 2, 0, tzinfo=datetime.timezone.utc)
+        paths.append(make_backup(tmp_path, "2020%02d%02d_020000" % (month, day), ended=ended))
+        _upload.upload(remote, _remote.Options(), None, paths[-1], False, False)
+    names = [os.path.basename(p) for p in paths]
+    keep = _retention.Keep(monthly=2)
+    dry = _prune.prune(remote, "postgresql", 30, dry_run=True, keep=keep)
+    assert sorted(dry["deleted"]) == sorted(names[:3])
+    assert dry["protected"] == [names[4]] and dry["generations"] == {names[4]: ["monthly 2020-03"], names[3]: ["monthly 2020-02"]}
+    assert len(remote.entries("postgresql")) == 5  # the dry run deleted nothing
+    done = _prune.prune(remote, "postgresql", 30, keep=keep)
+    assert sorted(done["deleted"]) == sorted(names[:3])
+    assert sorted(e.name for e in remote.entries("postgresql")) == sorted(names[3:])
 
 
 def test_retention_keeps_everything_when_nothing_is_good(remote: _remote.Remote, tmp_path: t.Any) -> None:
@@ -511,3 +540,40 @@ def test_a_key_of_another_host_is_never_overwritten(remote: _remote.Remote, tmp_
         s3.Connection("b", host="", host_dir=True)
     with pytest.raises(ConfigError):
         s3.Connection("b", host="redis", host_dir=True)
+
+
+@pytest.mark.parametrize("mode", ["COMPLIANCE", "GOVERNANCE"])
+def test_object_lock_keeps_every_copy_from_the_credentials_that_wrote_it(locked: _remote.Remote, tmp_path: t.Any, mode: str) -> None:
+    old = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    path = make_backup(tmp_path, "20200101_000000", size=6000, ended=old)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    result = _upload.upload(locked, _remote.Options(object_lock=mode, object_lock_days=30), None, path, False, False)
+    key = result["artifact"]["key"]
+    client, bucket = locked.client, locked.conn.bucket
+    for locked_key in (key, key + ".manifest.json"):
+        head = client.head_object(Bucket=bucket, Key=locked_key)  # (moto's GetObjectRetention answers 500)
+        assert head["ObjectLockMode"] == mode
+        until = head["ObjectLockRetainUntilDate"]
+        assert started + datetime.timedelta(days=30) - datetime.timedelta(minutes=1) <= until <= started + datetime.timedelta(days=30, minutes=5)
+    version = client.head_object(Bucket=bucket, Key=key)["VersionId"]
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=key + ".manifest.json")["Body"].read())
+    assert manifest["offsite"]["object_lock"]["mode"] == mode.lower() and manifest["offsite"]["object_lock"]["version"] == version
+    # the credentials that wrote it cannot delete the data, in either mode, without a bypass
+    with pytest.raises(s3.ClientError) as err:
+        client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    # retention run with them only hides the expired copy behind a delete marker: the locked version stays
+    assert _prune.prune(locked, "postgresql", 1)["deleted"] == []  # the newest good copy is kept anyway
+    client.delete_object(Bucket=bucket, Key=key)
+    kept = client.get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read()
+    assert hashlib.sha256(kept).hexdigest() == sha(path)
+    if mode == "GOVERNANCE":  # a separate principal allowed to bypass governance can still clean up
+        client.delete_object(Bucket=bucket, Key=key, VersionId=version, BypassGovernanceRetention=True)
+        assert all(v["VersionId"] != version for v in client.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", []))
+
+
+def test_object_lock_needs_its_days() -> None:
+    with pytest.raises(ConfigError, match="object_lock needs object_lock_days of at least 1"):
+        _remote.Options(object_lock="COMPLIANCE")
+    with pytest.raises(ConfigError, match="object_lock must be governance or compliance"):
+        _remote.Options(object_lock="LEGAL_HOLD", object_lock_days=3)

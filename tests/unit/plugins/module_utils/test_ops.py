@@ -24,6 +24,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._catalog impor
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, LockTimeout, StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME, StoreLock
 from ansible_collections.cclite.backup.plugins.module_utils._core._restore import full_read
+from ansible_collections.cclite.backup.plugins.module_utils._core._retention import Keep
 from ansible_collections.cclite.backup.plugins.module_utils._core._ops import (
     BackupSpec,
     inspect,
@@ -248,6 +249,7 @@ def test_retention_after_a_backup(catalog):
         "deleted": [expired_good, expired_corrupt],
         "protected": new,
         "reason": "kept %s, the newest good backup" % os.path.basename(new),
+        "generations": {},
     }
     remaining = sorted(n for n in os.listdir(catalog.directory) if n != LOCK_NAME)
     assert remaining == sorted([
@@ -274,7 +276,8 @@ def test_predict_backup_writes_nothing_and_has_the_same_shape(catalog, tmp_path)
     assert predicted["manifest"] == predicted["artifact"]["path"] + ".manifest.json"
     assert predicted["latest"] == os.path.join(catalog.directory, "latest.sql.gz")
     # today, before the new backup exists, the 10-day one is the newest good: it stays
-    assert predicted["retention"] == {"deleted": [twenty], "protected": ten, "reason": "kept %s, the newest good backup" % os.path.basename(ten)}
+    assert predicted["retention"] == {"deleted": [twenty], "protected": ten, "reason": "kept %s, the newest good backup" % os.path.basename(ten),
+                                      "generations": {}}
     real = make_backup(spec, FakeProducer(), VERSIONS)
     assert set(predicted) == set(real) and set(predicted["artifact"]) == set(real["artifact"])
     # the sizes before the new backup, newest first (for the size trend); the real run reports
@@ -282,6 +285,24 @@ def test_predict_backup_writes_nothing_and_has_the_same_shape(catalog, tmp_path)
     assert predicted["artifact"]["history"] == [sizes[ten], sizes[twenty]]
     assert real["artifact"]["history"] == [] and real["retention"]["deleted"] == [ten, twenty]
     assert set(predicted["retention"]) == set(real["retention"])
+
+
+def test_generations_in_check_mode_and_in_the_run(catalog):
+    """A dry run (check mode) lists what retention with generations would delete and deletes
+    nothing; the run deletes what the rules leave once the new backup took its place."""
+    ten, forty, forty_one, old = (old_backup(catalog, days) for days in (10, 40, 41, 75))
+    spec = spec_for(catalog, retention_days=7, retention_keep=Keep(daily=2))
+    before = snapshot(catalog.directory)
+    predicted = predict_backup(spec)["retention"]
+    assert snapshot(catalog.directory) == before
+    # before the new backup: the two newest days are 10 and 40 days ago
+    assert predicted["deleted"] == [forty_one, old] and predicted["protected"] == ten
+    assert sorted(predicted["generations"]) == sorted(os.path.basename(p) for p in (ten, forty))
+    real = make_backup(spec, FakeProducer(), VERSIONS)
+    # the new backup is today's generation: 10 days ago is the second, 40 days ago goes too
+    assert real["retention"]["deleted"] == [forty, forty_one, old]
+    assert [e.path for e in catalog.entries()] == [real["artifact"]["path"], ten]
+    assert list(real["retention"]["generations"]) == [os.path.basename(ten)]
 
 
 def test_is_good_and_the_full_read_before_a_restore(catalog):

@@ -89,3 +89,48 @@ def test_metrics_update_keeps_other_stores_and_round_trips(tmp_path):
     assert not [n for n in os.listdir(directory) if n.endswith(".partial")]
     text = open(path).read()
     assert "# TYPE cclite_backup_last_size_bytes gauge" in text and 'target="db\\"1"' in text
+
+
+def _cron_line(when):
+    return "%s cclite-backup[42] backup: start (cclite.backup.backup)\n" % when.strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+def test_cron_log_is_closed_once_a_day_and_goes_with_the_run_logs(tmp_path):
+    logs = str(tmp_path / "logs")
+    os.makedirs(logs)
+    cron = os.path.join(logs, "cron.log")
+    day1 = datetime.datetime(2026, 1, 1, 2, 0, 0)
+    with open(cron, "w") as handle:
+        handle.write(_cron_line(day1) + "PLAY RECAP\n")
+    # the same day: nothing to do
+    assert _report.rotate_cron_log(logs, now=day1 + datetime.timedelta(hours=4)) is None
+    # the next day: closed under the time it was closed, content unchanged; a dry run only says so
+    day2 = datetime.datetime(2026, 1, 2, 2, 0, 1)
+    closed = os.path.join(logs, "cron_20260102_020001.log")
+    assert _report.rotate_cron_log(logs, now=day2, dry_run=True) == closed
+    assert os.listdir(logs) == ["cron.log"]
+    assert _report.rotate_cron_log(logs, now=day2) == closed
+    assert os.listdir(logs) == ["cron_20260102_020001.log"]
+    assert open(closed).read() == _cron_line(day1) + "PLAY RECAP\n"
+    # kept as long as the run logs: 30 days after it was closed, then deleted by the same pruning
+    assert _report.prune_runs(logs, 30, now=day2 + datetime.timedelta(days=29)) == []
+    with open(cron, "w") as handle:
+        handle.write(_cron_line(day2 + datetime.timedelta(days=30)))
+    assert _report.prune_runs(logs, 30, now=day2 + datetime.timedelta(days=31)) == [closed]
+    assert os.listdir(logs) == ["cron.log"]  # the open one is never pruned
+
+
+def test_cron_log_rotation_leaves_odd_files_alone(tmp_path):
+    logs = str(tmp_path)
+    assert _report.rotate_cron_log(logs) is None  # none there
+    open(os.path.join(logs, "cron.log"), "w").close()
+    assert _report.rotate_cron_log(logs, now=datetime.datetime(2030, 1, 1)) is None  # empty
+    os.unlink(os.path.join(logs, "cron.log"))
+    os.symlink("/etc/passwd", os.path.join(logs, "cron.log"))
+    assert _report.rotate_cron_log(logs, now=datetime.datetime(2030, 1, 1)) is None  # a link: not ours
+    os.unlink(os.path.join(logs, "cron.log"))
+    with open(os.path.join(logs, "cron.log"), "w") as handle:
+        handle.write("no stamp here\n")
+    old = datetime.datetime(2029, 12, 30).timestamp()
+    os.utime(os.path.join(logs, "cron.log"), (old, old))
+    assert _report.rotate_cron_log(logs, now=datetime.datetime(2030, 1, 1)) == os.path.join(logs, "cron_20300101_000000.log")

@@ -167,12 +167,15 @@ from ansible_collections.cclite.backup.plugins.module_utils._offsite import _lis
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 
 
+SET_STORES = ("postgresql", "redis", "qdrant")  # the stores of a set (not the WAL-based postgresql_base)
+
+
 def main() -> None:
     argument_spec = s3.connection_argument_spec()
     argument_spec["bucket"] = dict(type="str", required=False, default="")
     argument_spec.update(
         backup_root=dict(type="path", default="/var/backups/cc-lite"),
-        stores=dict(type="list", elements="str", choices=list(_remote.STORES), default=list(_remote.STORES)),
+        stores=dict(type="list", elements="str", choices=list(SET_STORES), default=list(SET_STORES)),
         set=dict(type="str", default="latest"),
         before=dict(type="str", default=""),
         from_host=dict(type="str", default=""),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 
@@ -64,7 +65,8 @@ def test_the_fresh_instance_restored_the_copies_from_s3(host):
         path = "/srv/backups/postgresql/" + backups[0]
         assert host.file("/srv/backups/postgresql/latest_%s.sql.gz" % db).linked_to == path
         manifest = json.loads(host.file(path + ".manifest.json").content_string)
-        assert manifest["host"] != "cclite-offsite-2"
+        assert manifest["host"] == SOURCE  # restore_from_host: instance 1's series, recorded in its manifests
+        assert re.fullmatch(r"\d{8}_\d{6}", manifest["run_id"])
         assert manifest["encryption"] is None  # the local copy is plaintext
         assert manifest["fetched_from"]["encryption"]["algorithm"] == "cclite-aead-v1"
         assert manifest["fetched_from"]["url"].startswith("s3://cclite-molecule-offsite/cc-lite/backups/postgresql/")
@@ -97,6 +99,7 @@ def test_the_copies_on_s3_are_encrypted_and_checksummed(host):
         assert obj["class"] == "STANDARD_IA"
         manifest = manifests[key + ".manifest.json"]["json"]
         assert manifest["encryption"]["algorithm"] == "cclite-aead-v1"
+        assert manifest["host"] == SOURCE and re.fullmatch(r"\d{8}_\d{6}", manifest["run_id"])
         assert len(manifest["encryption"]["key_id"]) == 16
         assert "molecule-offsite-key" not in json.dumps(manifest)
         assert manifest["encryption"]["ciphertext"]["size"] == obj["size"] == manifest["offsite"]["size"]

@@ -99,7 +99,8 @@ def store_checks(store: str, registered: t.Mapping[str, t.Any] | None, manifests
                           "status": "ok", "problems": [], "info": ""}
         source = _source(manifests, result)
         if source is None:
-            record.update(status="failed", error="%s: no manifest of %s to compare with" % (what, (result.get("restored_from") or {}).get("name", "the backup")))
+            name = (result.get("restored_from") or {}).get("name", "the backup")
+            record.update(status="failed", error="%s: no manifest of %s to compare with" % (what, name))
         else:
             summary, counts, missing = measure(result, source)
             problems = compare(counts)
@@ -147,15 +148,16 @@ def figures(steps: t.Sequence[t.Mapping[str, t.Any]], started: str, restored: t.
     total = round(float(steps[-1]["end"]) - float(steps[0]["start"]), 1) if steps else 0.0
     created = [parse_time(r["created"]) for r in restored if r.get("created")]
     point = None
+    point_text = "- (nothing restored)"
     if created:
         point = max(0.0, round((parse_time(started) - min(created)).total_seconds(), 1))
+        point_text = "%s (the backups restored were made %s)" % (human_seconds(point), min(created).isoformat())
     return {
         "steps": timed,
         "recovery_time_seconds": total,
         "recovery_point_seconds": point,
         "restored_created": min(created).isoformat() if created else None,
-        "text": "recovery time %s; recovery point %s" % (
-            human_seconds(total), "%s (the backups restored were made %s)" % (human_seconds(point), min(created).isoformat()) if created else "- (nothing restored)"),
+        "text": "recovery time %s; recovery point %s" % (human_seconds(total), point_text),
     }
 
 

@@ -23,7 +23,8 @@ MANIFESTS = {
 
 
 def pg_result(tables: dict, failed: bool = False) -> dict:
-    item = {"item": "operator_demo", "database": "operator_demo", "failed": failed, "restored_from": {"path": PG, "name": PG.rsplit("/", 1)[1]}, "tables": tables}
+    item = {"item": "operator_demo", "database": "operator_demo", "failed": failed, "tables": tables,
+            "restored_from": {"path": PG, "name": PG.rsplit("/", 1)[1]}}
     return {"results": [item, {"item": "other", "skipped": True}]}
 
 

@@ -135,7 +135,7 @@ sets:
     host: {description: The host its manifests name (null for backups without a run id)., type: str, returned: always}
     legacy: {description: Grouped by time stamps (no run id)., type: bool, returned: always}
     complete: {description: Every store of O(stores) has a good backup in the set., type: bool, returned: always}
-    missing: {description: What keeps it from being complete, one phrase per store., type: list, elements: str, returned: always}
+    missing: {description: "What keeps it from being complete, one phrase per store.", type: list, elements: str, returned: always}
     stores:
       description: "Per store: C(file), C(status) (good, bad, legacy, incomplete), C(problem), C(time)."
       type: dict

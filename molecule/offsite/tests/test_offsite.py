@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 
 import pytest
 
 USERS = 1700
+REDIS_PASSWORD = "molecule-Redis-0ff"  # molecule.yml
+QDRANT_KEY = "molecule-Qdrant-0ff"
+QDRANT_SEED = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "qdrant", "files", "seed.json"), encoding="utf-8"))
 SOURCE, FRESH, ENDPOINT = "cclite-offsite-1", "cclite-offsite-2", "cclite-offsite-s3"
 MAGIC = b"cclite.backup/aead-v1\n"
 
@@ -91,7 +95,7 @@ def test_the_copies_on_s3_are_encrypted_and_checksummed(host):
     assert result.rc == 0, result.stderr
     objects = json.loads(result.stdout)
     artifacts = {k: v for k, v in objects.items() if k.endswith(".sql.gz")}
-    manifests = {k: v for k, v in objects.items() if k.endswith(".manifest.json")}
+    manifests = {k: v for k, v in objects.items() if k.endswith(".sql.gz.manifest.json")}
     assert len(artifacts) == 2 and len(manifests) == 2, sorted(objects)
     for key, obj in artifacts.items():
         assert key.startswith("cc-lite/backups/postgresql/postgres_backup_")
@@ -105,3 +109,48 @@ def test_the_copies_on_s3_are_encrypted_and_checksummed(host):
         assert manifest["encryption"]["ciphertext"]["size"] == obj["size"] == manifest["offsite"]["size"]
         assert manifest["offsite"]["checksum"]["value"].split("-")[0] == obj["checksum"].split("-")[0]
         assert manifest["artifact"]["size"] < obj["size"]
+
+
+def qdrant(host, method, path, body=None):
+    command = "curl -sS --fail-with-body -X %s -H 'api-key: %s' -H 'Content-Type: application/json' http://localhost:6337%s" % (
+        method, QDRANT_KEY, path)
+    if body is not None:
+        command += " --data-binary %s" % json.dumps(json.dumps(body))
+    result = host.run(command)
+    assert result.rc == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)["result"]
+
+
+def test_the_fresh_instance_got_every_redis_key_back(host):
+    only(host, FRESH)
+    # /root/seed.json is instance 1's snapshot (prepare.yml): every key, value and expiry
+    result = host.run("REDISCLI_AUTH=%s python3 /root/redis_data.py compare --expect /root/seed.json" % REDIS_PASSWORD)
+    assert result.rc == 0, result.stdout + result.stderr
+    stray = host.run("REDISCLI_AUTH=%s redis-cli EXISTS stray" % REDIS_PASSWORD)
+    assert stray.stdout.strip() == "0"  # the fresh instance's own key is gone: the data is instance 1's
+
+
+@pytest.mark.parametrize("collection", sorted(QDRANT_SEED))
+def test_the_fresh_instance_got_every_qdrant_point_back(host, collection):
+    only(host, FRESH)
+    points = qdrant(host, "POST", "/collections/%s/points/scroll" % collection,
+                    {"limit": 1000, "with_payload": True, "with_vector": True})["points"]
+    expected = {json.dumps(p["id"]): p for p in QDRANT_SEED[collection]["points"]}
+    actual = {json.dumps(p["id"]): p for p in points}
+    assert sorted(actual) == sorted(expected)
+    for point_id, point in expected.items():
+        assert actual[point_id]["vector"] == point["vector"], point_id
+        assert actual[point_id]["payload"] == point["payload"], point_id
+
+
+def test_the_fresh_instance_restored_one_set_of_instance_1(host):
+    only(host, FRESH)
+    run_ids = set()
+    for store, pattern in (("redis", "redis_backup_*.rdb.gz"), ("qdrant", "qdrant_backup_*.tar.gz")):
+        found = host.run("ls /srv/backups/%s/%s" % (store, pattern)).stdout.split()
+        assert len(found) == 1, found
+        manifest = json.loads(host.file(found[0] + ".manifest.json").content_string)
+        assert manifest["host"] == SOURCE
+        assert manifest["fetched_from"]["url"].startswith("s3://cclite-molecule-offsite/cc-lite/backups/%s/" % store)
+        run_ids.add(manifest["run_id"])
+    assert len(run_ids) == 1 and re.fullmatch(r"\d{8}_\d{6}", run_ids.pop())

@@ -18,7 +18,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._artifact impo
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, QDRANT, REDIS, Catalog
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
 
-STORES = ["postgresql", "redis", "qdrant"]
+STORES = ("postgresql", "redis", "qdrant")
 LAYOUTS = {"postgresql": POSTGRESQL, "redis": REDIS, "qdrant": QDRANT}
 
 
@@ -40,7 +40,7 @@ def put(root: str, store: str, stamp: str, run_id: str | None = "", host: str = 
     return path
 
 
-def sets_of(root: str, host: str = "db1", stores=STORES, read_data: bool = False):
+def sets_of(root: str, host: str = "db1", stores: tuple[str, ...] = STORES, read_data: bool = False):
     members = []
     others = 0
     for store in stores:
@@ -156,9 +156,9 @@ def test_full_verify_reads_data_back(tmp_path):
     with open(path, "r+b") as handle:  # same size, other bytes: only a read-back notices
         handle.seek(size - 12)
         handle.write(b"\0" * 4)
-    members, _sets_found, _o = sets_of(root, stores=["redis"])
+    members, _sets_found, _o = sets_of(root, stores=("redis",))
     assert members[0].status == "good"
-    members, _sets_found, _o = sets_of(root, stores=["redis"], read_data=True)
+    members, _sets_found, _o = sets_of(root, stores=("redis",), read_data=True)
     assert members[0].status == "bad"
 
 
@@ -183,7 +183,7 @@ def test_legacy_backups_group_by_time_window(tmp_path):
         ("20261203_020000", ["postgresql"], True),
         ("20261202_024000", ["qdrant"], True),
         ("20261202_020000", ["postgresql", "redis"], True),
-        ("20261201_020000", STORES[:1] + ["qdrant", "redis"], True),
+        ("20261201_020000", ["postgresql", "qdrant", "redis"], True),
     ]
     assert _sets.select(sets, STORES).chosen.run_id == "20261201_020000"
     wide = _sets.group(_members, datetime.timedelta(minutes=45))

@@ -184,6 +184,8 @@ def note(record: t.Mapping[str, t.Any]) -> str:
         parts.append(str(record["error"]))
     parts.extend(str(p) for p in record.get("problems") or [])
     parts.extend(str(w) for w in record.get("warnings") or [])
+    if record.get("info"):  # what an ok record has to say, e.g. a disaster recovery's figures
+        parts.append(str(record["info"]))
     return "; ".join(parts)
 
 

@@ -118,7 +118,7 @@ class Job:
     artifacts: dict[str, t.Any]
 
 
-def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any]) -> Job:
+def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any], envvars: t.Mapping[str, str] | None = None) -> Job:
     """Run playbooks/<playbook>.yml through ansible-runner, as AWX does, with extra vars only."""
     import ansible_runner  # imported late: only these tests need it
 
@@ -129,6 +129,7 @@ def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any]
             "PATH": os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""),
             "ANSIBLE_NOCOLOR": "1",
         }
+        env.update(envvars or {})
         result = ansible_runner.run(
             private_data_dir=private,
             project_dir=ROOT,

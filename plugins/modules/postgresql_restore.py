@@ -177,7 +177,7 @@ def main() -> None:
             return _module.drill(
                 module, "postgresql", p["container"], pg.connection_argument_spec(),
                 lambda kept: (spec, pg_drill.Drill(pg.connection_from(p), p["database"], spec, pg.connection_from(kept) if kept else None)),
-                host_mode=p["mode"] == "host",
+                host_mode=p["mode"] == "host", scratch=lambda: pg_drill.HostScratch(pg.connection_from(p)),
             )
         request = pg_ops.RestoreRequest(conn=pg.connection_from(p), database=p["database"], spec=spec)
         return pg_ops.Restore(request).run(module.check_mode)

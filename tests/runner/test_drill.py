@@ -364,3 +364,32 @@ def test_a_drill_that_cannot_run_fails_the_run_and_says_why(stack: Stack, site: 
     drill = site.last_report()["drills"][0]
     assert drill["ran"] is False and "the qdrant drill cannot run" in drill["error"] and "docker" in drill["error"], drill
     assert drill_leftovers() == []
+
+
+def test_host_mode_drills_into_a_scratch_server_from_the_servers_binaries(postgres: t.Any, tmp_path: t.Any) -> None:
+    """PostgreSQL on the host (mode host): the drill starts a scratch cluster from the server's own
+    binaries on a free port in a temp directory; the production server gets no database."""
+    from tests.runner.conftest import PG_PASSWORD  # the host server of the runner suite
+
+    root = str(tmp_path / "backups")
+    inventory = str(tmp_path / "hosts.yml")
+    with open(inventory, "w", encoding="utf-8") as handle:
+        yaml.safe_dump({"cclite_backup": {
+            "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": os.path.join(ROOT, ".venv", "bin", "python")}},
+            "vars": {"backup_root": root, "backup_metrics_dir": "", "backup_stores": ["postgresql"], "postgresql_backup_mode": "host",
+                     "postgresql_backup_login_host": "127.0.0.1", "postgresql_backup_login_port": postgres.port,
+                     "postgresql_backup_login_password": PG_PASSWORD, "postgresql_backup_databases": ["operator_demo"]},
+        }}, handle)
+    assert run_playbook(inventory, "backup", {}).status == "successful"
+    databases = postgres.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database", "postgres")
+    scratch_dirs = set(glob.glob("/var/tmp/cclite-drill-postgresql-*"))
+    job = run_playbook(inventory, "verify", {"verify_level": "drill"})
+    assert job.status == "successful" and "All backups are healthy!" in job.stdout, job.stdout[-3000:]
+    newest = sorted(glob.glob(os.path.join(root, "logs", "verify_*.json")))[-1]
+    with open(newest, encoding="utf-8") as handle:
+        drill = json.load(handle)["drills"][0]
+    assert drill["passed"] and drill["server"].startswith("a scratch PostgreSQL 15 in /var/tmp/cclite-drill-postgresql-")
+    assert drill["compared"]["tables"] == {"public.users": int(postgres.psql("SELECT count(*) FROM users"))}
+    assert drill["compared"]["sample"]["rows"] == 3
+    assert postgres.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database", "postgres") == databases
+    assert set(glob.glob("/var/tmp/cclite-drill-postgresql-*")) == scratch_dirs  # stopped and deleted

@@ -133,10 +133,11 @@ def drill_argument_spec() -> dict[str, t.Any]:
 def drill(
     module: t.Any, store: str, container: str, connection_spec: t.Mapping[str, t.Any],
     build: t.Callable[[dict[str, t.Any] | None], tuple[RestoreSpec, _drill.DrillEngine]], host_mode: bool = False,
+    scratch: t.Callable[[], _drill.Throwaway] | None = None,
 ) -> dict[str, t.Any]:
     """A ``*_restore`` module's drill: ``build`` gets the dedicated drill server's parameters
     (the module's, with ``drill_target`` over them) or ``None``, and returns the restore spec
-    and the store's drill engine."""
+    and the store's drill engine; in host mode ``scratch`` makes a scratch server on this host."""
     p = module.params
     if module.check_mode:
         return {"changed": False, "drill": None, "msg": "would run a %s restore drill in a throwaway target (check mode: nothing started)" % store}
@@ -150,10 +151,13 @@ def drill(
             )
         kept = dict(p, **p["drill_target"])
         target: _drill.Throwaway = _drill.KeptTarget("the dedicated drill server (%s_drill_target)" % store)
+    elif host_mode and scratch is not None:
+        target = scratch()
     elif host_mode:
         raise _drill.DrillError(
-            "the %s drill cannot run: the server runs on the host (mode host) and no dedicated drill server is set; "
-            "set %s_drill_target to one (a drill never restores into the production server)" % (store, store),
+            "the %s drill cannot run: the server runs on the host (mode host), a scratch %s server on this host is not "
+            "supported yet, and no dedicated drill server is set; set %s_drill_target to one (a drill never restores into "
+            "the production server)" % (store, store, store),
             drill={"store": store, "ran": False, "passed": False, "why": "mode host without %s_drill_target" % store},
         )
     else:

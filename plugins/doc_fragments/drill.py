@@ -20,7 +20,7 @@ options:
       - The target is a container from the production container's image (with its command and
         environment, handed over in a 0600 env file), on a private internal network of its own,
         with no published ports and the memory limit O(drill_memory); or the dedicated drill
-        server O(drill_target). PostgreSQL in host mode (O(mode=host)) gets a scratch cluster from
+        server O(drill_target). PostgreSQL in host mode (C(mode=host)) gets a scratch cluster from
         the server's own binaries (C(/usr/lib/postgresql/<major>/bin)) in a temp directory on a free
         port, socket only; Redis and Qdrant in host mode need O(drill_target).
       - A drill that cannot run (no image, not enough memory, no docker) fails and says why.
@@ -51,7 +51,10 @@ options:
         ones. What the drill restored there is removed afterwards.
     type: dict
   drill_set:
-    description: The backup set (run id) the drill restores, recorded in RV(drill).
+    description:
+      - The backup set (run id) to drill - the backup whose manifest C(run_id) (or whose file
+        name's stamp) it is; V(random) picks a random backup older than the newest. Empty - O(name).
+      - Recorded in RV(drill).
     type: str
     default: ""
 """

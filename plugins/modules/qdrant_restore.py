@@ -153,7 +153,9 @@ collections:
       description: Whether the uploaded snapshot file was found on the server and deleted.
       type: bool
 drill:
-  description: "With O(drill), also on failure: C(store), C(set), C(backup), C(server) (the drill target), C(ran), C(passed), C(started), C(finished), C(duration_seconds), C(restore_seconds) (the measured restore), C(compared) (counts and the sample), C(problems), C(why)."
+  description: >-
+    With O(drill), also on failure: C(store), C(set), C(backup), C(server) (the drill target), C(ran), C(passed),
+    C(started), C(finished), C(duration_seconds), C(restore_seconds) (the measured restore), C(compared), C(problems), C(why).
   returned: with O(drill)
   type: dict
 """

@@ -208,7 +208,9 @@ actions:
   type: list
   elements: str
 drill:
-  description: "With O(drill), also on failure: C(store), C(set), C(backup), C(server) (the drill target), C(ran), C(passed), C(started), C(finished), C(duration_seconds), C(restore_seconds) (the measured restore), C(compared) (counts and the sample), C(problems), C(why)."
+  description: >-
+    With O(drill), also on failure: C(store), C(set), C(backup), C(server) (the drill target), C(ran), C(passed),
+    C(started), C(finished), C(duration_seconds), C(restore_seconds) (the measured restore), C(compared), C(problems), C(why).
   returned: with O(drill)
   type: dict
 """

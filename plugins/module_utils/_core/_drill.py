@@ -313,8 +313,9 @@ def run_drill(
     out["drill"] = drill
     out["changed"] = False  # nothing of production changed; the target is gone
     out["rollback"] = out["safety_backup"] = None
-    out["msg"] = "the %s drill of %s passed: restored in %.1fs into %s, now removed (%s; %s)" % (
-        store_name, drill["backup"], drill["restore_seconds"], drill["server"], summary, sample_words(drill["compared"].get("sample") or {}))
+    out["msg"] = "the %s drill of %s passed: restored in %ss into %s, now removed (%s; %s)" % (
+        store_name, drill["backup"], round(float(drill["restore_seconds"] or 0), 1), drill["server"], summary,
+        sample_words(drill["compared"].get("sample") or {}))
     return out
 
 

@@ -16,9 +16,15 @@ import pytest
 
 from ansible_collections.cclite.backup.plugins.filter.results import run_results
 from ansible_collections.cclite.backup.plugins.module_utils._core import _drill
+from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
 from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
-from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.test_restore import FakeEngine, backup, catalog, spec_for  # noqa: F401 (fixture)
+from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.test_restore import FakeEngine, backup, spec_for
+
+
+@pytest.fixture(name="catalog")
+def catalog_fixture(tmp_path) -> Catalog:
+    return Catalog(str(tmp_path / "backups"), POSTGRESQL)
 
 
 class FakeTarget:

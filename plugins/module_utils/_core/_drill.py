@@ -242,9 +242,8 @@ def pick(spec: _restore.RestoreSpec, store: str, backup_set: str | None, rng: t.
     if backup_set == "random":
         older = entries[1:]
         if not older:
-            raise DrillError("the %s drill cannot run: a drill of a random older set needs a backup older than the newest, and %s has %d"
-                             % (store, spec.catalog.directory, len(entries)), drill={"store": store, "ran": False, "passed": False,
-                                                                                      "why": "no older backup"})
+            why = "a drill of a random older set needs a backup older than the newest, and %s has %d" % (spec.catalog.directory, len(entries))
+            raise DrillError("the %s drill cannot run: %s" % (store, why), drill={"store": store, "ran": False, "passed": False, "why": why})
         return dataclasses.replace(spec, name=rng.choice(older).name)
     for entry in entries:
         if (entry.manifest or {}).get("run_id") == backup_set or "_%s." % backup_set in entry.name:

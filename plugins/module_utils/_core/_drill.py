@@ -107,15 +107,15 @@ class DockerTarget:
     def source(self) -> dict[str, t.Any]:
         """The production container's image, command and environment (read only)."""
         if not self.spec.container:
-            raise self.cannot("no production container to take the image from: set %s_drill_container" % self.spec.store)
+            raise self.cannot("no production container to take the image from: set %s_backup_drill_container" % self.spec.store)
         try:
             found = self._docker("container", "inspect", self.spec.container, check=False)
         except ConfigError as exc:  # docker is not installed
             raise self.cannot(exc.msg) from exc
         if found.rc != 0:
             raise self.cannot(
-                "the production container %s was not found (%s); set %s_backup_container to the container whose image "
-                "the drill runs" % (self.spec.container, found.stderr.strip(), self.spec.store)
+                "the production container %s was not found (%s); set %s_backup_drill_container to the container whose "
+                "image the drill runs" % (self.spec.container, found.stderr.strip(), self.spec.store)
             )
         return json.loads(found.stdout)[0]
 
@@ -126,15 +126,15 @@ class DockerTarget:
         self.image = spec.image or config.get("Image") or info.get("Image", "")
         if self._docker("image", "inspect", self.image, check=False).rc != 0:
             raise self.cannot(
-                "the image %s of %s is not on this Docker host (pull or build it, or set %s_drill_image)"
+                "the image %s of %s is not on this Docker host (pull or build it, or set %s_backup_drill_image)"
                 % (self.image, spec.container, spec.store)
             )
-        limit = parse_size(spec.memory, "%s_drill_memory" % spec.store)
+        limit = parse_size(spec.memory, "%s_backup_drill_memory" % spec.store)
         free = available_memory(spec.meminfo)
         if free is not None and free < limit:
             raise self.cannot(
-                "it needs %d MiB of memory (%s_drill_memory) and this host has %d MiB available; free memory or "
-                "lower the limit" % (limit // 2 ** 20, spec.store, free // 2 ** 20)
+                "it needs %d MiB of memory (%s_backup_drill_memory, or drill_memory for every store) and this host has %d MiB "
+                "available; free memory or lower the limit" % (limit // 2 ** 20, spec.store, free // 2 ** 20)
             )
         self._docker("network", "create", "--internal", "--label", "%s=1" % LABEL, self.network)
         self.created.append("network")

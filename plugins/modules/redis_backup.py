@@ -46,6 +46,7 @@ extends_documentation_fragment:
   - cclite.backup.redis
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.BACKUP_SET
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -325,6 +326,7 @@ def main() -> None:
     argument_spec.update(rd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
+    argument_spec.update(_module.set_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -340,6 +342,7 @@ def main() -> None:
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),
+            **_module.set_from(p),
         )
         settings = rd_ops.Settings(p["method"], p["rdb_transfer"], p["pause_writes_ms"], p["sample_keys"], p["bgsave_timeout"])
         result = rd_ops.backup(rd_ops.BackupRequest(conn, spec, settings), module.check_mode)

@@ -14,6 +14,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._artifact impo
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._restore import RestoreSpec
+from ansible_collections.cclite.backup.plugins.module_utils._core._sets import RUN_ID_RE
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
 DEFAULT_LEVELS = {"gzip": 6, "zstd": 1, "none": 0}  # zstd 1: see the catalog doc fragment
@@ -25,6 +26,22 @@ def catalog_argument_spec() -> dict[str, t.Any]:
         "series": {"type": "str", "default": ""},
         "lock_timeout": {"type": "int", "default": 600},
     }
+
+
+def set_argument_spec() -> dict[str, t.Any]:
+    """The run a backup belongs to (doc fragment cclite.backup.backup_set)."""
+    return {
+        "run_id": {"type": "str", "default": ""},
+        "host": {"type": "str", "default": ""},
+    }
+
+
+def set_from(params: t.Mapping[str, t.Any]) -> dict[str, str]:
+    """``run_id`` and ``host`` for a :class:`BackupSpec`, the run id checked."""
+    run_id = (params.get("run_id") or "").strip()
+    if run_id and not RUN_ID_RE.fullmatch(run_id):
+        raise ConfigError("run_id is %r: give the run's backup_run_id (YYYYMMDD_HHMMSS), or leave it empty" % run_id)
+    return {"run_id": run_id, "host": (params.get("host") or "").strip()}
 
 
 def compression_argument_spec() -> dict[str, t.Any]:

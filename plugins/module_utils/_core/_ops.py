@@ -59,6 +59,9 @@ class BackupSpec:
     # the engine's cheap estimate of the data's size in bytes (None: it cannot tell), used
     # by the free-space check of a first backup
     estimate: t.Callable[[], int | None] | None = None
+    # the backup.yml run this backup is part of (its set) and the inventory host; empty: none
+    run_id: str = ""
+    host: str = ""
 
 
 def artifact_result(written: Written, spec: BackupSpec, versions: t.Mapping[str, str]) -> dict[str, t.Any]:
@@ -128,6 +131,8 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
                 versions=versions,
                 source=stats,
                 kind=spec.kind,
+                host=spec.host,
+                run_id=spec.run_id,
             )
             _manifest.write(path, manifest, spec.file_mode)
             result["manifest"] = manifest

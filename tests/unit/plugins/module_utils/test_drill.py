@@ -8,6 +8,7 @@ what the run record, JSON report and metrics keep of it. Real engines: tests/run
 
 from __future__ import annotations
 
+import json
 import random
 import stat
 import typing as t
@@ -131,6 +132,12 @@ def test_pick_a_set_a_random_older_backup_or_the_newest(catalog):
     assert picked == {old.name, older.name}  # never the newest
     with pytest.raises(_drill.DrillError, match="no backup of set 19990101_000000"):
         _drill.pick(spec, "postgresql", "19990101_000000")
+    manifest = older.path + ".manifest.json"  # a set's run id, as backup runs write it into every manifest
+    with open(manifest, encoding="utf-8") as handle:
+        data = json.load(handle)
+    with open(manifest, "w", encoding="utf-8") as handle:
+        json.dump(dict(data, run_id="20260301_020000"), handle)
+    assert _drill.pick(spec, "postgresql", "20260301_020000").name == older.name
 
 
 def test_sizes_and_available_memory(tmp_path):

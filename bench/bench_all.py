@@ -6,9 +6,8 @@ Sections (each one that cannot run prints why and the bench goes on):
   postgresql  plain format: raw `pg_dump | gzip -6`, `| pigz -6`, `| zstd -1 -T0` against
               backup.yml with gzip and with zstd; raw `gunzip -c | psql` and `zstd -dc | psql`
               against restore.yml (restore_confirm=true) of the same gzip file.
-  directory   raw `pg_dump -Fd -j2 -Z1` and `pg_restore -j2` (the reference figures); the
-              playbook rows say "not available" until the collection has
-              postgresql_backup_format: directory.
+  directory   raw `pg_dump -Fd -j2 -Z1` and `pg_restore -j2` against backup.yml and restore.yml
+              with postgresql_backup_format: directory, jobs 2, level 1.
   pgbackrest  a full backup (zstd, 2 processes) of the same cluster and its restore + start, if
               the pgbackrest package is installed; it runs last, as it restarts the cluster with
               archive_mode on. Debian's build may lack zstd: then lz4 (or gz), said in the output,
@@ -182,10 +181,15 @@ class Bench:
         return "postgresql_backup_format" in specs and "directory" in specs.split("postgresql_backup_format", 1)[1][:600]
 
     def postgresql_directory(self) -> None:
-        raw_dump, raw_restore = [], []
-        for _number in range(self.args.rounds):
+        raw_dump, raw_restore, pb_dump, pb_restore = [], [], [], []
+        supported = self.directory_supported()
+        for number in range(self.args.rounds):  # raw and playbook interleaved: a shared machine's load drifts
             out = os.path.join(self.work, "raw.dir")
             raw_dump.append(timed("pg_dump -Fd -j2 -Z1 -p %d -d bench_big -f %s" % (self.pg.port, out), env=pg_env()))
+            root = os.path.join(self.work, "pg-dir%d" % number)
+            if supported:
+                pb_dump.append(self.pg_playbook("backup.yml", root, "bench_big", "large", format="directory",
+                                                compression_level=1, jobs=2)[0])
             psql(self.pg.port, "DROP DATABASE IF EXISTS bench_raw_restore")
             start = time.monotonic()
             psql(self.pg.port, "CREATE DATABASE bench_raw_restore")
@@ -193,9 +197,14 @@ class Bench:
             raw_restore.append(time.monotonic() - start)
             psql(self.pg.port, "DROP DATABASE bench_raw_restore")
             shutil.rmtree(out)
+            if supported:
+                _path, manifest = newest_manifest(root, "postgresql")
+                pb_restore.append(self.pg_playbook("restore.yml", root, "bench_big", "large", format="directory", jobs=2,
+                                                   restore_file=manifest["artifact"]["name"])[0])
+                shutil.rmtree(root, ignore_errors=True)
         self.rounds("directory", "raw pg_dump -Fd -j2 -Z1", raw_dump)
         self.rounds("directory", "raw pg_restore -j2", raw_restore)
-        if not self.directory_supported():
+        if not supported:
             why = "the collection has no postgresql_backup_format: directory yet"
             self.unavailable("backup.yml directory -j2", why)
             self.unavailable("restore.yml directory -j2", why)
@@ -204,15 +213,6 @@ class Bench:
             self.results["ratios"].append({"ratio": "pg directory restore.yml / raw pg_restore -j2", "median": None,
                                            "target": 1.2, "met": None})
             return
-        pb_dump, pb_restore = [], []
-        for number in range(self.args.rounds):
-            root = os.path.join(self.work, "pg-dir%d" % number)
-            pb_dump.append(self.pg_playbook("backup.yml", root, "bench_big", "large", format="directory",
-                                            compression_level=1, jobs=2)[0])
-            _path, manifest = newest_manifest(root, "postgresql")
-            pb_restore.append(self.pg_playbook("restore.yml", root, "bench_big", "large", format="directory", jobs=2,
-                                               restore_file=manifest["artifact"]["name"])[0])
-            shutil.rmtree(root, ignore_errors=True)
         self.rounds("directory", "backup.yml directory -j2", pb_dump)
         self.rounds("directory", "restore.yml directory -j2", pb_restore)
         self.ratio("pg directory backup.yml / raw pg_dump -Fd -j2", [a / b for a, b in zip(pb_dump, raw_dump, strict=True)], 1.2)

@@ -57,8 +57,15 @@ options:
     description:
       - Backup to restore, as the guide's C(--postgres FILE) -
         C(postgres_backup_20251226_020000.sql.gz), C(latest.sql.gz), or V(latest).
+      - A directory-format backup (C(postgres_backup_20251226_020000.dir), C(latest.dir)) is
+        loaded with C(pg_restore -j) O(jobs) into the staging database, through the same steps;
+        it needs O(mode=host) without O(run_as).
     type: str
     default: latest
+  jobs:
+    description: C(pg_restore) processes for a directory-format backup.
+    type: int
+    default: 2
   confirm:
     description:
       - Must be V(true) for the restore to run; the restore replaces the database.
@@ -165,6 +172,7 @@ def main() -> None:
         confirm=dict(type="bool", default=False),
         safety_backup=dict(type="bool", default=True),
         keep_previous=dict(type="bool", default=False),
+        jobs=dict(type="int", default=2),
     )
     argument_spec.update(pg.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
@@ -181,7 +189,7 @@ def main() -> None:
                 lambda kept: (spec, pg_drill.Drill(pg.connection_from(p), p["database"], spec, pg.connection_from(kept) if kept else None)),
                 host_mode=p["mode"] == "host", scratch=lambda: pg_drill.HostScratch(pg.connection_from(p)),
             )
-        request = pg_ops.RestoreRequest(conn=pg.connection_from(p), database=p["database"], spec=spec)
+        request = pg_ops.RestoreRequest(conn=pg.connection_from(p), database=p["database"], spec=spec, jobs=p["jobs"])
         return pg_ops.Restore(request).run(module.check_mode)
 
     _module.run(module, action)

@@ -28,7 +28,7 @@ import datetime
 import os
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest, _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Written
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, VerifyError
@@ -55,8 +55,12 @@ class AdoptSpec:
 
 
 def _fingerprint(path: str) -> tuple[int, int, int]:
+    """Size, mtime and inode; of a directory backup, its files' total size and newest mtime."""
     info = os.stat(path)
-    return info.st_size, info.st_mtime_ns, info.st_ino
+    if not os.path.isdir(path):
+        return info.st_size, info.st_mtime_ns, info.st_ino
+    mtimes = [info.st_mtime_ns] + [os.stat(os.path.join(path, n)).st_mtime_ns for n in _tree.names(path)]
+    return _tree.size(path), max(mtimes), info.st_ino
 
 
 def read_head(path: str, limit: int = HEAD_BYTES) -> bytes:
@@ -104,13 +108,13 @@ def check(spec: AdoptSpec, entry: Entry, older: t.Sequence[Entry], now: datetime
 
 def build_manifest(spec: AdoptSpec, entry: Entry, report: Report, mtime_ns: int, now: datetime.datetime) -> dict[str, t.Any]:
     ended = datetime.datetime.fromtimestamp(mtime_ns / 1e9, datetime.timezone.utc).astimezone(now.tzinfo)
-    written = Written(entry.path, t.cast(int, report.size), t.cast(str, report.sha256), entry.stamp, ended)
+    written = Written(entry.path, t.cast(int, report.size), t.cast(str, report.sha256), entry.stamp, ended, None, report.files)
     versions = spec.versions(read_head(entry.path))
     return _manifest.build(
         spec.catalog.layout.store,
         written,
         {"algorithm": entry.algorithm, "level": None, "program": None},
-        fmt=spec.fmt,
+        fmt=_tree.ALGORITHM if entry.tree else spec.fmt,  # a directory dump among plain ones
         database=spec.database,
         series=spec.catalog.series,
         versions={k: v for k, v in versions.items() if v},

@@ -147,6 +147,7 @@ class Written:
     started: datetime.datetime
     ended: datetime.datetime
     checked: StreamChecked | None = None
+    files: t.Sequence[t.Mapping[str, t.Any]] = ()  # a tree backup's files (name, size, sha256)
 
     @property
     def duration(self) -> float:

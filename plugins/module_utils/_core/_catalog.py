@@ -10,6 +10,10 @@ Layout (the guide's, exactly)::
     <backup_root>/postgresql/latest.sql.gz -> postgres_backup_YYYYMMDD_HHMMSS.sql.gz
     <backup_root>/logs/
 
+A store whose layout allows it (PostgreSQL's ``directory`` format) also keeps backups that are
+directories, ``postgres_backup_YYYYMMDD_HHMMSS.dir/``, with ``latest.dir`` pointing at the
+newest; such a backup is one artifact all the same (see ``_tree``).
+
 A *series* separates several backups of one store on one host (for PostgreSQL, several
 databases): its name goes into the file names (``postgres_backup_<series>_<stamp>.sql.gz``,
 ``latest_<series>.sql.gz``). The default series is empty: the guide's names.
@@ -23,12 +27,14 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import stat
 import statistics
 import time
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import EXTENSIONS, algorithm_of
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME, process_alive
@@ -46,6 +52,7 @@ class Layout:
     prefix: str  # e.g. "postgres_backup"
     content: str  # content extension, e.g. ".sql"
     subdir: str = ""
+    directories: bool = False  # backups may also be directories (``<prefix>_<stamp>.dir``)
 
     @property
     def relative_dir(self) -> str:
@@ -53,7 +60,7 @@ class Layout:
 
     def safety(self) -> "Layout":
         """Where restores keep the copy of the data they are about to replace."""
-        return Layout(self.store, self.prefix.replace("_backup", "_safety"), self.content, "safety")
+        return Layout(self.store, self.prefix.replace("_backup", "_safety"), self.content, "safety", self.directories)
 
     def pattern(self, series: str | None = None) -> t.Pattern[str]:
         """Backup file names, ``<prefix>[_<series>]_<stamp><content><ext>``: of one series
@@ -62,13 +69,13 @@ class Layout:
             infix = r"(?:_(?P<series>%s))?" % SERIES_RE.pattern
         else:
             infix = re.escape("_%s" % series if series else "")
-        return re.compile(
-            r"%s%s_(?P<stamp>\d{8}_\d{6})%s(?P<comp>%s)"
-            % (re.escape(self.prefix), infix, re.escape(self.content), "|".join(re.escape(e) for e in EXTENSIONS.values()))
-        )
+        files = r"%s(?P<comp>%s)" % (re.escape(self.content), "|".join(re.escape(e) for e in EXTENSIONS.values()))
+        if self.directories:
+            files = r"(?:%s|%s)" % (files, re.escape(_tree.SUFFIX))
+        return re.compile(r"%s%s_(?P<stamp>\d{8}_\d{6})%s" % (re.escape(self.prefix), infix, files))
 
 
-POSTGRESQL = Layout("postgresql", "postgres_backup", ".sql")
+POSTGRESQL = Layout("postgresql", "postgres_backup", ".sql", directories=True)
 REDIS = Layout("redis", "redis_backup", ".rdb")
 QDRANT = Layout("qdrant", "qdrant_backup", ".tar")
 
@@ -87,8 +94,13 @@ class Entry:
     journal: dict[str, t.Any] | None = None  # the catalog journal's record, when this collection made it
 
     @property
+    def tree(self) -> bool:
+        """A backup that is a directory of files (see ``_tree``)."""
+        return _tree.is_tree(self.name)
+
+    @property
     def algorithm(self) -> str:
-        return algorithm_of(self.name)
+        return _tree.ALGORITHM if self.tree else algorithm_of(self.name)
 
     @property
     def legacy(self) -> bool:
@@ -158,14 +170,17 @@ class Catalog:
 
     def latest_name(self, extension: str) -> str:
         base = "latest_%s" % self.series if self.series else "latest"
-        return base + self.layout.content + extension
+        return base + (extension if extension == _tree.SUFFIX else self.layout.content + extension)
 
     def latest_names(self) -> list[str]:
-        return [self.latest_name(ext) for ext in EXTENSIONS.values()]
+        extensions = list(EXTENSIONS.values()) + ([_tree.SUFFIX] if self.layout.directories else [])
+        return [self.latest_name(ext) for ext in extensions]
 
     def file_name(self, stamp: datetime.datetime, extension: str) -> str:
+        """A backup's name; ``extension`` is the compression's, or ``_tree.SUFFIX`` for a directory."""
         infix = "_%s" % self.series if self.series else ""
-        return "%s%s_%s%s%s" % (self.layout.prefix, infix, stamp.strftime(STAMP), self.layout.content, extension)
+        content = "" if extension == _tree.SUFFIX else self.layout.content
+        return "%s%s_%s%s%s" % (self.layout.prefix, infix, stamp.strftime(STAMP), content, extension)
 
     def parse(self, name: str) -> datetime.datetime | None:
         match = self._pattern.fullmatch(name)
@@ -254,7 +269,7 @@ class Catalog:
     def point_latest(self, entry_path: str) -> str:
         """Point ``latest`` at a good artifact (atomically) and drop stale links of other extensions."""
         name = os.path.basename(entry_path)
-        link = os.path.join(self.directory, self.latest_name(EXTENSIONS[algorithm_of(name)]))
+        link = os.path.join(self.directory, self.latest_name(_tree.SUFFIX if _tree.is_tree(name) else EXTENSIONS[algorithm_of(name)]))
         tmp = os.path.join(self.directory, ".%s.%d.partial" % (os.path.basename(link), os.getpid()))
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -279,7 +294,7 @@ class Catalog:
         for name in names:
             stamp = self.parse(name)
             path = os.path.join(self.directory, name)
-            if stamp is None or os.path.islink(path) or not os.path.isfile(path):
+            if stamp is None or not self._is_backup(name, path):
                 continue
             found.append(self._entry(name, path, stamp, journal))
         found.sort(key=lambda e: (e.stamp, e.name), reverse=True)
@@ -328,7 +343,8 @@ class Catalog:
 
     def name_pattern(self) -> str:
         infix = "_%s" % self.series if self.series else ""
-        return "%s%s_YYYYMMDD_HHMMSS%s[.gz|.zst]" % (self.layout.prefix, infix, self.layout.content)
+        dirs = " or %s%s_YYYYMMDD_HHMMSS%s" % (self.layout.prefix, infix, _tree.SUFFIX) if self.layout.directories else ""
+        return "%s%s_YYYYMMDD_HHMMSS%s[.gz|.zst]%s" % (self.layout.prefix, infix, self.layout.content, dirs)
 
     def resolve(self, name: str) -> Entry:
         """A backup by name (``latest``, a latest link name, or a backup file name).
@@ -359,9 +375,16 @@ class Catalog:
                 % (base, self.layout.store, self.name_pattern())
             )
         path = os.path.join(self.directory, base)
-        if os.path.islink(path) or not os.path.isfile(path):
+        if not self._is_backup(base, path):
             raise ConfigError("backup %s not found in %s: list the backups to see what exists" % (base, self.directory))
         return self._entry(base, path, stamp)
+
+    @staticmethod
+    def _is_backup(name: str, path: str) -> bool:
+        """A backup file, or a backup directory (never a link)."""
+        if os.path.islink(path):
+            return False
+        return os.path.isdir(path) if _tree.is_tree(name) else os.path.isfile(path)
 
     @property
     def journal(self) -> _manifest.Journal:
@@ -371,7 +394,7 @@ class Catalog:
         """One backup, its manifest checked against the journal: a backup made here keeps being
         known as such when its manifest is deleted or replaced."""
         record = (self.journal.records() if journal is None else journal).get(name)
-        size = os.path.getsize(path)
+        size = _tree.size(path) if _tree.is_tree(name) else os.path.getsize(path)
         try:
             manifest = _manifest.read(path)
         except VerifyError as exc:
@@ -425,6 +448,8 @@ class Catalog:
                 continue
             deleted.append(entry.path)
             if not dry_run:
+                if entry.tree:
+                    _tree.remove(entry.path)  # the directory first: a manifest without it is reported
                 for path in (entry.path,) + tuple(entry.path + s for s in SIDECARS):
                     if os.path.lexists(path):
                         os.unlink(path)
@@ -457,11 +482,10 @@ class Catalog:
                 info = os.lstat(path)
             except FileNotFoundError:
                 continue
-            if stat.S_ISDIR(info.st_mode):
-                continue
+            size = _tree.size(path) if stat.S_ISDIR(info.st_mode) else info.st_size
             match = PARTIAL_PID_RE.search(name)
             pid = int(match.group(1)) if match else None
-            out.append(Partial(name, path, info.st_size, pid, lock_free or (pid is not None and not process_alive(pid))))
+            out.append(Partial(name, path, size, pid, lock_free or (pid is not None and not process_alive(pid))))
         return out
 
     def remove_stale_partials(self) -> list[dict[str, t.Any]]:
@@ -472,7 +496,10 @@ class Catalog:
             if partial.pid == os.getpid():
                 continue
             try:
-                os.unlink(partial.path)
+                if os.path.isdir(partial.path) and not os.path.islink(partial.path):
+                    shutil.rmtree(partial.path)  # the temp directory of a killed directory-format run
+                else:
+                    os.unlink(partial.path)
             except FileNotFoundError:
                 continue
             removed.append({"name": partial.name, "size": partial.size, "pid": partial.pid})

@@ -73,6 +73,8 @@ def build(
     }
     if run_id:
         manifest["run_id"] = run_id
+    if written.files:
+        manifest["artifact"]["files"] = [dict(f) for f in written.files]
     if adopted is not None:
         manifest["adopted"] = dict(adopted)
     return manifest

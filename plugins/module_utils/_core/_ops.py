@@ -25,6 +25,7 @@ import os
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Source, StreamChecked, Written, write_artifact
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
@@ -40,6 +41,14 @@ class Producer(t.Protocol):
     def finish(self) -> dict[str, t.Any]: ...
 
     def close(self) -> None: ...
+
+
+class TreeWriter(t.Protocol):
+    """Writes a backup that is a directory (see ``_tree``) instead of streaming a file:
+    ``write(dest, commit)`` fills a temp directory, checks it, calls ``commit(temp, written)``
+    and renames it onto ``dest``, or raises and leaves nothing there."""
+
+    def write(self, dest: str, commit: t.Callable[[str, Written], None]) -> Written: ...
 
 
 @dataclasses.dataclass
@@ -98,7 +107,10 @@ def is_good(entry: Entry, content: ContentFactory) -> bool:
     return report.state == "good"
 
 
-def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, str]) -> dict[str, t.Any]:
+def make_backup(
+    spec: BackupSpec, producer: Producer, versions: t.Mapping[str, str], tree: TreeWriter | None = None,
+) -> dict[str, t.Any]:
+    """The backup flow (module docstring); with ``tree``, the backup is a directory it writes."""
     catalog = spec.catalog
     catalog.writable()
     catalog.ensure()
@@ -108,10 +120,10 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
         removed = catalog.remove_stale_partials()
         record_unjournaled(catalog)
         space = catalog.free_space(*catalog.expected_size(spec.estimate, spec.compression.algorithm != "none"))
-        path = catalog.new_path(spec.compression.extension)
+        path = catalog.new_path(_tree.SUFFIX if tree is not None else spec.compression.extension)
         manifest_path = _manifest.path_for(path)
 
-        content = spec.content() if spec.verify_after or spec.content_stats else None
+        content = spec.content() if (spec.verify_after or spec.content_stats) and tree is None else None
 
         def commit(tmp: str, written: Written) -> None:
             stats = producer.finish()
@@ -124,7 +136,7 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
             manifest = _manifest.build(
                 catalog.layout.store,
                 written,
-                spec.compression,
+                getattr(tree, "compression", None) or spec.compression,  # a tree says how its files are compressed
                 fmt=spec.fmt,
                 database=spec.database,
                 series=catalog.series,
@@ -140,7 +152,10 @@ def make_backup(spec: BackupSpec, producer: Producer, versions: t.Mapping[str, s
         check: t.Any = content if content is not None else (True if spec.verify_after else None)
         try:
             try:
-                written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit, check)
+                if tree is not None:
+                    written = tree.write(path, commit)
+                else:
+                    written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit, check)
             finally:
                 producer.close()
         except BaseException:
@@ -187,14 +202,15 @@ def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
     catalog.writable()
     catalog.preflight()
     space = catalog.free_space(*catalog.expected_size(spec.estimate, spec.compression.algorithm != "none"))
-    path = os.path.join(catalog.directory, catalog.file_name(local_now(), spec.compression.extension))
+    extension = _tree.SUFFIX if spec.fmt == _tree.ALGORITHM else spec.compression.extension
+    path = os.path.join(catalog.directory, catalog.file_name(local_now(), extension))
     out: dict[str, t.Any] = {
         "artifact": {"path": path, "name": os.path.basename(path), "size": None, "sha256": None,
                      "format": spec.fmt, "compression": spec.compression.algorithm, "created": None,
                      "duration": None, "versions": {}, "history": [e.size for e in catalog.entries()][:HISTORY]},
         "manifest": _manifest.path_for(path),
         "source": {},
-        "latest": os.path.join(catalog.directory, catalog.latest_name(spec.compression.extension)) if spec.move_latest else None,
+        "latest": os.path.join(catalog.directory, catalog.latest_name(extension)) if spec.move_latest else None,
         "retention": None,
         "preflight": space,
         "removed_partials": [{"name": p.name, "size": p.size, "pid": p.pid} for p in catalog.partials() if p.stale],

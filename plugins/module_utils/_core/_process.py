@@ -205,6 +205,13 @@ class Child:
         """The end of what the child wrote to stderr, secrets redacted before it is cut."""
         return spooled_tail(self._err, self.cmd.secrets()) if self._err is not None else ""
 
+    def stderr_from(self, offset: int) -> bytes:
+        """What the child has written to stderr from byte ``offset`` on, so far (unredacted: for
+        parsing progress, never for output)."""
+        if self._err is None:
+            return b""
+        return os.pread(self._err.fileno(), STDERR_TAIL * 16, offset)
+
     def failure(self) -> str:
         """How it ended, as a sentence: '<name> failed with exit status N: <stderr>'."""
         rc = self.proc.returncode or 0

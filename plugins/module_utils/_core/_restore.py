@@ -13,8 +13,9 @@ restore safe, lives here:
 2. the engine's plan: the target's current state and versions (nothing changes);
 3. refuse without confirmation (check mode needs none);
 4. read the whole artifact before any change (stream, sha256 against the manifest, the
-   engine's content check), and let the engine refuse what it cannot load (check mode stops
-   here, with a prediction);
+   engine's content check; of a directory backup whose manifest lists its files, each file's
+   sha256 only: the load reads the streams), and let the engine refuse what it cannot load
+   (check mode stops here, with a prediction);
 5. take the store's lock;
 6. the rollback point: a safety backup of the data about to be replaced, before any change,
    unless the engine keeps the replaced data itself at its swap;
@@ -166,7 +167,7 @@ def full_read(entry: Entry, check: ContentCheck | None) -> Report:
     report = Report(entry.name, entry.path)
     if entry.manifest_error:  # unreadable, or gone while the journal says the collection made it
         report.failed("manifest", entry.manifest_error)
-    check_data(report, entry, check)
+    check_data(report, entry, check, reread=False)
     if report.problems:
         raise VerifyError(
             "refusing to restore %s, nothing was changed: %s" % (entry.name, "; ".join(report.problems)),

@@ -15,12 +15,22 @@ import dataclasses
 import datetime
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Consumer
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, median_size
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError
 
 
 ContentCheck = Consumer  # an engine's content check: fed every decompressed chunk, then result()
+
+
+class TreeContent(t.Protocol):
+    """The content check of a tree backup: a check per file (``None``: none for that file),
+    and the problem of the whole (a file that must be there, say), or ``None``."""
+
+    def consumer_for(self, name: str) -> Consumer | None: ...
+
+    def tree_result(self, names: t.Sequence[str]) -> str | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +55,7 @@ class Report:
     size: int | None = None  # stored bytes read
     # what a deep check measured, in the shape of the manifest's ``source`` (adoption records it)
     measured: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+    files: list[dict[str, t.Any]] = dataclasses.field(default_factory=list)  # a tree's files, once read
     # the checks of which one passing makes the backup good (a copy on S3: checksum, download, stream)
     good_when: tuple[str, ...] = ("sha256", "stream")
 
@@ -114,8 +125,16 @@ def check_rules(
             report.passed("manifest")
 
 
-def check_data(report: Report, entry: Entry, content: ContentCheck | None = None) -> None:
-    """Read the artifact once: stream integrity, sha256 against the manifest, content."""
+def check_data(report: Report, entry: Entry, content: ContentCheck | None = None, reread: bool = True) -> None:
+    """Read the artifact once: stream integrity, sha256 against the manifest, content.
+
+    ``reread=False`` (a restore's check before it loads): of a tree whose manifest lists its
+    files, only the sha256 of each file is checked - the same bytes as those whose streams and
+    content were checked when the backup was made - and the load reads the streams itself.
+    """
+    if entry.tree:
+        check_tree_data(report, entry, getattr(content, "tree", None), reread)
+        return
     reader = ArtifactReader(entry.path, entry.algorithm)
     try:
         for chunk in reader.chunks():
@@ -145,6 +164,47 @@ def check_data(report: Report, entry: Entry, content: ContentCheck | None = None
             report.failed("content", problem)
         else:
             report.passed("content")
+
+
+def check_tree_data(report: Report, entry: Entry, content: TreeContent | None, reread: bool = True) -> None:
+    """Read every file of a tree backup once: each stream, each sha256 against the manifest's
+    file list, the tree's digest against the manifest (or journal), the engine's content."""
+    try:
+        present = _tree.names(entry.path)
+    except BackupError as exc:
+        report.failed("stream", exc.msg)
+        return
+    listed = (entry.manifest or {}).get("artifact", {}).get("files")
+    streams = reread or listed is None
+    consumer_for = content.consumer_for if content is not None and streams else None
+    scanned = _tree.scan(entry.path, consumer_for, decompress=streams)
+    report.content_size, report.size, report.sha256 = scanned.content_size, scanned.size, scanned.sha256
+    report.files = scanned.listed()
+    if not streams:
+        report.skipped("stream", note="streams not re-read: every file's sha256 is checked against the manifest, "
+                                      "and the streams of those bytes were checked when the backup was made")
+    elif scanned.stream:
+        report.failed("stream", scanned.stream)
+    else:
+        report.passed("stream")
+    expected = entry.expected_sha256
+    whose = "manifest's" if entry.manifest is not None else "journal's"
+    problems = _tree.compare(listed, present, scanned) if listed is not None else []
+    if expected is None and listed is None:
+        report.skipped("sha256", "no manifest to compare with")
+    elif problems:
+        report.failed("sha256", "; ".join(problems))
+    elif expected is not None and scanned.sha256 != expected:
+        report.failed("sha256", "the files' digest %s differs from the %s %s" % (scanned.sha256, whose, expected))
+    else:
+        report.passed("sha256")
+    if content is None or scanned.stream or report.problems:
+        return
+    problem = scanned.content or content.tree_result(present)
+    if problem:
+        report.failed("content", problem)
+    else:
+        report.passed("content")
 
 
 def verify(

@@ -42,6 +42,11 @@ class Uploader:
         self.key = key
 
     def plan(self, path: str) -> Planned:
+        if os.path.isdir(path):
+            raise ConfigError(
+                "%s is a directory-format backup: off-site copies of that format are not supported yet; "
+                "copy it with your own tool, or use postgresql_backup_format: plain for the backups that go to S3" % path
+            )
         if not os.path.isfile(path):
             raise ConfigError("%s does not exist: nothing to copy off-site" % path)
         manifest = _manifest.read(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
+import os
 import re
 import typing as t
 
@@ -16,13 +17,15 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _adopt
 from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
 from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Source
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _directory
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Compression, Source
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError
 from ansible_collections.cclite.backup.plugins.module_utils._core._options import ToolOptions
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
 
 FORMAT = "plain"
+FORMATS = (FORMAT, _directory.FORMAT)
 
 
 def catalog(root: str, series: str = "") -> Catalog:
@@ -77,6 +80,8 @@ class BackupRequest:
     spec: _ops.BackupSpec
     dump_options: t.Sequence[str] = ()
     count_rows: str = "dump"
+    fmt: str = FORMAT  # plain (one .sql.gz) or directory (pg_dump -Fd -j jobs)
+    jobs: int = 2
 
 
 # pg_dump's getopt (PostgreSQL 15-17) and the options that would move or reshape its output.
@@ -165,25 +170,47 @@ def database_size(conn: pg.Connection, database: str) -> int | None:
 
 def backup(req: BackupRequest, check_mode: bool) -> dict[str, t.Any]:
     check_dump_options(req.dump_options)
-    found, _settings = probe(req.conn, req.database)
     spec = dataclasses.replace(req.spec, estimate=lambda: database_size(req.conn, req.database))
+    tree = None
+    if req.fmt == _directory.FORMAT:  # its settings are checked before anything runs
+        tree = _directory.DirectoryDump(req.conn, req.database, req.dump_options, req.count_rows, req.jobs,
+                                        directory_level(spec.compression), spec.file_mode)
+        spec = dataclasses.replace(spec, fmt=_directory.FORMAT)
+    elif req.fmt != FORMAT:
+        raise ConfigError("format must be plain or directory, not %r" % req.fmt)
+    found, _settings = probe(req.conn, req.database)
     if check_mode:
         out = _ops.predict_backup(spec)
         out["artifact"]["versions"] = found
         return out
+    if tree is not None:
+        return _ops.make_backup(spec, tree, found, tree)
     producer = DumpProducer(req.conn, req.database, req.dump_options, req.count_rows)
     return _ops.make_backup(spec, producer, found)
 
 
-def deep_check(conn: pg.Connection, database: str) -> t.Callable[[Entry, Report], None]:
-    """Restore into a scratch database, compare every table's row count, drop it."""
+def directory_level(compression: Compression) -> int:
+    """pg_dump's own gzip level for the directory format's files (0: uncompressed)."""
+    if compression.algorithm == "none":
+        return 0
+    if compression.algorithm != "gzip":
+        raise ConfigError(
+            "the directory format compresses each table with pg_dump's gzip (PostgreSQL 15): set compression gzip "
+            "(postgresql_backup_compression) with a level of 1 to 9, or none"
+        )
+    return compression.level
+
+
+def deep_check(conn: pg.Connection, database: str, jobs: int = 0) -> t.Callable[[Entry, Report], None]:
+    """Restore into a scratch database, compare every table's row count, drop it (a directory
+    dump with ``pg_restore -j jobs``, 0: one per core)."""
 
     def check(entry: Entry, report: Report) -> None:
         scratch = pg.scratch_name(database or "cclite", "verify")
         try:
             pg.drop_database(conn, scratch)
             pg.create_database(conn, scratch, None)
-            pg.load(conn, scratch, ArtifactReader(entry.path).chunks())
+            load_entry(conn, scratch, entry, jobs)
             counts = pg.count_rows(conn, scratch)
         except BackupError as exc:
             report.failed("deep", "restoring into a scratch database failed: %s" % exc.msg)
@@ -208,11 +235,20 @@ def deep_check(conn: pg.Connection, database: str) -> t.Callable[[Entry, Report]
     return check
 
 
+def load_entry(conn: pg.Connection, database: str, entry: Entry, jobs: int = 0) -> None:
+    """Load a backup into ``database``: psql for a plain dump, pg_restore -j for a directory."""
+    if entry.tree:
+        _directory.load(conn, database, entry.path, jobs or min(8, os.cpu_count() or 1))
+    else:
+        pg.load(conn, database, ArtifactReader(entry.path).chunks())
+
+
 @dataclasses.dataclass
 class RestoreRequest:
     conn: pg.Connection
     database: str
     spec: _restore.RestoreSpec
+    jobs: int = 2  # pg_restore's processes, for a directory dump
 
 
 class Restore:
@@ -251,9 +287,12 @@ class Restore:
         return _restore.Plan("%s on %s" % (self.req.database, self.conn.describe()), facts.database is not None, self.result)
 
     def content(self) -> pg.DumpComplete:
-        return pg.DumpComplete()
+        return _directory.Content()
 
     def accept(self, entry: Entry, check: t.Any) -> str:
+        if entry.tree:
+            _directory.check_mode(self.conn)
+            return " (pg_restore -j %d)" % _directory.check_jobs(self.req.jobs)
         return ""
 
     def safety_backup(self, spec: _restore.RestoreSpec) -> dict[str, t.Any]:
@@ -274,7 +313,7 @@ class Restore:
         self.prepared = True  # from here on, the staging database is this run's (under the lock)
         pg.drop_database(self.conn, self.staging)  # left by a run that was killed
         pg.create_database(self.conn, self.staging, self.current)
-        pg.load(self.conn, self.staging, ArtifactReader(entry.path).chunks())
+        load_entry(self.conn, self.staging, entry, self.req.jobs)
 
     def measure(self, entry: Entry) -> list[_restore.Count] | None:
         counts = self.result["tables"] = pg.count_rows(self.conn, self.staging)
@@ -332,7 +371,7 @@ def info(
     catalog_: Catalog, rules: Rules, level: str, conn: pg.Connection | None, database: str, now: datetime.datetime | None = None,
 ) -> dict[str, t.Any]:
     deep = deep_check(conn, database) if level == "deep" and conn is not None else None
-    return _ops.inspect(catalog_, rules, level, pg.DumpComplete, now, deep)
+    return _ops.inspect(catalog_, rules, level, _directory.Content, now, deep)
 
 
 DUMP_HEADER = {
@@ -359,7 +398,7 @@ def adopt(
     pg.server_version(conn)  # the deep check needs the server: fail early, with the connection's message
     spec = _adopt.AdoptSpec(
         catalog=catalog_,
-        content=pg.DumpComplete,
+        content=_directory.Content,
         deep=deep_check(conn, database),
         fmt=FORMAT,
         versions=dump_versions,

@@ -60,7 +60,10 @@ def test_guide_names_exactly(tmp_path):
     assert cat.directory == str(tmp_path / "postgresql")
     assert cat.file_name(stamp, ".gz") == "postgres_backup_20250102_030405.sql.gz"
     assert cat.latest_name(".gz") == "latest.sql.gz"
-    assert cat.latest_names() == ["latest.sql.gz", "latest.sql.zst", "latest.sql"]
+    assert cat.latest_names() == ["latest.sql.gz", "latest.sql.zst", "latest.sql", "latest.dir"]
+    assert cat.file_name(stamp, ".dir") == "postgres_backup_20250102_030405.dir"
+    assert cat.parse("postgres_backup_20250102_030405.dir") == stamp.astimezone()
+    assert cat.latest_name(".dir") == "latest.dir"
     assert cat.file_name(stamp, ".zst") == "postgres_backup_20250102_030405.sql.zst"
 
 
@@ -573,7 +576,7 @@ def test_median_size():
 
 
 def test_layout_safety():
-    assert POSTGRESQL.safety() == Layout("postgresql", "postgres_safety", ".sql", "safety")
+    assert POSTGRESQL.safety() == Layout("postgresql", "postgres_safety", ".sql", "safety", directories=True)
     assert POSTGRESQL.safety().relative_dir == os.path.join("postgresql", "safety")
 
 

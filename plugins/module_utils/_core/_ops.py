@@ -286,6 +286,8 @@ def inspect(
             )
             if deep is not None and index == 0 and not report.problems:
                 deep(entry, report)
+                if report.checks.get("deep") == "skipped":  # asked for and not made: never healthy
+                    report.failed("deep", "the deep check did not run (%s)" % (report.notes[-1].split(": ", 1)[-1] if report.notes else "no reason given"))
             item["verification"] = report.as_dict()
             problems.extend(report.problems)
             if not any(report.checks.get(c) == "failed" for c in INTEGRITY_CHECKS):

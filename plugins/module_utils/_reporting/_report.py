@@ -445,7 +445,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "cclite_backup_size_median_ratio": ("gauge", "Last backup size divided by the median of the backups before it."),
     "cclite_backup_last_verification_timestamp_seconds": ("gauge", "When the backups were last verified (Unix time)."),
     "cclite_backup_last_verification_status": ("gauge", "1 when the last verification found no problem, 0 otherwise."),
-    "cclite_backup_recovery_point_timestamp_seconds": ("gauge", "PostgreSQL point-in-time recovery: when the newest archived WAL segment was stored (Unix time)."),
+    "cclite_backup_recovery_point_timestamp_seconds": (
+        "gauge", "PostgreSQL point-in-time recovery: when the newest archived WAL segment was stored (Unix time)."),
     "cclite_backup_drill_last_success_timestamp_seconds": ("gauge", "When the last restore drill that passed ended (Unix time)."),
     "cclite_backup_drill_duration_seconds": ("gauge", "Seconds the restore of the last drill that passed took (the measured restore time)."),
     "cclite_backup_drill_last_status": ("gauge", "1 when the last restore drill ran and passed, 0 when it failed or could not run."),

@@ -175,7 +175,8 @@ def test_docker_target_refuses_without_the_image_or_the_memory(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemAvailable:     102400 kB\n")
     spec = _drill.DockerSpec("redis", "cc-lite-redis", memory="1g", docker_bin=fake_docker(tmp_path, True), meminfo=str(meminfo))
-    with pytest.raises(_drill.DrillError, match="it needs 1024 MiB of memory .redis_backup_drill_memory, or drill_memory for every store. and this host has 100 MiB available"):
+    expected = "it needs 1024 MiB of memory .redis_backup_drill_memory, or drill_memory for every store. and this host has 100 MiB available"
+    with pytest.raises(_drill.DrillError, match=expected):
         _drill.DockerTarget(spec).start()
     with pytest.raises(_drill.DrillError, match="no production container to take the image from: set qdrant_backup_drill_container"):
         _drill.DockerTarget(_drill.DockerSpec("qdrant", "", docker_bin=fake_docker(tmp_path, True))).start()

@@ -81,8 +81,9 @@ units:
 integration: image
 	tests/harness/integration.sh $(INTEGRATION_ARGS)
 
-# ansible-runner jobs against a PostgreSQL started by the tests, with a local webhook server.
-runner:
+# ansible-runner jobs against a PostgreSQL started by the tests, with a local webhook server;
+# the restore drills (test_drill.py) on the guide's stack image.
+runner: stack-images
 	tests/harness/pytest.sh -p no:cacheprovider tests/runner $(RUNNER_ARGS)
 
 molecule: image

@@ -33,6 +33,26 @@ options:
     default: 600
 """
 
+    # Matches _module.set_argument_spec().
+    BACKUP_SET = r"""
+options:
+  run_id:
+    description:
+      - Id of the C(backup.yml) run this backup is part of (its C(backup_run_id),
+        C(YYYYMMDD_HHMMSS)), written into the manifest as C(run_id). The backups of the stores
+        that share a run id form a backup set (M(cclite.backup.backup_set_info)).
+      - Empty writes no run id; such a backup joins a set by its time stamp, like a legacy one.
+    type: str
+    default: ""
+  host:
+    description:
+      - The inventory name of the host, written into the manifest as C(host) together with
+        O(run_id). It keeps the series of hosts that share a bucket apart.
+      - Empty records the machine's name instead.
+    type: str
+    default: ""
+"""
+
     # Matches _module.compression_argument_spec().
     COMPRESSION = r"""
 options:

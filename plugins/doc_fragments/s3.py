@@ -21,6 +21,22 @@ options:
         same file names as in the local catalog, each next to its C(.manifest.json).
     type: str
     default: cc-lite/backups
+  host:
+    description:
+      - The inventory name of the host whose copies these are. Copies whose manifest names
+        another host (manifests with a C(run_id) name their host) are left out of every listing,
+        so they are never fetched, checked or pruned as this host's. Copies without one (the
+        guide's scripts, older manifests) count as this host's.
+      - Empty disables the filter.
+    type: str
+    default: ""
+  host_dir:
+    description:
+      - Put the host (O(host)) into the keys, C(<prefix>/<host>/<store>/<file>), so several
+        hosts sharing one bucket and prefix never share a key. Off keeps the guide's layout
+        C(<prefix>/<store>/<file>), right for one host per bucket and prefix.
+    type: bool
+    default: false
   endpoint_url:
     description:
       - URL of an S3-compatible endpoint (MinIO, Ceph, a test server). Empty uses AWS.

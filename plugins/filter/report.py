@@ -21,7 +21,7 @@ MIN_SECRET_LENGTH = 3
 EMOJI = {"ok": ":white_check_mark:", "problems": ":warning:", "failed": ":x:"}
 COLORS = {"ok": "good", "problems": "warning", "failed": "danger"}
 SHOWN = ("store", "action", "target", "status", "artifact", "size", "previous_size", "size_change",
-         "size_change_percent", "median_size", "duration", "problems", "warnings", "error")
+         "size_change_percent", "median_size", "duration", "problems", "warnings", "error", "drill")
 
 
 def run_table(hosts: t.Mapping[str, t.Sequence[t.Mapping[str, t.Any]]], unreachable: t.Sequence[str] | None = None) -> list[str]:
@@ -116,6 +116,17 @@ def run_summary(
     }
 
 
+def drill_words(drill: t.Mapping[str, t.Any]) -> str:
+    """A drill in a few words: passed (restore time, what was compared), failed, or did not run."""
+    if drill.get("passed"):
+        compared = drill.get("compared") or {}
+        counted = ", ".join("%d %s" % (len(v), k) for k, v in compared.items() if isinstance(v, (dict, list)) and k != "sample")
+        return "passed: %s restored in %.1fs%s" % (drill.get("backup"), drill.get("restore_seconds") or 0, " (%s compared)" % counted if counted else "")
+    if not drill.get("ran"):
+        return "did not run: %s" % drill.get("why")
+    return "FAILED: %s" % drill.get("why")
+
+
 def _slack(summary: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     attachments = []
     for host in summary.get("hosts") or []:
@@ -129,6 +140,9 @@ def _slack(summary: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
                 fields.append({"title": "Change vs previous", "value": result["size_change_human"], "short": True})
             if result.get("duration") is not None:
                 fields.append({"title": "Duration", "value": "%.1fs" % result["duration"], "short": True})
+            drill = result.get("drill") or {}
+            if drill:
+                fields.append({"title": "Drill", "value": drill_words(drill), "short": False})
             notes = ([result["error"]] if result.get("error") else []) + result.get("problems", []) + result.get("warnings", [])
             attachments.append({
                 "color": COLORS.get(result["status"], "danger") if result["status"] != "ok" or not result.get("warnings") else "warning",

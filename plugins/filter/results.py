@@ -36,11 +36,19 @@ def _record(result: t.Mapping[str, t.Any], store: str, action: str) -> dict[str,
         # the sizes before it, for the size trend (see the size_trend filter)
         record["created"] = artifact.get("created")
         record["history"] = artifact["history"]
+    if action == "drill":
+        record.update(drill_record(result.get("drill") or {}))
     if result.get("failed"):
         record["error"] = result.get("msg") or "failed"
     elif record["problems"]:
         record["status"] = "problems"
     return record
+
+
+def drill_record(drill: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """What a run record keeps of a drill: the measured restore time is its duration."""
+    kept = {k: drill.get(k) for k in _report.DRILL_KEYS}
+    return {"drill": kept, "duration": drill.get("restore_seconds")}
 
 
 def run_results(registered: t.Mapping[str, t.Any], store: str, action: str) -> list[dict[str, t.Any]]:

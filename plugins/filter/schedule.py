@@ -45,7 +45,21 @@ def schedule_calendar(job: t.Mapping[str, t.Any]) -> str:
     """``on_calendar`` when the job has one, else the cron fields as ``[Dow ]*-*-* HH:MM:00``."""
     if job.get("on_calendar"):
         return str(job["on_calendar"])
-    return "%s*-*-* %s:%s:00" % (_weekday(job), _number(job, "hour", 23), _number(job, "minute", 59))
+    day = _day(job)
+    return "%s*-*-%s %s:%s:00" % (_weekday(job), "*" if day == "*" else "%02d" % int(day), _number(job, "hour", 23), _number(job, "minute", 59))
+
+
+def _day(job: t.Mapping[str, t.Any]) -> str:
+    """The day of the month, 1-28 or "*" (later days do not come every month)."""
+    value = str(job.get("day", "*")).strip()
+    if value != "*" and not (re.fullmatch(r"\d{1,2}", value) and 1 <= int(value) <= 28):
+        raise AnsibleFilterError("job %s: day %r is not '*' or a day of the month from 1 to 28" % (job.get("name"), value))
+    return value
+
+
+def cron_day(job: t.Mapping[str, t.Any]) -> str:
+    """The job's day of the month as cron wants it (checked the same way as for systemd)."""
+    return _day(job)
 
 
 def cron_weekday(job: t.Mapping[str, t.Any]) -> str:
@@ -56,4 +70,4 @@ def cron_weekday(job: t.Mapping[str, t.Any]) -> str:
 
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
-        return {"schedule_calendar": schedule_calendar, "cron_weekday": cron_weekday}
+        return {"schedule_calendar": schedule_calendar, "cron_weekday": cron_weekday, "cron_day": cron_day}

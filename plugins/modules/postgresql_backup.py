@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - cclite.backup.postgresql
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.BACKUP_SET
   - cclite.backup.catalog.RETENTION
   - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
@@ -253,6 +254,7 @@ def main() -> None:
     argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
+    argument_spec.update(_module.set_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -271,6 +273,7 @@ def main() -> None:
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),
+            **_module.set_from(p),
         )
         request = pg_ops.BackupRequest(pg.connection_from(p), p["database"], spec, p["dump_options"], p["count_rows"],
                                        p["format"], p["jobs"])

@@ -14,9 +14,9 @@ description:
   - Streams C(pg_basebackup -D - -Ft -X none --manifest-checksums=SHA256) through the core's
     writer (compression, sha256, read-back, manifest, temp file and rename) into
     C(<backup_root>/postgresql_base/postgres_base_backup_YYYYMMDD_HHMMSS.tar.gz).
-  - The WAL the base backup needs is not in it: C(pg_basebackup) waits until the server has
+  - The WAL the base backup needs is not in it; C(pg_basebackup) waits until the server has
     archived it into C(<backup_root>/postgresql/wal/) (the role's archive_command), so the
-    server must archive (O(ignore) nothing: a server that does not archive makes this fail).
+    server must archive WAL; on a server that does not archive, this fails.
   - The read-back walks the tar stream and records C(backup_label) (start LSN, timeline) and the
     end LSN from the backup manifest in the catalog manifest; C(pg_verifybackup) checks the
     unpacked files at restore time (PostgreSQL 15's C(pg_verifybackup) reads only plain directories).

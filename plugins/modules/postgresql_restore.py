@@ -35,6 +35,7 @@ extends_documentation_fragment:
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.PROGRESS
+  - cclite.backup.drill
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -160,12 +161,19 @@ tables:
   description: Row count of every table after the restore (null in check mode).
   returned: always
   type: dict
+drill:
+  description: >-
+    With O(drill), also on failure: C(store), C(set), C(backup), C(server) (the drill target), C(ran), C(passed),
+    C(started), C(finished), C(duration_seconds), C(restore_seconds) (the measured restore), C(compared), C(problems), C(why).
+  returned: with O(drill)
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
+from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _drill as pg_drill
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
 
 
@@ -182,11 +190,18 @@ def main() -> None:
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
+    argument_spec.update(_module.drill_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
         spec = _module.restore_spec_from(p, pg_ops.catalog(p["backup_root"], p["series"]), safety_series=p["database"])
+        if p["drill"]:
+            return _module.drill(
+                module, "postgresql", p["container"], pg.connection_argument_spec(),
+                lambda kept: (spec, pg_drill.Drill(pg.connection_from(p), p["database"], spec, pg.connection_from(kept) if kept else None)),
+                host_mode=p["mode"] == "host", scratch=lambda: pg_drill.HostScratch(pg.connection_from(p)),
+            )
         request = pg_ops.RestoreRequest(conn=pg.connection_from(p), database=p["database"], spec=spec, jobs=p["jobs"])
         return pg_ops.Restore(request).run(module.check_mode)
 

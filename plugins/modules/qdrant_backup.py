@@ -38,6 +38,7 @@ extends_documentation_fragment:
   - cclite.backup.qdrant
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.BACKUP_SET
   - cclite.backup.catalog.RETENTION
   - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
@@ -226,6 +227,7 @@ def main() -> None:
     argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
+    argument_spec.update(_module.set_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -240,6 +242,7 @@ def main() -> None:
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),
+            **_module.set_from(p),
         )
         request = qd_ops.BackupRequest(qd.connection_from(p), spec, p["collections"], p["full_snapshot"])
         result = qd_ops.backup(request, module.check_mode)

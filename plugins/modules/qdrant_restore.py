@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.PROGRESS
+  - cclite.backup.drill
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -51,6 +52,10 @@ attributes:
     details:
       - Every run replaces the collections' data.
 options:
+  drill_port:
+    description: With O(drill) - the API port of the server in the drill container (reached on the drill network).
+    type: int
+    default: 6333
   name:
     description:
       - Backup to restore, as the guide's C(--qdrant FILE) - C(qdrant_backup_20251226_020000.tar.gz),
@@ -159,12 +164,19 @@ collections:
     uploaded_snapshot_removed:
       description: Whether the uploaded snapshot file was found on the server and deleted.
       type: bool
+drill:
+  description: >-
+    With O(drill), also on failure: C(store), C(set), C(backup), C(server) (the drill target), C(ran), C(passed),
+    C(started), C(finished), C(duration_seconds), C(restore_seconds) (the measured restore), C(compared), C(problems), C(why).
+  returned: with O(drill)
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _drill as qd_drill
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _engine as qd_ops
 
 
@@ -174,17 +186,24 @@ def main() -> None:
         collections=dict(type="list", elements="str", default=[]),
         confirm=dict(type="bool", default=False),
         safety_backup=dict(type="bool", default=True),
+        drill_port=dict(type="int", default=6333),
     )
     argument_spec.update(qd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
+    argument_spec.update(_module.drill_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
         spec = _module.restore_spec_from(p, qd_ops.catalog(p["backup_root"], p["series"]))
         request = qd_ops.RestoreRequest(conn=qd.connection_from(p), spec=spec, collections=p["collections"])
+        if p["drill"]:
+            return _module.drill(
+                module, "qdrant", "", qd.connection_argument_spec(),
+                lambda kept: (spec, qd_drill.Drill(request, p["drill_port"], qd.connection_from(kept) if kept else None)),
+            )
         return qd_ops.Restore(request).run(module.check_mode)
 
     _module.run(module, action, ("qdrant", "restore", ""))

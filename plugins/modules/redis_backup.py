@@ -46,6 +46,7 @@ extends_documentation_fragment:
   - cclite.backup.redis
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
+  - cclite.backup.catalog.BACKUP_SET
   - cclite.backup.catalog.RETENTION
   - cclite.backup.catalog.PROGRESS
   - cclite.backup.attributes
@@ -335,6 +336,7 @@ def main() -> None:
     argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
+    argument_spec.update(_module.set_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -351,6 +353,7 @@ def main() -> None:
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),
+            **_module.set_from(p),
         )
         settings = rd_ops.Settings(p["method"], p["rdb_transfer"], p["pause_writes_ms"], p["sample_keys"], p["bgsave_timeout"])
         result = rd_ops.backup(rd_ops.BackupRequest(conn, spec, settings), module.check_mode)

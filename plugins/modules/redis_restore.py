@@ -44,6 +44,7 @@ extends_documentation_fragment:
   - cclite.backup.catalog
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.PROGRESS
+  - cclite.backup.drill
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -218,12 +219,19 @@ actions:
   returned: always
   type: list
   elements: str
+drill:
+  description: >-
+    With O(drill), also on failure: C(store), C(set), C(backup), C(server) (the drill target), C(ran), C(passed),
+    C(started), C(finished), C(duration_seconds), C(restore_seconds) (the measured restore), C(compared), C(problems), C(why).
+  returned: with O(drill)
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _module
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
+from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _drill as rd_drill
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as rd_ops
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _restore as rd_restore
 
@@ -246,6 +254,7 @@ def main() -> None:
     argument_spec.update(_module.catalog_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
+    argument_spec.update(_module.drill_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
@@ -261,6 +270,12 @@ def main() -> None:
             replace_all=p["replace_all"],
             settings=rd_ops.Settings(p["method"], "file", p["pause_writes_ms"], 3, p["bgsave_timeout"]),
         )
+        if p["drill"]:
+            return _module.drill(
+                module, "redis", p["container"], rd.connection_argument_spec(),
+                lambda kept: (request.spec, rd_drill.Drill(request, rd.connection_from(kept) if kept else None)),
+                host_mode=p["mode"] == "host",
+            )
         return rd_restore.Restore(request).run(module.check_mode)
 
     _module.run(module, action, ("redis", "restore", ""))

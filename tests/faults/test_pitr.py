@@ -155,7 +155,7 @@ def test_archive_command_killed_mid_segment(server: Server, base: str) -> None:
     before = server.archiver()
     kills = 0
     segment = ""
-    for _ in range(5):
+    for _attempt in range(5):
         segment = server.switch(20)
         deadline = time.time() + 30
         while time.time() < deadline and not kills:
@@ -191,8 +191,8 @@ def test_full_archive_disk(server: Server, base: str) -> None:
         pytest.skip("cannot mount a tmpfs (needs root): %s" % done.stderr.strip())
     wal = install(server, root)
     server.switch(2)
-    wait_for(lambda: server.archiver()["last_archived"] != "" and not any(n.endswith(".ready") for n in
-                                                                       os.listdir(os.path.join(server.data, "pg_wal", "archive_status"))))
+    status = os.path.join(server.data, "pg_wal", "archive_status")
+    wait_for(lambda: server.archiver()["last_archived"] != "" and not any(n.endswith(".ready") for n in os.listdir(status)))
     filler = os.path.join(root, "filler")
     with open(filler, "wb") as handle:
         try:
@@ -234,8 +234,8 @@ def test_s3_outage(server: Server, base: str) -> None:
     proc = start_s3()
     try:
         root = os.path.join(base, "root")
-        wal = install(server, root, s3={"bucket": "pitr-faults", "prefix": "t", "endpoint_url": endpoint, "access_key": "faults",
-                                       "secret_key": S3_SECRET, "timeout": 5})
+        s3 = {"bucket": "pitr-faults", "prefix": "t", "endpoint_url": endpoint, "access_key": "faults", "secret_key": S3_SECRET, "timeout": 5}
+        wal = install(server, root, s3=s3)
         first = server.switch(2)
         wait_for(lambda: first in marked_done(server))
         proc.terminate()

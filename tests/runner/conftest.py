@@ -127,7 +127,8 @@ class Job:
         return found
 
 
-def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any], cmdline: str = "") -> Job:
+def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any], cmdline: str = "",
+                 envvars: t.Mapping[str, str] | None = None) -> Job:
     """Run playbooks/<playbook>.yml through ansible-runner, as AWX does, with extra vars only."""
     import ansible_runner  # imported late: only these tests need it
 
@@ -138,6 +139,7 @@ def run_playbook(inventory: str, playbook: str, extravars: t.Mapping[str, t.Any]
             "PATH": os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""),
             "ANSIBLE_NOCOLOR": "1",
         }
+        env.update(envvars or {})
         result = ansible_runner.run(
             private_data_dir=private,
             project_dir=ROOT,

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 
 import pytest
 
 USERS = 1700
+REDIS_PASSWORD = "molecule-Redis-0ff"  # molecule.yml
+QDRANT_KEY = "molecule-Qdrant-0ff"
+QDRANT_SEED = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "qdrant", "files", "seed.json"), encoding="utf-8"))
 SOURCE, FRESH, ENDPOINT = "cclite-offsite-1", "cclite-offsite-2", "cclite-offsite-s3"
 MAGIC = b"cclite.backup/aead-v1\n"
 
@@ -64,7 +69,8 @@ def test_the_fresh_instance_restored_the_copies_from_s3(host):
         path = "/srv/backups/postgresql/" + backups[0]
         assert host.file("/srv/backups/postgresql/latest_%s.sql.gz" % db).linked_to == path
         manifest = json.loads(host.file(path + ".manifest.json").content_string)
-        assert manifest["host"] != "cclite-offsite-2"
+        assert manifest["host"] == SOURCE  # restore_from_host: instance 1's series, recorded in its manifests
+        assert re.fullmatch(r"\d{8}_\d{6}", manifest["run_id"])
         assert manifest["encryption"] is None  # the local copy is plaintext
         assert manifest["fetched_from"]["encryption"]["algorithm"] == "cclite-aead-v1"
         assert manifest["fetched_from"]["url"].startswith("s3://cclite-molecule-offsite/cc-lite/backups/postgresql/")
@@ -89,7 +95,7 @@ def test_the_copies_on_s3_are_encrypted_and_checksummed(host):
     assert result.rc == 0, result.stderr
     objects = json.loads(result.stdout)
     artifacts = {k: v for k, v in objects.items() if k.endswith(".sql.gz")}
-    manifests = {k: v for k, v in objects.items() if k.endswith(".manifest.json")}
+    manifests = {k: v for k, v in objects.items() if k.endswith(".sql.gz.manifest.json")}
     assert len(artifacts) == 2 and len(manifests) == 2, sorted(objects)
     for key, obj in artifacts.items():
         assert key.startswith("cc-lite/backups/postgresql/postgres_backup_")
@@ -97,8 +103,54 @@ def test_the_copies_on_s3_are_encrypted_and_checksummed(host):
         assert obj["class"] == "STANDARD_IA"
         manifest = manifests[key + ".manifest.json"]["json"]
         assert manifest["encryption"]["algorithm"] == "cclite-aead-v1"
+        assert manifest["host"] == SOURCE and re.fullmatch(r"\d{8}_\d{6}", manifest["run_id"])
         assert len(manifest["encryption"]["key_id"]) == 16
         assert "molecule-offsite-key" not in json.dumps(manifest)
         assert manifest["encryption"]["ciphertext"]["size"] == obj["size"] == manifest["offsite"]["size"]
         assert manifest["offsite"]["checksum"]["value"].split("-")[0] == obj["checksum"].split("-")[0]
         assert manifest["artifact"]["size"] < obj["size"]
+
+
+def qdrant(host, method, path, body=None):
+    command = "curl -sS --fail-with-body -X %s -H 'api-key: %s' -H 'Content-Type: application/json' http://localhost:6337%s" % (
+        method, QDRANT_KEY, path)
+    if body is not None:
+        command += " --data-binary %s" % json.dumps(json.dumps(body))
+    result = host.run(command)
+    assert result.rc == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)["result"]
+
+
+def test_the_fresh_instance_got_every_redis_key_back(host):
+    only(host, FRESH)
+    # /root/seed.json is instance 1's snapshot (prepare.yml): every key, value and expiry
+    result = host.run("REDISCLI_AUTH=%s python3 /root/redis_data.py compare --expect /root/seed.json" % REDIS_PASSWORD)
+    assert result.rc == 0, result.stdout + result.stderr
+    stray = host.run("REDISCLI_AUTH=%s redis-cli EXISTS stray" % REDIS_PASSWORD)
+    assert stray.stdout.strip() == "0"  # the fresh instance's own key is gone: the data is instance 1's
+
+
+@pytest.mark.parametrize("collection", sorted(QDRANT_SEED))
+def test_the_fresh_instance_got_every_qdrant_point_back(host, collection):
+    only(host, FRESH)
+    points = qdrant(host, "POST", "/collections/%s/points/scroll" % collection,
+                    {"limit": 1000, "with_payload": True, "with_vector": True})["points"]
+    expected = {json.dumps(p["id"]): p for p in QDRANT_SEED[collection]["points"]}
+    actual = {json.dumps(p["id"]): p for p in points}
+    assert sorted(actual) == sorted(expected)
+    for point_id, point in expected.items():
+        assert actual[point_id]["vector"] == point["vector"], point_id
+        assert actual[point_id]["payload"] == point["payload"], point_id
+
+
+def test_the_fresh_instance_restored_one_set_of_instance_1(host):
+    only(host, FRESH)
+    run_ids = set()
+    for store, pattern in (("redis", "redis_backup_*.rdb.gz"), ("qdrant", "qdrant_backup_*.tar.gz")):
+        found = host.run("ls /srv/backups/%s/%s" % (store, pattern)).stdout.split()
+        assert len(found) == 1, found
+        manifest = json.loads(host.file(found[0] + ".manifest.json").content_string)
+        assert manifest["host"] == SOURCE
+        assert manifest["fetched_from"]["url"].startswith("s3://cclite-molecule-offsite/cc-lite/backups/%s/" % store)
+        run_ids.add(manifest["run_id"])
+    assert len(run_ids) == 1 and re.fullmatch(r"\d{8}_\d{6}", run_ids.pop())

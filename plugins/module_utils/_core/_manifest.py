@@ -47,9 +47,12 @@ def build(
     source: t.Mapping[str, t.Any] | None = None,
     kind: str = "scheduled",
     adopted: t.Mapping[str, t.Any] | None = None,
+    run_id: str = "",
 ) -> dict[str, t.Any]:
     """The manifest of a freshly written artifact (or, with ``adopted``, of a legacy one whose
-    compression is given as a mapping, since its level is not known)."""
+    compression is given as a mapping, since its level is not known). With ``run_id`` (the
+    ``backup.yml`` run's id) it records ``run_id`` and ``host`` names the inventory host: the
+    backups of one run form a set (see ``_sets``); without it ``host`` is the machine's name."""
     manifest = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -68,11 +71,21 @@ def build(
         "source": dict(source or {}),
         "encryption": None,
     }
+    if run_id:
+        manifest["run_id"] = run_id
     if written.files:
         manifest["artifact"]["files"] = [dict(f) for f in written.files]
     if adopted is not None:
         manifest["adopted"] = dict(adopted)
     return manifest
+
+
+def owner(manifest: t.Mapping[str, t.Any] | None) -> str | None:
+    """The inventory host a backup belongs to; ``None`` when its manifest predates run ids
+    (its ``host`` is then the machine's name, not an inventory name) or it has none."""
+    if not manifest or not manifest.get("run_id"):
+        return None
+    return manifest.get("host") or None
 
 
 def write_text(path: str, text: str, mode: int = 0o600) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
+from ansible_collections.cclite.backup.plugins.module_utils._core import _drill
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._restore import RestoreSpec
+from ansible_collections.cclite.backup.plugins.module_utils._core._sets import RUN_ID_RE
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Rules
 
 DEFAULT_LEVELS = {"gzip": 6, "zstd": 1, "none": 0}  # zstd 1: see the catalog doc fragment
@@ -25,6 +27,22 @@ def catalog_argument_spec() -> dict[str, t.Any]:
         "series": {"type": "str", "default": ""},
         "lock_timeout": {"type": "int", "default": 600},
     }
+
+
+def set_argument_spec() -> dict[str, t.Any]:
+    """The run a backup belongs to (doc fragment cclite.backup.backup_set)."""
+    return {
+        "run_id": {"type": "str", "default": ""},
+        "host": {"type": "str", "default": ""},
+    }
+
+
+def set_from(params: t.Mapping[str, t.Any]) -> dict[str, str]:
+    """``run_id`` and ``host`` for a :class:`BackupSpec`, the run id checked."""
+    run_id = (params.get("run_id") or "").strip()
+    if run_id and not RUN_ID_RE.fullmatch(run_id):
+        raise ConfigError("run_id is %r: give the run's backup_run_id (YYYYMMDD_HHMMSS), or leave it empty" % run_id)
+    return {"run_id": run_id, "host": (params.get("host") or "").strip()}
 
 
 def retention_keep_argument_spec() -> dict[str, t.Any]:
@@ -125,6 +143,57 @@ def restore_spec_from(params: t.Mapping[str, t.Any], catalog: Catalog, **kwargs:
         catalog, params["name"], params["confirm"], params["safety_backup"], params.get("keep_previous") or False,
         compression_from(params), params["lock_timeout"], file_mode_from(params), **kwargs,
     )
+
+
+def drill_argument_spec() -> dict[str, t.Any]:
+    """What every ``*_restore`` module takes for a drill (doc fragment cclite.backup.drill)."""
+    return {
+        "drill": {"type": "bool", "default": False},
+        "drill_container": {"type": "str", "default": ""},
+        "drill_image": {"type": "str", "default": ""},
+        "drill_memory": {"type": "str", "default": "1g"},
+        "drill_start_timeout": {"type": "int", "default": 120},
+        "drill_target": {"type": "dict"},
+        "drill_set": {"type": "str", "default": ""},
+    }
+
+
+def drill(
+    module: t.Any, store: str, container: str, connection_spec: t.Mapping[str, t.Any],
+    build: t.Callable[[dict[str, t.Any] | None], tuple[RestoreSpec, _drill.DrillEngine]], host_mode: bool = False,
+    scratch: t.Callable[[], _drill.Throwaway] | None = None,
+) -> dict[str, t.Any]:
+    """A ``*_restore`` module's drill: ``build`` gets the dedicated drill server's parameters
+    (the module's, with ``drill_target`` over them) or ``None``, and returns the restore spec
+    and the store's drill engine; in host mode ``scratch`` makes a scratch server on this host."""
+    p = module.params
+    if module.check_mode:
+        return {"changed": False, "drill": None, "msg": "would run a %s restore drill in a throwaway target (check mode: nothing started)" % store}
+    kept = None
+    if p["drill_target"]:
+        unknown = sorted(set(p["drill_target"]) - set(connection_spec))
+        if unknown:
+            raise ConfigError(
+                "%s_drill_target has %s, which %s not a connection option of the module; use %s"
+                % (store, ", ".join(unknown), "is" if len(unknown) == 1 else "are", ", ".join(sorted(connection_spec)))
+            )
+        kept = dict(p, **p["drill_target"])
+        target: _drill.Throwaway = _drill.KeptTarget("the dedicated drill server (%s_drill_target)" % store)
+    elif host_mode and scratch is not None:
+        target = scratch()
+    elif host_mode:
+        raise _drill.DrillError(
+            "the %s drill cannot run: the server runs on the host (mode host), a scratch %s server on this host is not "
+            "supported yet, and no dedicated drill server is set; set %s_drill_target to one (a drill never restores into "
+            "the production server)" % (store, store, store),
+            drill={"store": store, "ran": False, "passed": False, "why": "mode host without %s_drill_target" % store},
+        )
+    else:
+        target = _drill.DockerTarget(_drill.DockerSpec(
+            store, p["drill_container"] or container, p["drill_image"], p["drill_memory"], start_timeout=p["drill_start_timeout"],
+        ))
+    spec, engine = build(kept)
+    return _drill.run_drill(store, spec, engine, target, p["drill_start_timeout"], p["drill_set"] or None)
 
 
 def run(module: t.Any, action: t.Callable[[], dict[str, t.Any]], progress: tuple[str, str, str] | None = None) -> None:

@@ -75,6 +75,9 @@ class BackupSpec:
     # the engine's cheap estimate of the data's size in bytes (None: it cannot tell), used
     # by the free-space check of a first backup
     estimate: t.Callable[[], int | None] | None = None
+    # the backup.yml run this backup is part of (its set) and the inventory host; empty: none
+    run_id: str = ""
+    host: str = ""
 
 
 def artifact_result(written: Written, spec: BackupSpec, versions: t.Mapping[str, str]) -> dict[str, t.Any]:
@@ -149,6 +152,8 @@ def make_backup(
                 versions=versions,
                 source=stats,
                 kind=spec.kind,
+                host=spec.host,
+                run_id=spec.run_id,
             )
             _manifest.write(path, manifest, spec.file_mode)
             result["manifest"] = manifest
@@ -283,6 +288,8 @@ def inspect(
             )
             if deep is not None and index == 0 and not report.problems:
                 deep(entry, report)
+                if report.checks.get("deep") == "skipped":  # asked for and not made: never healthy
+                    report.failed("deep", "the deep check did not run (%s)" % (report.notes[-1].split(": ", 1)[-1] if report.notes else "no reason given"))
             item["verification"] = report.as_dict()
             problems.extend(report.problems)
             if not any(report.checks.get(c) == "failed" for c in INTEGRITY_CHECKS):

@@ -11,7 +11,7 @@ import random
 import re
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest, _sets
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import apply_stream, check_object, check_stream, download, new_report
@@ -148,3 +148,26 @@ def resolve(remote: Remote, store: str, name: str, series: t.Sequence[str]) -> l
     if report.problems:
         raise VerifyError("refusing to download %s: %s" % (name, "; ".join(report.problems)))
     return [[found]]
+
+
+def set_members(remote: Remote, store: str) -> list[_sets.Member]:
+    """The copies of a store on S3 (of the connection's host) as backup set members, each
+    checked without a download (manifest, size, S3's checksum). Sets hold the default series
+    (the guide's names) only, as the local catalog's."""
+    members = []
+    for entry in remote.entries(store):
+        if entry.series:
+            continue
+        report = new_report(entry)
+        check_object(remote, entry, report)
+        if entry.legacy:
+            status, problem = "legacy", "no manifest on S3: adopt it (adopt.yml) to make it part of a set"
+        elif entry.incomplete:
+            status, problem = "incomplete", "the upload did not finish"
+        elif report.problems:
+            status, problem = "bad", "; ".join(report.problems)
+        else:
+            status, problem = _sets.GOOD, ""
+        run_id = (entry.manifest or {}).get("run_id") or None
+        members.append(_sets.Member(store, entry.name, entry.stamp, run_id, _manifest.owner(entry.manifest), status, problem))
+    return members

@@ -8,7 +8,12 @@ The parts: ``_upload``, ``_checks``, ``_listing``, ``_fetch``, ``_adopt`` and ``
 the local guard), over ``_s3`` (the S3 client calls).
 
 Layout: ``s3://<bucket>/<prefix>/<store>/<file>`` next to ``<file>.manifest.json``, the same
-names as in ``<backup_root>/<store>/``. The remote manifest is the local one plus two records:
+names as in ``<backup_root>/<store>/`` (the guide's layout); with ``host_dir`` the inventory host
+comes first, ``<prefix>/<host>/<store>/<file>``, so hosts sharing a bucket and prefix never
+share a key. Either way a listing keeps only the copies of ``Connection.host``: a manifest with a
+run id names its host, and copies of other hosts are left out (never fetched, checked or
+pruned); copies without one (the guide's scripts, manifests older than run ids) belong to any
+host of the layout. The remote manifest is the local one plus two records:
 
 - ``offsite``: the object's key, stored size and SHA-256, and the checksum S3 keeps for it
   (``SHA256`` COMPOSITE ``...-N`` for our multipart uploads, or the multipart ETag with
@@ -208,6 +213,7 @@ class Remote:
         self.conn = conn
         self.client = client if client is not None else conn.client()
         self.min_size = dict(MIN_SIZE, **(min_size or {}))
+        self.others: dict[str, int] = {}  # per store: copies of other hosts left out of the listing
 
     def min_size_for(self, store: str) -> int:
         """The size floor of a copy without a manifest (one with a manifest is held to its size)."""
@@ -245,6 +251,7 @@ class Remote:
         layout = layout_for(store)
         pattern = layout.pattern()
         prefix = self.conn.store_prefix(store)
+        self.others.pop(store, None)  # counted again by this listing
         objects: dict[str, dict[str, t.Any]] = {}
         token = None
         while True:
@@ -274,11 +281,16 @@ class Remote:
                 obj.get("LastModified"), prefix + manifest_name if manifest_name in objects else None,
                 etag=str(obj.get("ETag", "")).strip('"'),
             )
-            if load_manifests and entry.manifest_key:
+            # in a layout shared by hosts, the manifests say whose a copy is: read them anyway
+            if (load_manifests or (self.conn.host and not self.conn.host_dir)) and entry.manifest_key:
                 try:
                     entry.manifest = self.get_json(entry.manifest_key)
                 except VerifyError as exc:
                     entry.manifest_error = exc.msg
+                owner = _manifest.owner(entry.manifest)
+                if self.conn.host and owner and owner != self.conn.host:
+                    self.others[store] = self.others.get(store, 0) + 1
+                    continue
             elif entry.manifest_key is None:
                 # one HEAD per object without a manifest: ours (an unfinished upload) or the scripts'
                 entry.head = self.head(entry.key, "checking %s" % entry.key)

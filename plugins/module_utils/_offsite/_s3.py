@@ -113,6 +113,9 @@ def from_b64_sha256(value: str) -> str:
     return base64.b64decode(value.split("-", 1)[0]).hex()
 
 
+HOST_RESERVED = ("postgresql", "redis", "qdrant", "logs")
+
+
 @dataclasses.dataclass(frozen=True)
 class Connection:
     """Where the bucket is and how to reach it. Credentials are never part of ``describe``."""
@@ -131,10 +134,21 @@ class Connection:
     connect_timeout: int = 10
     read_timeout: int = 60
     max_attempts: int = 5
+    # Whose copies: with a host, copies whose manifest names another host are left out of every
+    # listing (so never fetched, checked or pruned); with host_dir, the host is part of the key.
+    host: str = ""
+    host_dir: bool = False
 
     def __post_init__(self) -> None:
         if not self.bucket:
             raise ConfigError("no bucket given: set backup_s3_bucket")
+        if self.host_dir and not self.host:
+            raise ConfigError("backup_s3_host_dir needs the host's name (host): set it, or turn backup_s3_host_dir off")
+        if self.host_dir and ("/" in self.host or self.host in (".", "..") or self.host in HOST_RESERVED):
+            raise ConfigError(
+                "cannot use the host name %r as a directory of the S3 keys: it has a '/' or is a store's name; "
+                "set backup_s3_host_dir: false, or rename the host in the inventory" % self.host
+            )
         if self.bool_keys() == 1:
             raise ConfigError("give both the S3 access key and the secret key, or neither (to use the usual AWS sources)")
 
@@ -146,7 +160,7 @@ class Connection:
         return self.prefix.strip("/")
 
     def key(self, store: str, name: str = "") -> str:
-        parts = [p for p in (self.base, store, name) if p]
+        parts = [p for p in (self.base, self.host if self.host_dir else "", store, name) if p]
         return "/".join(parts)
 
     def store_prefix(self, store: str) -> str:
@@ -308,6 +322,8 @@ def connection_argument_spec() -> dict[str, t.Any]:
         "retries": {"type": "int", "default": 5},
         "encryption_key": {"type": "str", "default": "", "no_log": True},
         "encryption_key_file": {"type": "path", "default": ""},
+        "host": {"type": "str", "default": ""},
+        "host_dir": {"type": "bool", "default": False},
     }
 
 
@@ -325,4 +341,6 @@ def connection_from(params: t.Mapping[str, t.Any]) -> Connection:
         validate_certs=params["validate_certs"],
         ca_bundle=params["ca_bundle"] or "",
         max_attempts=max(1, params["retries"]),
+        host=(params.get("host") or "").strip(),
+        host_dir=bool(params.get("host_dir")),
     )

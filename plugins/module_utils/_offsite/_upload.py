@@ -84,6 +84,13 @@ class Uploader:
             entry.manifest = self.remote.get_json(manifest_key)
         except VerifyError:
             return None
+        theirs = _manifest.owner(entry.manifest)
+        if theirs and theirs != _manifest.owner(plan.manifest):
+            raise VerifyError(
+                "%s already exists on S3 as a backup of host %s: hosts sharing a bucket and prefix must not share keys; "
+                "set backup_s3_host_dir: true (keys <prefix>/<host>/<store>/), or give each host its own "
+                "backup_s3_prefix" % (self.conn.url(plan.store, plan.name), theirs)
+            )
         if entry.manifest.get("artifact", {}).get("sha256") != plan.manifest.get("artifact", {}).get("sha256"):
             raise VerifyError(
                 "%s already exists on S3 with other content (sha256 %s, local %s): refusing to overwrite it"
@@ -325,6 +332,12 @@ def _upload(remote: Remote, options: Options, key: _crypto.Key | None, path: str
         return {"changed": True, "artifact": {"path": path, "name": os.path.basename(path), "duration": None},
                 "msg": "would upload %s once it exists (check mode)" % os.path.basename(path)}
     plan = uploader.plan(path)
+    owner = _manifest.owner(plan.manifest)
+    if remote.conn.host and owner and owner != remote.conn.host:
+        # fetched from another host's copies (restore_from_host): that host's series, not this one's
+        return {"changed": False, "artifact": {"path": path, "name": plan.name, "duration": None},
+                "msg": "%s is a backup of host %s (fetched from its copies), not of %s: not copied off-site as this "
+                       "host's" % (plan.name, owner, remote.conn.host)}
     existing = None if force else uploader.existing(plan)
     base = {
         "path": plan.path,

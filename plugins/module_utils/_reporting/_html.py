@@ -162,9 +162,11 @@ def complete_set(stores: t.Sequence[Facts]) -> Facts | None:
 
 
 def last_drill(runs: t.Sequence[t.Mapping[str, t.Any]]) -> Facts | None:
-    """The newest successful restore drill among the run reports (a run of kind ``drill``)."""
+    """The newest successful restore drill among the run reports: a run whose drill records
+    (``verify.yml -e verify_level=drill``) all passed, or a run of kind ``drill``."""
     for run in runs:
-        if run.get("playbook") == "drill" and run.get("status") == "ok":
+        drills = [r for r in run.get("results") or [] if isinstance(r, t.Mapping) and r.get("action") == "drill"]
+        if (drills and all(r.get("status") == "ok" for r in drills)) or (run.get("playbook") == "drill" and run.get("status") == "ok"):
             return {"run_id": run.get("run_id"), "ended": run.get("ended")}
     return None
 

@@ -184,6 +184,8 @@ def note(record: t.Mapping[str, t.Any]) -> str:
         parts.append(str(record["error"]))
     parts.extend(str(p) for p in record.get("problems") or [])
     parts.extend(str(w) for w in record.get("warnings") or [])
+    if record.get("info"):  # what an ok record has to say, e.g. a disaster recovery's figures
+        parts.append(str(record["info"]))
     return "; ".join(parts)
 
 
@@ -286,6 +288,11 @@ def build_report(run: t.Mapping[str, t.Any], host: str, records: t.Sequence[t.Ma
             {k: r.get(k) for k in ("store", "target", "status", "problems", "error")}
             for r in records
             if r.get("action") == "verify"
+        ],
+        "drills": [
+            dict({k: r.get(k) for k in ("store", "target", "status", "error")}, **(r.get("drill") or {}))
+            for r in records
+            if r.get("action") == "drill"
         ],
         "notifications": [dict(n) for n in notifications],
     }
@@ -398,7 +405,7 @@ def write_run(logs_dir: str, report: t.Mapping[str, t.Any], stamp: str, mode: in
 
 RUN_KEYS = ("run_id", "playbook", "host", "started", "ended", "status", "stores")
 RECORD_KEYS = ("store", "action", "target", "status", "artifact", "size", "duration", "median_ratio", "problems", "warnings", "error",
-               "recovery_point_age_seconds")
+               "recovery_point_age_seconds", "drill")
 
 
 def read_runs(logs_dir: str, kinds: t.Sequence[str] = ()) -> list[dict[str, t.Any]]:
@@ -438,8 +445,15 @@ METRICS: dict[str, tuple[str, str]] = {
     "cclite_backup_size_median_ratio": ("gauge", "Last backup size divided by the median of the backups before it."),
     "cclite_backup_last_verification_timestamp_seconds": ("gauge", "When the backups were last verified (Unix time)."),
     "cclite_backup_last_verification_status": ("gauge", "1 when the last verification found no problem, 0 otherwise."),
-    "cclite_backup_recovery_point_timestamp_seconds": ("gauge", "PostgreSQL point-in-time recovery: when the newest archived WAL segment was stored (Unix time)."),
+    "cclite_backup_recovery_point_timestamp_seconds": (
+        "gauge", "PostgreSQL point-in-time recovery: when the newest archived WAL segment was stored (Unix time)."),
+    "cclite_backup_drill_last_success_timestamp_seconds": ("gauge", "When the last restore drill that passed ended (Unix time)."),
+    "cclite_backup_drill_duration_seconds": ("gauge", "Seconds the restore of the last drill that passed took (the measured restore time)."),
+    "cclite_backup_drill_last_status": ("gauge", "1 when the last restore drill ran and passed, 0 when it failed or could not run."),
 }
+# what a run record and the JSON report keep of a drill (see the restore modules' drill return)
+DRILL_KEYS = ("set", "backup", "server", "ran", "passed", "started", "finished", "duration_seconds", "restore_seconds",
+              "compared", "problems", "why")
 SAMPLE_RE = re.compile(r'(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)')
 LABEL_RE = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
 
@@ -514,7 +528,15 @@ def update_metrics(samples: dict[Key, float], records: t.Iterable[t.Mapping[str,
                 out[("cclite_backup_size_median_ratio", labels)] = float(record["median_ratio"])
         if isinstance(record.get("recovery_point_age_seconds"), (int, float)):
             out[("cclite_backup_recovery_point_timestamp_seconds", labels)] = ended - float(record["recovery_point_age_seconds"])
-        if action == "verify":
+        if action == "drill":
+            drill = record.get("drill") or {}
+            passed = ok and bool(drill.get("passed"))
+            out[("cclite_backup_drill_last_status", labels)] = 1.0 if passed else 0.0
+            if passed:
+                out[("cclite_backup_drill_last_success_timestamp_seconds", labels)] = float(drill.get("finished") or ended)
+                if isinstance(drill.get("restore_seconds"), (int, float)):
+                    out[("cclite_backup_drill_duration_seconds", labels)] = float(drill["restore_seconds"])
+        elif action == "verify":
             out[("cclite_backup_last_verification_timestamp_seconds", labels)] = ended
             out[("cclite_backup_last_verification_status", labels)] = 1.0 if ok else 0.0
     return out

@@ -30,7 +30,7 @@ import typing as t
 from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Source
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL_BASE, Catalog, Entry
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, Target, run, start
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
 
@@ -51,7 +51,7 @@ def wal_dir(root: str) -> str:
 
 
 def parse_lsn(text: str) -> int:
-    hi, _, lo = text.strip().partition("/")
+    hi, _sep, lo = text.strip().partition("/")
     try:
         return (int(hi, 16) << 32) + int(lo, 16)
     except ValueError as exc:

@@ -83,6 +83,13 @@ def test_drill_is_only_a_successful_drill_run():
     assert facts({}, [run(3, "failed", kind="drill"), run(2, "ok", kind="drill")])["last_drill"]["run_id"] == "20260302_020000"
 
 
+def test_drill_records_of_a_verify_run_count_when_every_drill_passed():
+    drill = {"store": "redis", "action": "drill", "status": "ok"}
+    passed, failed = dict(run(4, "ok"), results=[drill]), dict(run(5, "failed"), results=[drill, dict(drill, status="failed")])
+    assert facts({}, [failed, passed])["last_drill"]["run_id"] == passed["run_id"]
+    assert facts({}, [dict(run(6, "ok"), results=[dict(drill, action="verify")])])["last_drill"] is None
+
+
 def test_page_marks_gaps_and_anomalies_and_embeds_the_facts():
     sizes = [1000, 1010, 990, 1005, 5000]
     built = _html.build({"db<1>": {"catalog": {"postgresql": [listing(*(item(d + 1, s) for d, s in enumerate(sizes) if d != 2))]},

@@ -7,6 +7,7 @@ here): the HTTP boundary is the only seam."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gzip
 import hashlib
@@ -449,6 +450,96 @@ def test_upload_refuses_to_overwrite_another_legacy_copy(remote: _remote.Remote,
     put_legacy(remote, os.path.basename(path), dump_gz())
     with pytest.raises(VerifyError, match="made by the guide's scripts"):
         _upload.upload(remote, _remote.Options(), None, path, False, False)
+
+
+# Hosts sharing one bucket and prefix ---------------------------------------------------------
+
+HOST_STORES = ("postgresql", "redis", "qdrant")
+
+
+def host_backup(root: t.Any, store: str, stamp: str, host: str, run_id: str, ended: datetime.datetime | None = None) -> str:
+    """A backup of ``store`` made by ``host`` in the run ``run_id`` (its manifest says so)."""
+    path = make_backup(root, stamp, store=store, ended=ended)
+    manifest = _manifest.read(path)
+    manifest.update(run_id=run_id, host=host)
+    _manifest.write_json(_manifest.path_for(path), manifest)
+    return path
+
+
+def as_host(remote: _remote.Remote, host: str, host_dir: bool = False) -> _remote.Remote:
+    conn = dataclasses.replace(remote.conn, host=host, host_dir=host_dir)
+    return _remote.Remote(conn, client=remote.client)
+
+
+@pytest.mark.parametrize("host_dir", [False, True])
+def test_hosts_sharing_a_bucket_keep_their_series_apart(remote: _remote.Remote, tmp_path: t.Any, host_dir: bool) -> None:
+    db1, db2 = as_host(remote, "db1", host_dir), as_host(remote, "db2", host_dir)
+    made: dict[str, dict[str, str]] = {"db1": {}, "db2": {}}
+    for store in HOST_STORES:
+        # db1 backs up at 02:00:10, db2 a night later: db2's is the newest in the bucket
+        made["db1"][store] = host_backup(tmp_path / "db1", store, "20261201_020010", "db1", "20261201_020000")
+        made["db2"][store] = host_backup(tmp_path / "db2", store, "20261202_020010", "db2", "20261202_020000")
+        _upload.upload(db1, _remote.Options(), None, made["db1"][store], False, False)
+        _upload.upload(db2, _remote.Options(), None, made["db2"][store], False, False)
+    keys = sorted(o["Key"] for o in remote.client.list_objects_v2(Bucket=remote.conn.bucket)["Contents"])
+    if host_dir:
+        assert "cc-lite/backups/db1/redis/redis_backup_20261201_020010.rdb.gz" in keys
+        assert "cc-lite/backups/db2/qdrant/qdrant_backup_20261202_020010.tar.gz" in keys
+    else:  # the guide's layout
+        assert "cc-lite/backups/redis/redis_backup_20261201_020010.rdb.gz" in keys
+    for store in HOST_STORES:
+        # each host lists only its own copies; "latest" of db1 is db1's, not db2's newer one
+        assert [e.name for e in db1.entries(store)] == [os.path.basename(made["db1"][store])]
+        assert [e.name for e in db2.entries(store)] == [os.path.basename(made["db2"][store])]
+        got = _fetch.fetch(db1, str(tmp_path / "db1-fresh"), store, "latest", None)
+        assert got["backups"][0]["name"] == os.path.basename(made["db1"][store])
+        fetched = tmp_path / "db1-fresh" / _remote.layout_for(store).store / got["backups"][0]["name"]
+        assert sha(str(fetched)) == sha(made["db1"][store])
+    # the sets on S3: db1 sees its set; db2's is reachable only by naming db2
+    members = [m for store in HOST_STORES for m in _listing.set_members(db1, store)]
+    assert {m.run_id for m in members} == {"20261201_020000"} and {m.host for m in members} == {"db1"}
+    assert db1.others == ({} if host_dir else {"postgresql": 1, "redis": 1, "qdrant": 1})
+    # restore db2's set onto a replacement host (restore_from_host=db2): every store, bytes checked
+    replacement = as_host(remote, "db2", host_dir)
+    for store in HOST_STORES:
+        got = _fetch.fetch(replacement, str(tmp_path / "new-host"), store, os.path.basename(made["db2"][store]), None)
+        fetched = tmp_path / "new-host" / _remote.layout_for(store).store / got["backups"][0]["name"]
+        assert sha(str(fetched)) == sha(made["db2"][store])
+        assert _manifest.read(str(fetched))["host"] == "db2"
+        # the fetched copy is db2's: an upload from the new host (as itself) leaves it alone
+        skipped = _upload.upload(as_host(remote, "db3", host_dir), _remote.Options(), None, str(fetched), False, False)
+        assert skipped["changed"] is False and "backup of host db2" in skipped["msg"]
+
+
+def test_retention_prunes_only_the_hosts_own_copies(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    db1, db2 = as_host(remote, "db1"), as_host(remote, "db2")
+    old = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    for store in HOST_STORES:
+        for day in (1, 2):
+            when = old + datetime.timedelta(days=day)
+            for host, other, stamp in ((db1, "db1", "2020010%d_000000" % day), (db2, "db2", "2020010%d_000100" % day)):
+                path = host_backup(tmp_path / other, store, stamp, other, stamp, when)
+                _upload.upload(host, _remote.Options(), None, path, False, False)
+    for store in HOST_STORES:
+        done = _prune.prune(db1, store, 30)
+        assert done["deleted"] == ["%s_20200101_000000%s.gz" % (_remote.layout_for(store).prefix, _remote.layout_for(store).content)]
+        # db2's two old copies are untouched
+        assert len(db2.entries(store)) == 2
+        assert len(db1.entries(store)) == 1
+
+
+def test_a_key_of_another_host_is_never_overwritten(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    db1, db2 = as_host(remote, "db1"), as_host(remote, "db2")
+    # both hosts back up at the same second: the same name in the guide's layout
+    _upload.upload(db1, _remote.Options(), None, host_backup(tmp_path / "db1", "redis", "20261201_020000", "db1", "20261201_020000"), False, False)
+    with pytest.raises(VerifyError) as exc:
+        _upload.upload(db2, _remote.Options(), None, host_backup(tmp_path / "db2", "redis", "20261201_020000", "db2", "20261201_020000"), False, False)
+    assert "as a backup of host db1" in exc.value.msg and "backup_s3_host_dir: true" in exc.value.msg
+    assert _manifest.owner(db1.entries("redis")[0].manifest) == "db1"
+    with pytest.raises(ConfigError):
+        s3.Connection("b", host="", host_dir=True)
+    with pytest.raises(ConfigError):
+        s3.Connection("b", host="redis", host_dir=True)
 
 
 @pytest.mark.parametrize("mode", ["COMPLIANCE", "GOVERNANCE"])

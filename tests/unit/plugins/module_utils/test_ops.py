@@ -350,6 +350,21 @@ def test_inspect_levels(catalog):
     assert any("truncated" in p for p in problems) and any("size" in p and "differs from the manifest" in p for p in problems)
 
 
+def test_a_deep_check_that_cannot_run_is_a_problem_not_a_note(catalog):
+    newest = old_backup(catalog, 0)
+    rules = Rules(max_age_hours=25.0, min_size_bytes=100)
+
+    def without_tool(entry, report):
+        report.skipped("deep", "redis-server is not installed on this host")
+
+    found = inspect(catalog, rules, "deep", DumpComplete, deep=without_tool)
+    assert found["healthy"] is False
+    assert found["problems"] == ["%s: the deep check did not run (deep not checked: redis-server is not installed on this host)"
+                                 % os.path.basename(newest)]
+    assert found["backups"][0]["verification"]["checks"]["deep"] == "failed"
+    assert inspect(catalog, rules, "deep", DumpComplete, deep=lambda e, r: r.passed("deep"))["healthy"] is True
+
+
 def test_inspect_empty_store(catalog):
     found = inspect(catalog, Rules(), "quick", DumpComplete)
     backups, problems = found["backups"], found["problems"]

@@ -33,7 +33,8 @@ START TIME: 2026-12-06 22:00:00 UTC
 LABEL: cclite.backup
 START TIMELINE: 1
 """
-MANIFEST = b'{ "PostgreSQL-Backup-Manifest-Version": 1,\n"Files": [],\n"WAL-Ranges": [\n{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100" }\n],\n"Manifest-Checksum": "x"}\n'
+MANIFEST = (b'{ "PostgreSQL-Backup-Manifest-Version": 1,\n"Files": [],\n"WAL-Ranges": [\n'
+            b'{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100" }\n],\n"Manifest-Checksum": "x"}\n')
 
 
 def base_tar(members: dict[str, bytes]) -> bytes:

@@ -2,7 +2,16 @@
 # Copyright (c) cclite.backup contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The backup_job action: run a backup or restore module asynchronously and show its progress while it works."""
+"""The backup_job action: run a backup or restore module asynchronously and show its progress while it works.
+
+A module run in the background is detached from the run on purpose, so it cannot see the run end
+(issue 18.5). The action keeps a heartbeat for it, ``<progress_file>.alive`` (0600, see
+``_core/_controller.Heartbeat``): made before the module starts, touched while the action polls,
+removed when the job ends. The worker running the action survives a SIGKILL to ansible-playbook's
+process group (it called setsid); it watches its parent, ansible-playbook, between polls and once
+that ended it removes the heartbeat of every job it knows and stops: the module then publishes
+nothing, kills its pipeline and ends.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _controller
 from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
 
 display = Display()
@@ -26,6 +36,14 @@ ASYNC_KEYS = ("ansible_job_id", "started", "finished", "results_file", "erased",
 # the first polls come quickly, so a short job costs little more than a synchronous one
 FIRST_POLLS = (0.1, 0.2, 0.4, 0.8)
 NO_LIMIT = 30 * 24 * 3600  # async_wrapper's limit for timeout 0: a month
+ALIVE = ".alive"  # the heartbeat beside a job's progress file
+TOUCH_EVERY = 5.0  # seconds between touches of the heartbeats (the module allows 120 without one)
+STEP = 0.1  # seconds between looks at ansible-playbook while waiting
+
+
+class RunEnded(AnsibleActionFail):
+    """The ansible-playbook process that started this task ended."""
+
 
 ARGUMENT_SPEC: dict[str, t.Any] = {
     "module": {"type": "str"},
@@ -46,7 +64,11 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
 
+    _controller = 0  # ansible-playbook: this worker's parent when the task began
+    _touched = 0.0
+
     def run(self, tmp: str | None = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+        self._controller = os.getppid()
         result = super().run(tmp, task_vars)
         del tmp
         task_vars = task_vars or {}
@@ -84,9 +106,12 @@ class ActionModule(ActionBase):
             module_args["progress_file"] = args["progress_file"]
         if self._task.check_mode:
             return self._execute_module(module_name=args["module"], module_args=module_args, task_vars=task_vars)
-        if args["hold"] and args["progress_file"]:  # the module holds before its fix until this is gone
-            hold = args["progress_file"] + ".hold"
-            self._shell("umask 077 && mkdir -p %s && : > %s" % (shlex.quote(os.path.dirname(hold)), shlex.quote(hold)))
+        if args["progress_file"]:  # the heartbeat; with hold, the module holds before its fix until .hold is gone
+            alive, hold = args["progress_file"] + ALIVE, args["progress_file"] + ".hold"
+            self._shell("umask 077 && mkdir -p %s && printf '%%s' %s > %s%s" % (
+                shlex.quote(os.path.dirname(alive)), shlex.quote(json.dumps(self._identity(), sort_keys=True)), shlex.quote(alive),
+                " && : > " + shlex.quote(hold) if args["hold"] else ""))
+            self._touched = time.monotonic()
         saved = self._task.async_val
         # async_wrapper's limit; it has no "none" (0 would kill the job at its first check)
         self._task.async_val = args["timeout"] or NO_LIMIT
@@ -95,6 +120,8 @@ class ActionModule(ActionBase):
         finally:
             self._task.async_val = saved
         if job.get("failed") or not job.get("ansible_job_id"):
+            if args["progress_file"]:
+                self._shell("rm -f %s" % self._alive([args]))
             return job
         return {"ansible_job_id": job["ansible_job_id"], "results_file": job.get("results_file"),
                 "progress_file": args["progress_file"], "started": time.time()}
@@ -121,13 +148,52 @@ class ActionModule(ActionBase):
         poll = {"jid": job["ansible_job_id"], "mode": "cleanup", "_async_dir": os.path.dirname(job["results_file"])}
         self._execute_module(module_name="ansible.legacy.async_status", module_args=poll, task_vars=task_vars)
 
+    # the heartbeat ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _alive(jobs: t.Iterable[t.Mapping[str, t.Any]]) -> str:
+        return " ".join(shlex.quote(j["progress_file"] + ALIVE) for j in jobs if j.get("progress_file"))
+
+    def _identity(self) -> dict[str, t.Any]:
+        """What the heartbeat says of ansible-playbook: a module on this machine watches it itself."""
+        found = _controller.proc_stat(self._controller)
+        return dict(_controller.machine(), pid=self._controller, started=found.started) if found is not None else {}
+
+    def _run_ended(self) -> bool:
+        """Whether ansible-playbook ended: this worker was reparented, or its parent is a zombie."""
+        if os.getppid() != self._controller:
+            return True
+        found = _controller.proc_stat(self._controller)
+        return found is not None and found.state in ("Z", "X")  # None: no /proc (not Linux), the parent check alone
+
+    def _beat(self, jobs: t.Sequence[t.Mapping[str, t.Any]], pause: float = 0.0) -> None:
+        """Touch the jobs' heartbeats (every ``TOUCH_EVERY`` s), then sleep ``pause`` seconds
+        watching ansible-playbook; once it ended, remove the heartbeats and stop."""
+        alive = self._alive(jobs)
+        if alive and time.monotonic() - self._touched >= TOUCH_EVERY:
+            self._shell("touch -c " + alive)  # -c: a heartbeat removed stays removed
+            self._touched = time.monotonic()
+        until = time.monotonic() + pause
+        while True:
+            if self._run_ended():
+                if alive:
+                    self._low_level_execute_command("rm -f " + alive)
+                raise RunEnded("the ansible-playbook run that started this task ended: its background jobs were told to stop "
+                               "(they publish nothing and end)")
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(STEP, left))
+
     def _wait(self, job: t.Mapping[str, t.Any], args: dict[str, t.Any], host: str, task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         """Poll until the module ends, a progress line every ``interval`` once it ran ``quiet``
         seconds; return the module's own result."""
         started = float(job.get("started") or time.time())
         polls = 0
         shown = 0
+        kept = [job] + [j for j in args["jobs"] if j.get("ansible_job_id") != job.get("ansible_job_id")]  # a consistent set's
         while True:
+            self._beat(kept)
             status = self._status(job, task_vars)
             if status.get("finished") or status.get("failed"):  # failed unfinished: the job file is gone
                 break
@@ -136,11 +202,11 @@ class ActionModule(ActionBase):
                 if progress is not None:
                     display.display(_report.progress_line(host, progress))
                     shown += 1
-            time.sleep(FIRST_POLLS[polls] if polls < len(FIRST_POLLS) else args["interval"])
+            self._beat(kept, FIRST_POLLS[polls] if polls < len(FIRST_POLLS) else args["interval"])
             polls += 1
         self._cleanup(job, task_vars)
-        if status.get("failed") and job.get("progress_file"):  # a killed module could not remove it
-            self._execute_module(module_name="ansible.legacy.file", module_args={"path": job["progress_file"], "state": "absent"}, task_vars=task_vars)
+        if job.get("progress_file"):  # the heartbeat; a killed module could not remove its status file
+            self._shell("rm -f %s%s" % (self._alive([job]), " " + shlex.quote(job["progress_file"]) if status.get("failed") else ""))
         out = {k: v for k, v in status.items() if k not in ASYNC_KEYS}
         for key in ("stdout", "stderr"):
             if not out.get(key):
@@ -178,6 +244,7 @@ class ActionModule(ActionBase):
         polls = 0
         began = time.monotonic()
         while pending and not (args["timeout"] and time.monotonic() - began > args["timeout"]):
+            self._beat(args["jobs"])
             jobs = list(pending.values())
             for job, progress in zip(jobs, self._statuses(jobs)):
                 jid = job["ansible_job_id"]

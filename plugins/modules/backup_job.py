@@ -54,6 +54,11 @@ options:
     description:
       - Where the module keeps its status file (passed to it as its C(progress_file)). Without
         it the job runs and is waited for, with no progress lines.
+      - The action also keeps a heartbeat beside it, C(<progress_file>.alive) (0600), touched
+        while it polls and removed when the job ends. When the ansible-playbook run is killed,
+        the task's worker (which survives) removes it and fails; the module then publishes
+        nothing (a backup) or does not swap (a restore), kills what it runs and ends. A
+        heartbeat not touched for 120 seconds (the controller vanished) counts the same.
     type: str
   mode:
     description:
@@ -78,7 +83,10 @@ options:
     description: The RV(job) of an O(mode=start) task, for O(mode=wait).
     type: dict
   jobs:
-    description: The RV(job) of O(mode=start) tasks, for O(mode=fixed).
+    description:
+      - The RV(job) of O(mode=start) tasks, for O(mode=ready) and O(mode=fixed).
+      - With O(mode=wait), the other jobs of a consistent set, whose heartbeats the wait keeps
+        touching (or removes, once the run ended) while it waits for O(job).
     type: list
     elements: dict
     default: []

@@ -198,9 +198,12 @@ def consistent_set(watcher):
         fail("the backend should have been paused once, then unpaused: pauses %s, unpauses %s, paused now: %s" % (pauses, unpauses, paused_now()))
     fixed = {}
     for copy in watcher.seen[first:]:
-        if copy["name"].endswith(".hold"):
-            continue  # the empty file a held backup waits on
-        status = json.loads(copy["text"])
+        if copy["name"].endswith((".hold", ".alive", ".tmp")):
+            continue  # the empty file a held backup waits on; the action's heartbeat; a status file's temp copy, maybe mid-write
+        try:
+            status = json.loads(copy["text"])
+        except ValueError:
+            fail("the status file %s held no JSON: %r" % (copy["name"], copy["text"][:200]))
         if status.get("point_fixed") and status.get("action") == "backup":
             fixed[status["store"]] = status["point_fixed_at"]
     if sorted(fixed) != ["postgresql", "qdrant", "redis"]:

@@ -18,7 +18,8 @@ content check; the order of the steps, which is what makes a backup trustworthy,
 
 All along, ``_controller.Watch`` watches the Ansible run that started the module: once it has
 ended, the pipeline is killed and nothing is renamed into place (a backup renamed before the
-run ended is complete: ``latest`` follows it as usual).
+run ended is complete: ``latest`` follows it as usual). A module run in the background by the
+``backup_job`` action is watched through the action's heartbeat beside its progress file.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def make_backup(
     catalog.ensure()
     catalog.preflight()
     result: dict[str, t.Any] = {}
-    with _controller.Watch() as watch, StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
+    watching = _controller.Watch(heartbeat=_controller.heartbeat_of(_progress.alive_file()))  # an async job: its action's heartbeat
+    with watching as watch, StoreLock(catalog.directory, catalog.layout.store, "%s backup" % catalog.layout.store, spec.lock_timeout):
         removed = catalog.remove_stale_partials()
         record_unjournaled(catalog)
         needed = catalog.expected_size(spec.estimate, spec.compression.algorithm != "none")

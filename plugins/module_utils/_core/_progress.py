@@ -13,6 +13,11 @@ A consistent set also starts the modules with a hold file (``<progress_file>.hol
 a module then prepares everything, says ``held`` and waits (:func:`hold`) right before fixing its
 point until the file is gone, so the application is paused only for the instant of the fix.
 
+When the action runs the module in the background it also keeps a heartbeat beside the file
+(``<progress_file>.alive``, see ``_controller.Heartbeat``): :func:`alive_file` names it when it
+was there at the start; a held module stops waiting once it is gone, and the module removes it
+when it ends.
+
 The file holds numbers and names only, never a secret. It is written 0600 through a temp file
 and a rename (a reader never sees half a file), at most once per ``interval``, and removed when
 the module ends. Writing it never fails the work: an error is remembered and the file left alone.
@@ -33,6 +38,7 @@ import typing as t
 
 SCHEMA = 1
 HOLD_TIMEOUT = 300.0  # seconds a held module waits for its release at most
+ALIVE = ".alive"  # the backup_job action's heartbeat beside the file (_controller.Heartbeat)
 
 
 class Progress:
@@ -56,6 +62,7 @@ class Progress:
         self.fixed_at: float | None = None  # epoch seconds
         self.fix_on_output = False
         self.hold_file: str | None = None  # a consistent set's: wait for its removal before the fix
+        self.alive_file: str | None = None  # the backup_job action's heartbeat, when it made one
         self.held = False
         self.error: str | None = None
         self._written = float("-inf")
@@ -112,14 +119,15 @@ class Progress:
 
     def hold(self, timeout: float = HOLD_TIMEOUT) -> None:
         """Say ``held``, then wait until the hold file is gone (at most ``timeout`` seconds: a
-        playbook that died must not leave the backup waiting for ever)."""
+        playbook that died must not leave the backup waiting for ever; once the heartbeat is gone
+        its run has ended and the module stops waiting)."""
         if not self.hold_file:
             return
         with self._lock:
             self.held = True
             self._write()
         deadline = self.clock() + timeout
-        while os.path.lexists(self.hold_file) and self.clock() < deadline:
+        while os.path.lexists(self.hold_file) and self.clock() < deadline and not (self.alive_file and not os.path.lexists(self.alive_file)):
             time.sleep(0.01)
         with self._lock:
             self.held = False
@@ -144,8 +152,10 @@ class Progress:
             self.error = "cannot write the progress file %s: %s" % (self.path, exc.strerror or exc)
 
     def remove(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        for path in (self.path, self.alive_file):
+            if path:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
 
 _ACTIVE: Progress | None = None
@@ -170,6 +180,8 @@ def reporting(path: str | None, store: str, action: str, target: str = "", inter
     progress = Progress(path, store, action, target, interval)
     if os.path.lexists(path + ".hold"):
         progress.hold_file = path + ".hold"
+    if os.path.lexists(path + ALIVE):
+        progress.alive_file = path + ALIVE
     try:
         ensure_directory(path)
     except OSError as exc:
@@ -181,6 +193,11 @@ def reporting(path: str | None, store: str, action: str, target: str = "", inter
     finally:
         _ACTIVE = previous
         progress.remove()
+
+
+def alive_file() -> str | None:
+    """The heartbeat the action keeps beside the status file, when there was one at the start."""
+    return _ACTIVE.alive_file if _ACTIVE is not None else None
 
 
 def advance(count: int) -> None:

@@ -21,7 +21,9 @@ restore safe, lives here:
    unless the engine keeps the replaced data itself at its swap;
 7. prepare: the engine loads the artifact into a staging place, the old data untouched;
 8. an engine that staged is measured now, and the core compares with the manifest;
-9. swap: the new data serves; the replaced data is kept (or is in the safety backup);
+9. swap, only while the Ansible run that started the restore still runs (``_controller.Watch``,
+   which also kills the load of 7 once the run is gone): the new data serves; the replaced
+   data is kept (or is in the safety backup);
 10. an engine that loads in place is measured and compared now;
 11. a safety backup from the kept data, when asked and not taken in 6; then the engine keeps
     or discards the replaced data (``keep_previous``).
@@ -39,7 +41,7 @@ import os
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _ops, _progress
+from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _ops, _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, VerifyError
@@ -47,6 +49,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._lock import S
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import ContentCheck, Report, check_data
 
 SAFETY = "safety/"
+WHY_NOT_SWAPPED = "the backup's data was not put in place"
 
 
 @dataclasses.dataclass
@@ -267,9 +270,16 @@ class Flow:
             self.step = "prepare"
             _progress.phase("load", entry.size)
             with _progress.metering() as loaded:  # prepare and swap read the artifact to load it
-                engine.prepare(entry)
-                if engine.staged:
-                    self._compare(entry)
+                # a run that ended stops the load (its processes killed) and the restore before its swap
+                with _controller.Watch(heartbeat=_controller.heartbeat_of(_progress.alive_file())) as watch:
+                    try:
+                        engine.prepare(entry)
+                        if engine.staged:
+                            self._compare(entry)
+                    except BaseException:
+                        watch.check("the swap", "restore", WHY_NOT_SWAPPED)  # a load killed because the run ended: say so
+                        raise
+                    watch.check("the swap", "restore", WHY_NOT_SWAPPED)
                 self.step = "swap"
                 kept = engine.swap(entry)
             self.swapped = True

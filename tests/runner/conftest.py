@@ -118,11 +118,12 @@ class Job:
     artifacts: dict[str, t.Any]
     results: list[dict[str, t.Any]] = dataclasses.field(default_factory=list)  # each task's result, in order
 
-    def module_results(self, module: str) -> list[dict[str, t.Any]]:
-        """The results of every item of the tasks that ran ``module`` (by its FQCN)."""
+    def module_results(self, module: str, task: str = "") -> list[dict[str, t.Any]]:
+        """The results of every item of the tasks that ran ``module`` (by its FQCN), or of the
+        task named ``task`` (a role's module run through cclite.backup.backup_job)."""
         found = []
         for result in self.results:
-            if result.get("task_action") == module:
+            if result.get("task_action") == module or (task and result.get("task") == task):
                 found.extend(result["res"].get("results") or [result["res"]])
         return found
 

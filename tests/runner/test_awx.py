@@ -32,10 +32,11 @@ def test_execution_environment_makes_a_build_context(tmp_path):
     collections = yaml.safe_load((build / "requirements.yml").read_text())["collections"]
     assert {"name": "/build/dist/cclite-backup-0.1.0.tar.gz", "type": "file"} in collections
     assert (build / "dist" / "cclite-backup-0.1.0.tar.gz").is_file()
-    # the tarball brings what the shipped content uses (awx.awx, for awx_configure.yml), no test-only collection
+    # the tarball brings what the shipped content uses (awx.awx for awx_configure.yml, community.docker for dr.yml),
+    # no test-only collection
     with tarfile.open(build / "dist" / "cclite-backup-0.1.0.tar.gz") as tar:
         manifest = json.load(tar.extractfile("MANIFEST.json"))
-    assert manifest["collection_info"]["dependencies"] == {"awx.awx": ">=24.0.0"}
+    assert manifest["collection_info"]["dependencies"] == {"awx.awx": ">=24.0.0", "community.docker": ">=4.0.0"}
     dockerfile = (tmp_path / "context" / "Dockerfile").read_text()
     assert "ansible-core==2.19.14" in dockerfile and "ansible-runner==2.4.3" in dockerfile
     assert "openssh-clients" in (build / "bindep.txt").read_text()

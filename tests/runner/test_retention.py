@@ -49,7 +49,7 @@ def test_check_mode_lists_what_generations_would_delete_and_the_run_deletes_it(s
 
     dry = site.run("backup", cmdline="--check", **policy)
     assert (dry.status, dry.rc) == ("successful", 0), dry.stdout[-3000:]
-    [predicted] = dry.module_results("cclite.backup.postgresql_backup")
+    [predicted] = dry.module_results("cclite.backup.postgresql_backup", task="Back up each database")
     retention = predicted["retention"]
     assert retention["deleted"] == [forty_one, old]
     assert retention["protected"] == ten
@@ -58,7 +58,7 @@ def test_check_mode_lists_what_generations_would_delete_and_the_run_deletes_it(s
 
     real = site.run("backup", **policy)
     assert (real.status, real.rc) == ("successful", 0), real.stdout[-3000:]
-    [made] = real.module_results("cclite.backup.postgresql_backup")
+    [made] = real.module_results("cclite.backup.postgresql_backup", task="Back up each database")
     # the new backup is today's generation, ten days ago the second: forty days ago goes too
     assert made["retention"]["deleted"] == [forty, forty_one, old]
     left = sorted(n for n in os.listdir(os.path.join(root, "postgresql")) if n.startswith("postgres_backup_") and n.endswith(".sql.gz"))

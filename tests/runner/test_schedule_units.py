@@ -48,12 +48,14 @@ def test_systemd_units_are_valid_and_fire_at_the_guide_times(site: Site, tmp_pat
     assert (job.status, job.rc) == ("successful", 0), job.stdout[-3000:]
 
     found = units(str(unit_dir))
-    assert sorted(found) == sorted("cclite-backup-%s.%s" % (j, k) for j in ("backup", "verify", "verify-extended") for k in ("service", "timer"))
+    jobs = ("backup", "verify", "verify-extended", "drill-monthly")
+    assert sorted(found) == sorted("cclite-backup-%s.%s" % (j, k) for j in jobs for k in ("service", "timer"))
     calendars = {name: u["Timer"]["OnCalendar"] for name, u in found.items() if name.endswith(".timer")}
     assert calendars == {
         "cclite-backup-backup.timer": "*-*-* 02:00:00",
         "cclite-backup-verify.timer": "*-*-* 06:00:00",
         "cclite-backup-verify-extended.timer": "Sun *-*-* 03:00:00",
+        "cclite-backup-drill-monthly.timer": "*-*-01 04:00:00",  # a random older set, the 1st of each month
     }
     for name, unit in found.items():
         if name.endswith(".timer"):
@@ -91,7 +93,7 @@ def test_systemd_units_are_valid_and_fire_at_the_guide_times(site: Site, tmp_pat
     assert json.loads(listed.stdout)["_meta"]["hostvars"]["localhost"]["postgresql_backup_login_password"] == PG_PASSWORD
     extended = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-vault"), "view", "--vault-id", "cclite-backup@%s" % password,
                                str(config / "job_verify_extended.yml")], capture_output=True, text=True, check=True)
-    assert "postgresql_backup_verify_level: deep" in extended.stdout
+    assert "verify_level: drill" in extended.stdout  # the weekly deep verification is a restore drill (issue 15)
 
     # install twice: nothing changes; uninstall: nothing of ours is left
     job = site.run("schedule", **common)

@@ -129,12 +129,12 @@ def test_a_damaged_file_is_caught(dirapp: Postgres, tmp_path: t.Any, damage: str
 
 def test_a_killed_dump_publishes_nothing(dirapp: Postgres, tmp_path: t.Any) -> None:
     root = str(tmp_path)
-    first = run("postgresql_backup", args(dirapp, root, database="app"))
+    first = run("postgresql_backup", args(dirapp, root, database="dirapp"))
     assert not first.failed, first.text
     published = sorted(os.listdir(store(root)))
     for stage in ("pg_dump", None):
-        module = Module("postgresql_backup", args(dirapp, root, database="app"))
-        how = kill_stage(module, stage, 0.05)
+        module = Module("postgresql_backup", args(dirapp, root, database="dirapp"))
+        how = kill_stage(module, stage, 0.0)  # dirapp's dump lasts long enough to be seen at once; 'app' could end first
         if stage is None:
             reap_orphans(module)
         result = module.wait()
@@ -145,7 +145,7 @@ def test_a_killed_dump_publishes_nothing(dirapp: Postgres, tmp_path: t.Any) -> N
         assert [n for n in now if n not in (".lock", ".catalog.jsonl")] == [n for n in published if n not in (".lock", ".catalog.jsonl")]
     latest = os.readlink(os.path.join(store(root), "latest.dir"))
     assert latest == os.path.basename(only_backup(root))
-    after = run("postgresql_backup", args(dirapp, root, database="app"))
+    after = run("postgresql_backup", args(dirapp, root, database="dirapp"))
     assert not after.failed, after.text
     assert all(p["name"].endswith(".partial") for p in after.data["removed_partials"])
     assert not [n for n in os.listdir(store(root)) if n.endswith(".partial")]

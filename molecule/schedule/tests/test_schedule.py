@@ -25,9 +25,11 @@ def test_cron_entries_had_the_guide_times(host, name):
         "0 2 * * * root %s backup" % COMMAND,
         "0 6 * * * root %s verify" % COMMAND,
         "0 3 * * 0 root %s verify_extended" % COMMAND,
+        "0 4 1 * * root %s drill_monthly" % COMMAND,  # a restore drill of a random older set (issue 15)
     ]
     assert [l for l in lines if l.startswith("#Ansible:")] == [
-        "#Ansible: cclite-backup backup", "#Ansible: cclite-backup verify", "#Ansible: cclite-backup verify_extended"]
+        "#Ansible: cclite-backup backup", "#Ansible: cclite-backup verify", "#Ansible: cclite-backup verify_extended",
+        "#Ansible: cclite-backup drill_monthly"]
     assert not host.file("/tmp/installed/systemd/cclite-backup-backup.timer").exists
 
 

@@ -186,7 +186,7 @@ def event(wal_dir: str, kind: str, name: str, message: str) -> None:
     """One line in the archive's event log (what ``postgresql_pitr_info`` reports); best effort:
     a full disk must not hide the real error."""
     try:
-        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
         with open(os.path.join(wal_dir, EVENTS), "a", encoding="utf-8") as handle:
             handle.write("%s %s %s %s\n" % (stamp, kind, name, message.replace("\n", " ")[:300]))
     except OSError:

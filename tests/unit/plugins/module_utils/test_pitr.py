@@ -165,6 +165,20 @@ def test_archive_stores_atomically_and_is_idempotent(wal_script, tmp_path) -> No
     assert sorted(os.listdir(conf["wal_dir"])) == ["000000010000000000000001.gz", "000000010000000000000001.sha256"]
 
 
+def test_a_failure_just_after_the_newest_segment_is_failing_now(wal_script, tmp_path) -> None:
+    """The segment is stored locally, then its S3 copy fails in the same second: the event log's
+    sub-second stamps put the failure after the segment, so the archive is failing now."""
+    cclite_wal, conf = wal_script
+    seg = tmp_path / "seg"
+    seg.write_bytes(os.urandom(1000))
+    cclite_wal.archive(conf, str(seg), "000000010000000000000001")
+    stored = os.path.getmtime(os.path.join(conf["wal_dir"], "000000010000000000000001.gz"))
+    cclite_wal.event(conf["wal_dir"], "failed", "000000010000000000000001", "S3 is unreachable (http://x)")
+    events, failing = _pitr.archive_events(conf["wal_dir"], stored)
+    assert len(events) == 1 and failing == events and "S3 is unreachable" in failing[0]
+    assert _pitr.archive_events(conf["wal_dir"], time.time() + 1)[1] == []  # a segment stored later: recovered
+
+
 def test_archive_refuses_other_content_under_the_same_name(wal_script, tmp_path) -> None:
     cclite_wal, conf = wal_script
     seg = tmp_path / "seg"

@@ -34,6 +34,7 @@ import tarfile
 import tempfile
 import typing as t
 
+from ansible_collections.cclite.backup.plugins.module_utils._core import _artifact
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Consumer, read_chunks
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import _fsync_dir as fsync_dir
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, StageError, VerifyError
@@ -44,6 +45,11 @@ ALGORITHM = "directory"  # what listings and size comparisons call a tree's comp
 
 def is_tree(name: str) -> bool:
     return name.endswith(SUFFIX)
+
+
+def algorithm_of(name: str) -> str:
+    """What listings call a backup's compression: ``directory`` for a tree."""
+    return ALGORITHM if is_tree(name) else _artifact.algorithm_of(name)
 
 
 def names(directory: str) -> list[str]:

@@ -279,11 +279,9 @@ def tar_chunks(directory: str, files: t.Sequence[t.Mapping[str, t.Any]], mtime: 
         except OSError as exc:
             raise StageError("reading %s failed: %s" % (path, exc.strerror or exc)) from exc
         if size != item["size"] or digest.hexdigest() != item["sha256"]:
-            raise VerifyError(
-                "%s changed since its manifest was written (%s bytes, sha256 %s; the manifest says %d bytes, %s): "
-                "the local backup changed or is corrupt" % (path, size if size <= item["size"] else "more", digest.hexdigest(),
-                                                             item["size"], item["sha256"])
-            )
+            found = (path, size if size <= item["size"] else "more", digest.hexdigest(), item["size"], item["sha256"])
+            raise VerifyError("%s changed since its manifest was written (%s bytes, sha256 %s; the manifest says %d bytes, %s): "
+                              "the local backup changed or is corrupt" % found)
         total += size + _padding(size, tarfile.BLOCKSIZE)
         if _padding(size, tarfile.BLOCKSIZE):
             yield b"\0" * _padding(size, tarfile.BLOCKSIZE)

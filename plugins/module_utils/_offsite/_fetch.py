@@ -93,6 +93,9 @@ def _fetch_one(
     path = os.path.join(catalog.directory, entry.name)
     legacy = entry.legacy
     artifact = (entry.manifest or {}).get("artifact", {})
+    if legacy and _tree.is_tree(entry.name):
+        raise VerifyError("%s has no manifest on S3: a directory backup's copy cannot be checked without one; nothing was "
+                          "downloaded" % remote.conn.url(layout.store, entry.name))
     item = {"name": entry.name, "path": path, "url": remote.conn.url(layout.store, entry.name), "series": entry.series,
             "size": entry.size if legacy else artifact["size"], "sha256": None if legacy else artifact["sha256"],
             "encrypted": entry.encryption is not None, "legacy": legacy, "downloaded": False, "latest": None,
@@ -270,7 +273,11 @@ def _untar_into(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, pat
     archive = entry.archive or {}
     if archive.get("format") != "tar" or not _tree.is_tree(path):
         raise VerifyError("%s is packed as %s, which this version cannot read" % (what, archive.get("format")))
-    files = (entry.manifest or {}).get("artifact", {}).get("files") or []
+    artifact = (entry.manifest or {}).get("artifact", {})
+    files = artifact.get("files") or []
+    if not files or _tree.digest(files) != artifact.get("sha256"):
+        raise VerifyError("the manifest of %s lists files that do not make its sha256 %s: it was changed; nothing was downloaded"
+                          % (what, artifact.get("sha256")))
     try:
         with _tree.in_place(path) as tmp:
             _tree.untar(download_chunks(remote, entry, key, {}), tmp, files, what, mode)

@@ -59,6 +59,9 @@ class Uploader:
 
     def plan(self, path: str) -> Planned:
         tree = os.path.isdir(path) and not os.path.islink(path) and _tree.is_tree(path)
+        if os.path.isdir(path) and not tree:
+            raise ConfigError("%s is a directory but not a directory backup (<name>%s, not a link): nothing to copy off-site"
+                              % (path, _tree.SUFFIX))
         if not tree and not os.path.isfile(path):
             raise ConfigError("%s does not exist: nothing to copy off-site" % path)
         manifest = _manifest.read(path)

@@ -666,13 +666,14 @@ def test_a_directory_changed_since_its_manifest_is_not_uploaded(remote: _remote.
 
 
 def test_a_directory_copy_that_does_not_match_is_never_put_in_place(remote: _remote.Remote, tmp_path: t.Any) -> None:
-    """The manifest on S3 lists a file the tar does not hold (a copy cut or replaced with its
-    checksums): the fetch fails and leaves neither the directory nor a temp one."""
+    """The manifest on S3 lists a file the tar does not hold (both replaced, each consistent with
+    its checksums): the fetch fails and leaves neither the directory nor a temp one."""
     path = make_tree(tmp_path / "host1", "20261127_090000", sizes=(3000, 5000))
     art = _upload.upload(remote, _remote.Options(), None, path, False, False)["artifact"]
     manifest_key = art["key"] + ".manifest.json"
     manifest = json.loads(remote.client.get_object(Bucket=remote.conn.bucket, Key=manifest_key)["Body"].read())
     manifest["artifact"]["files"][0]["sha256"] = "0" * 64
+    manifest["artifact"]["sha256"] = _tree.digest(manifest["artifact"]["files"])  # a manifest that holds together
     remote.client.put_object(Bucket=remote.conn.bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
     fresh = tmp_path / "host2"
     with pytest.raises(VerifyError, match="has sha256"):
@@ -695,3 +696,24 @@ def test_retention_on_s3_treats_directory_copies_like_files(remote: _remote.Remo
     assert sorted(done["deleted"]) == sorted(os.path.basename(p) for p in (paths[0], paths[1], paths[3]))
     keys = sorted(o["Key"] for o in remote.client.list_objects_v2(Bucket=remote.conn.bucket)["Contents"])
     assert keys == [remote.conn.key("postgresql", os.path.basename(paths[2])) + s for s in ("", ".manifest.json")]
+
+
+def test_a_directory_copy_is_fetched_only_with_a_manifest_that_holds_together(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    path = make_tree(tmp_path / "host1", "20261127_100000", sizes=(3000, 5000))
+    art = _upload.upload(remote, _remote.Options(), None, path, False, False)["artifact"]
+    manifest_key = art["key"] + ".manifest.json"
+    manifest = json.loads(remote.client.get_object(Bucket=remote.conn.bucket, Key=manifest_key)["Body"].read())
+    manifest["artifact"]["files"] = manifest["artifact"]["files"][:1]  # a file dropped from the list
+    remote.client.put_object(Bucket=remote.conn.bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    with pytest.raises(VerifyError, match="lists files that do not make its sha256"):
+        _fetch.fetch(remote, str(tmp_path / "host2"), "postgresql", os.path.basename(path), None)
+    # a .dir object without a manifest (not made by this collection) is never fetched
+    remote.client.delete_object(Bucket=remote.conn.bucket, Key=manifest_key)
+    remote.client.put_object(Bucket=remote.conn.bucket, Key=art["key"], Body=os.urandom(4096))
+    with pytest.raises(VerifyError, match="cannot be checked without one"):
+        _fetch.fetch(remote, str(tmp_path / "host2"), "postgresql", os.path.basename(path), None)
+    assert not os.path.lexists(tmp_path / "host2" / "postgresql" / os.path.basename(path))
+    # and a directory that is not a backup is refused before anything is sent
+    os.makedirs(tmp_path / "host1" / "postgresql" / "notabackup")
+    with pytest.raises(ConfigError, match="not a directory backup"):
+        _upload.upload(remote, _remote.Options(), None, str(tmp_path / "host1" / "postgresql" / "notabackup"), False, False)

@@ -58,6 +58,7 @@ class Uploader:
         self.key = key
 
     def plan(self, path: str) -> Planned:
+        path = path.rstrip("/") or path  # a directory given as ``name.dir/``
         tree = os.path.isdir(path) and not os.path.islink(path) and _tree.is_tree(path)
         if os.path.isdir(path) and not tree:
             raise ConfigError("%s is a directory but not a directory backup (<name>%s, not a link): nothing to copy off-site"
@@ -73,8 +74,9 @@ class Uploader:
         files, mtime = None, 0
         if tree:
             files = manifest.get("artifact", {}).get("files")
-            if not isinstance(files, list) or not files:
-                raise VerifyError("the manifest of %s lists no files: the local backup cannot be checked; nothing was uploaded" % path)
+            if not isinstance(files, list) or not files or _tree.digest(files) != manifest["artifact"].get("sha256"):
+                raise VerifyError("the manifest of %s lists no files, or files that do not make its sha256: the local backup cannot be checked; "
+                                  "nothing was uploaded" % path)
             problems = _tree.compare(files, _tree.names(path))
             if problems:
                 raise VerifyError("%s differs from its manifest (%s): the local backup changed; nothing was uploaded" % (path, "; ".join(problems)))

@@ -717,3 +717,13 @@ def test_a_directory_copy_is_fetched_only_with_a_manifest_that_holds_together(re
     os.makedirs(tmp_path / "host1" / "postgresql" / "notabackup")
     with pytest.raises(ConfigError, match="not a directory backup"):
         _upload.upload(remote, _remote.Options(), None, str(tmp_path / "host1" / "postgresql" / "notabackup"), False, False)
+
+
+def test_a_local_manifest_whose_file_list_does_not_hold_together_is_not_uploaded(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    path = make_tree(tmp_path, "20261127_110000", sizes=(3000, 5000))
+    manifest = _manifest.read(path)
+    manifest["artifact"]["files"] = manifest["artifact"]["files"][1:]
+    _manifest.write_json(_manifest.path_for(path), manifest)
+    with pytest.raises(VerifyError, match="files that do not make its sha256"):
+        _upload.upload(remote, _remote.Options(), None, path + "/", False, False)
+    assert remote.client.list_objects_v2(Bucket=remote.conn.bucket).get("Contents", []) == []

@@ -169,6 +169,10 @@ artifact:
       type: str
       sample: gzip
       returned: always
+    encrypted:
+      description: Whether the artifact is encrypted at rest (option O(encrypt)).
+      type: bool
+      returned: always
     created:
       description: When the artifact was complete (ISO 8601).
       type: str

@@ -121,6 +121,10 @@ backups:
       description: True when the backup has no manifest (made by the old scripts).
       type: bool
       returned: always
+    encrypted:
+      description: Whether the backup is encrypted at rest (its manifest's C(artifact.encryption)).
+      returned: always
+      type: bool
     manifest:
       description: Path of the manifest.
       type: str

@@ -149,6 +149,9 @@ artifact:
       description: Compression algorithm.
       type: str
       sample: gzip
+    encrypted:
+      description: Whether the artifact is encrypted at rest (option O(encrypt)).
+      type: bool
     created:
       description: When the artifact was complete (ISO 8601).
       type: str

@@ -112,6 +112,9 @@ backups:
     legacy:
       description: True when the backup has no manifest.
       type: bool
+    encrypted:
+      description: Whether the backup is encrypted at rest (its manifest's C(artifact.encryption)).
+      type: bool
     manifest:
       description: Path of the manifest.
       type: str

@@ -199,6 +199,10 @@ artifact:
       returned: always
       type: str
       sample: gzip
+    encrypted:
+      description: Whether the artifact is encrypted at rest (option O(encrypt)).
+      type: bool
+      returned: always
     created:
       description: When the artifact was complete (ISO 8601).
       returned: always

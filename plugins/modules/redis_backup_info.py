@@ -134,6 +134,10 @@ backups:
       description: True when the backup has no manifest (made by the old scripts).
       returned: always
       type: bool
+    encrypted:
+      description: Whether the backup is encrypted at rest (its manifest's C(artifact.encryption)).
+      returned: always
+      type: bool
     manifest:
       description: Path of the manifest.
       returned: always

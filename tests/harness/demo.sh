@@ -3,14 +3,16 @@
 # cc-lite-qdrant, cc-lite-backend from the local image cc-lite-stack:bookworm) with sample data,
 # then the operator's starter examples/workstation/: backup, verify, list, a disaster, the
 # recovery with dr.yml, the data checked back, /health, the backup tree. `make demo-clean`
-# removes what it made. CCLITE_STACK=NAME (with its own CCLITE_DEMO_ROOT and ports) runs the demo
+# removes what it made. CCLITE_STACK=NAME (with its own ports) runs the demo
 # on a stack of its own (NAME-postgres ..., see stack-up.sh) instead of the guide's names.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 PATH=$root/.venv/bin:$PATH
 export ANSIBLE_COLLECTIONS_PATH=$root/.collections
+# A stack of its own (CCLITE_STACK) has its own folder: its clean-up never removes the demo's.
 demo_root=${CCLITE_DEMO_ROOT:-/tmp/cclite-demo}
+[ -n "${CCLITE_DEMO_ROOT:-}" ] || [ "${CCLITE_STACK:-cc-lite}" = cc-lite ] || demo_root=/tmp/$CCLITE_STACK-demo
 qdrant_port=${CCLITE_DEMO_QDRANT_PORT:-6337}
 backend_port=${CCLITE_DEMO_BACKEND_PORT:-8000}
 stack=${CCLITE_STACK:-cc-lite}

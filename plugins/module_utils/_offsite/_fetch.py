@@ -224,7 +224,7 @@ def _local_manifest(remote: Remote, entry: RemoteEntry) -> dict[str, t.Any]:
     record["encryption"] = manifest.get("encryption")
     record["fetched"] = utcnow().isoformat()
     record["url"] = remote.conn.url(entry.store, entry.name)
-    manifest["encryption"] = None  # the local copy is plaintext
+    manifest["encryption"] = None  # the copy's layer is gone (artifact.encryption, at rest, stays)
     manifest["fetched_from"] = record
     return manifest
 

@@ -53,6 +53,40 @@ options:
     default: ""
 """
 
+    # Matches _module.encryption_argument_spec().
+    ENCRYPTION = r"""
+options:
+  encrypt:
+    description:
+      - Encrypt the backups this module writes (a backup, or a restore's safety backup) at rest,
+        as they are written, with O(encryption_key) (the role variable C(backup_local_encryption)).
+        The format is the off-site copies' C(cclite-aead-v1) (AES-256-GCM in 1 MiB chunks, a key
+        per file); the manifest records it in C(artifact.encryption) with the key id, never the
+        key, and C(artifact.sha256) is that of the encrypted bytes on disk, so checks that do not
+        read the data need no key.
+      - Needs the Python library C(cryptography) on the managed host.
+      - Directory-format PostgreSQL backups cannot be encrypted (refused).
+      - Backups already written keep their form; encrypted and plaintext backups may be mixed.
+    type: bool
+    default: false
+  encryption_key:
+    description:
+      - At least 32 characters of random key material (vault it), the same key as the
+        off-site copies' (C(backup_s3_encryption_key)).
+      - Every encrypted backup is decrypted with it as it is read (checks, restores, drills,
+        adoption); a backup encrypted with another key, or read without one, fails with a
+        message naming the key ids, before anything is changed.
+      - Never put on a command line, logged or returned.
+    type: str
+    default: ""
+  encryption_key_file:
+    description:
+      - File on the managed host holding the key, instead of O(encryption_key)
+        (C(backup_s3_encryption_key_file)).
+    type: path
+    default: ""
+"""
+
     # Matches _module.compression_argument_spec().
     COMPRESSION = r"""
 options:

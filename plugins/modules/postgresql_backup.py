@@ -33,6 +33,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.postgresql
   - cclite.backup.catalog
+  - cclite.backup.catalog.ENCRYPTION
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.BACKUP_SET
   - cclite.backup.catalog.RETENTION
@@ -168,6 +169,10 @@ artifact:
       type: str
       sample: gzip
       returned: always
+    encrypted:
+      description: Whether the artifact is encrypted at rest (option O(encrypt)).
+      type: bool
+      returned: always
     created:
       description: When the artifact was complete (ISO 8601).
       type: str
@@ -251,6 +256,7 @@ def main() -> None:
     )
     argument_spec.update(pg.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
+    argument_spec.update(_module.encryption_argument_spec())
     argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
@@ -273,6 +279,7 @@ def main() -> None:
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),
+            encryption=_module.encryption_from(p),
             **_module.set_from(p),
         )
         request = pg_ops.BackupRequest(pg.connection_from(p), p["database"], spec, p["dump_options"], p["count_rows"],

@@ -33,6 +33,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.postgresql
   - cclite.backup.catalog
+  - cclite.backup.catalog.ENCRYPTION
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.PROGRESS
   - cclite.backup.drill
@@ -188,6 +189,7 @@ def main() -> None:
     )
     argument_spec.update(pg.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
+    argument_spec.update(_module.encryption_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
     argument_spec.update(_module.drill_argument_spec())

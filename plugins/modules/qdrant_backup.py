@@ -37,6 +37,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.qdrant
   - cclite.backup.catalog
+  - cclite.backup.catalog.ENCRYPTION
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.BACKUP_SET
   - cclite.backup.catalog.RETENTION
@@ -148,6 +149,9 @@ artifact:
       description: Compression algorithm.
       type: str
       sample: gzip
+    encrypted:
+      description: Whether the artifact is encrypted at rest (option O(encrypt)).
+      type: bool
     created:
       description: When the artifact was complete (ISO 8601).
       type: str
@@ -224,6 +228,7 @@ def main() -> None:
     )
     argument_spec.update(qd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
+    argument_spec.update(_module.encryption_argument_spec())
     argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
@@ -242,6 +247,7 @@ def main() -> None:
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),
+            encryption=_module.encryption_from(p),
             **_module.set_from(p),
         )
         request = qd_ops.BackupRequest(qd.connection_from(p), spec, p["collections"], p["full_snapshot"])

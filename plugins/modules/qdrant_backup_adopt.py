@@ -40,6 +40,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.qdrant
   - cclite.backup.catalog
+  - cclite.backup.catalog.ENCRYPTION
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -204,6 +205,7 @@ def main() -> None:
     argument_spec: dict = {}
     argument_spec.update(qd.connection_argument_spec())
     argument_spec.update(_module.adopt_argument_spec())
+    argument_spec.update(_module.encryption_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:

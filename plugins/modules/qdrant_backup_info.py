@@ -21,6 +21,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.qdrant
   - cclite.backup.catalog
+  - cclite.backup.catalog.ENCRYPTION
   - cclite.backup.catalog.RULES
   - cclite.backup.attributes
 attributes:
@@ -111,6 +112,9 @@ backups:
     legacy:
       description: True when the backup has no manifest.
       type: bool
+    encrypted:
+      description: Whether the backup is encrypted at rest (its manifest's C(artifact.encryption)).
+      type: bool
     manifest:
       description: Path of the manifest.
       type: str
@@ -159,6 +163,7 @@ def main() -> None:
     argument_spec: dict = {}
     argument_spec.update(qd.connection_argument_spec())
     argument_spec.update(_module.info_argument_spec())
+    argument_spec.update(_module.encryption_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:

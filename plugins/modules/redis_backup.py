@@ -45,6 +45,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.redis
   - cclite.backup.catalog
+  - cclite.backup.catalog.ENCRYPTION
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.BACKUP_SET
   - cclite.backup.catalog.RETENTION
@@ -198,6 +199,10 @@ artifact:
       returned: always
       type: str
       sample: gzip
+    encrypted:
+      description: Whether the artifact is encrypted at rest (option O(encrypt)).
+      type: bool
+      returned: always
     created:
       description: When the artifact was complete (ISO 8601).
       returned: always
@@ -333,6 +338,7 @@ def main() -> None:
     )
     argument_spec.update(rd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
+    argument_spec.update(_module.encryption_argument_spec())
     argument_spec.update(_module.retention_keep_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
@@ -353,6 +359,7 @@ def main() -> None:
             verify_after=p["verify"],
             lock_timeout=p["lock_timeout"],
             file_mode=_module.file_mode_from(p),
+            encryption=_module.encryption_from(p),
             **_module.set_from(p),
         )
         settings = rd_ops.Settings(p["method"], p["rdb_transfer"], p["pause_writes_ms"], p["sample_keys"], p["bgsave_timeout"])

@@ -34,6 +34,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.redis
   - cclite.backup.catalog
+  - cclite.backup.catalog.ENCRYPTION
   - cclite.backup.attributes
 attributes:
   check_mode:
@@ -208,6 +209,7 @@ def main() -> None:
     )
     argument_spec.update(rd.connection_argument_spec())
     argument_spec.update(_module.adopt_argument_spec())
+    argument_spec.update(_module.encryption_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:

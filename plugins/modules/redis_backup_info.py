@@ -23,6 +23,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.redis
   - cclite.backup.catalog
+  - cclite.backup.catalog.ENCRYPTION
   - cclite.backup.catalog.RULES
   - cclite.backup.attributes
 attributes:
@@ -133,6 +134,10 @@ backups:
       description: True when the backup has no manifest (made by the old scripts).
       returned: always
       type: bool
+    encrypted:
+      description: Whether the backup is encrypted at rest (its manifest's C(artifact.encryption)).
+      returned: always
+      type: bool
     manifest:
       description: Path of the manifest.
       returned: always
@@ -188,6 +193,7 @@ def main() -> None:
     )
     argument_spec.update(rd.connection_argument_spec())
     argument_spec.update(_module.info_argument_spec())
+    argument_spec.update(_module.encryption_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:

@@ -42,6 +42,7 @@ author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.redis
   - cclite.backup.catalog
+  - cclite.backup.catalog.ENCRYPTION
   - cclite.backup.catalog.COMPRESSION
   - cclite.backup.catalog.PROGRESS
   - cclite.backup.drill
@@ -252,6 +253,7 @@ def main() -> None:
     )
     argument_spec.update(rd.connection_argument_spec())
     argument_spec.update(_module.catalog_argument_spec())
+    argument_spec.update(_module.encryption_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
     argument_spec.update(_module.drill_argument_spec())

@@ -36,6 +36,10 @@ description:
   - With O(encryption_key) or O(encryption_key_file) the copy is encrypted on the managed host
     before it leaves (AES-256-GCM in 1 MiB chunks, format C(cclite-aead-v1)); the local backup
     stays plaintext. The object metadata records the plaintext sha256 and the key id.
+  - A backup already encrypted at rest (C(backup_local_encryption), its manifest's
+    C(artifact.encryption)) is uploaded as it is, never encrypted a second time. The remote
+    manifest's C(encryption) is null, its C(artifact) names the encrypted bytes, and
+    M(cclite.backup.s3_backup_fetch) brings those bytes back unchanged.
 author: cclite.backup contributors (@cclite)
 extends_documentation_fragment:
   - cclite.backup.s3

@@ -16,8 +16,13 @@ the very bytes that go to the file and hashed, and feeds them to a content check
 is proven readable without a second pass over it once written. (A second pass would read the
 page cache, not the disk: it proves nothing more than checking the bytes on their way.)
 
+With ``seal`` (a ``_crypto.Key``: ``backup_local_encryption``) the compressed stream is
+encrypted on its way to the file (``_crypto``'s format); size and sha256 are those of the
+encrypted bytes on disk, and the check in flight decrypts them again.
+
 ``ArtifactReader`` is the inverse: it yields the decompressed content of an artifact in chunks
-and computes the sha256 and size of the stored (compressed) bytes in the same pass.
+and computes the sha256 and size of the stored (compressed) bytes in the same pass. It is the
+one place an encrypted artifact is decrypted (with the module's configured key).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import threading
 import typing as t
 import zlib
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Child, Command, start
 
@@ -183,8 +188,8 @@ class _StreamCheck:
     DEPTH = 8
     _END = b""
 
-    def __init__(self, label: str, algorithm: str, consumer: Consumer | None) -> None:
-        self.reader = ArtifactReader(label, algorithm)
+    def __init__(self, label: str, algorithm: str, consumer: Consumer | None, key: _crypto.Key | None = None) -> None:
+        self.reader = ArtifactReader(label, algorithm, key)
         self.consumer = consumer
         self.chunks: queue.Queue[bytes] = queue.Queue(self.DEPTH)
         self.error: str | None = None
@@ -288,6 +293,24 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _counted(chunks: t.Iterable[bytes], total: list[int]) -> t.Iterator[bytes]:
+    for chunk in chunks:
+        total[0] += len(chunk)
+        yield chunk
+
+
+def _sealed(chunks: t.Iterable[bytes], encryptor: _crypto.Encryptor | None) -> t.Iterator[bytes]:
+    """``chunks`` encrypted by ``encryptor`` (sealed at their end), or as they are without one."""
+    if encryptor is None:
+        yield from chunks
+        return
+    for chunk in chunks:
+        data = encryptor.update(chunk)
+        if data:
+            yield data
+    yield encryptor.finish()
+
+
 def write_artifact(
     source: Source,
     dest: str,
@@ -295,8 +318,10 @@ def write_artifact(
     mode: int = 0o600,
     before_commit: t.Callable[[str, Written], None] | None = None,
     check: Consumer | bool | None = None,
+    seal: _crypto.Key | None = None,
 ) -> Written:
-    """Stream ``source`` through ``compression`` into ``dest``; see the module docstring.
+    """Stream ``source`` through ``compression`` (and with ``seal``, encryption) into ``dest``;
+    see the module docstring.
 
     With ``check`` (a content check, or ``True`` for the stream only) the written bytes are
     decompressed as they go and ``written.checked`` says what was found.
@@ -335,16 +360,18 @@ def write_artifact(
             feeder = _feed(sink, source, feeder_error)
             upstream = stages[0].proc.stdout
         if check is not None and check is not False:
-            inflight = _StreamCheck(dest, compression.algorithm, None if check is True else check)
+            inflight = _StreamCheck(dest, compression.algorithm, None if check is True else check, seal)
+        encryptor = _crypto.Encryptor(seal) if seal is not None else None
+        produced = [0]  # bytes out of the pipeline, before encryption
         with os.fdopen(fd, "wb", closefd=True) as out:
             fd = -1
-            for chunk in read_chunks(upstream):
-                digest.update(chunk)
-                out.write(chunk)
+            for data in _sealed(_counted(read_chunks(upstream), produced), encryptor):
+                digest.update(data)
+                out.write(data)
                 if inflight is not None:
-                    inflight.put(chunk)
-                size += len(chunk)
-                _progress.advance(len(chunk))
+                    inflight.put(data)
+                size += len(data)
+                _progress.advance(len(data))
             out.flush()
             os.fsync(out.fileno())
         upstream.close()
@@ -355,7 +382,7 @@ def write_artifact(
         error = _failure(stages, feeder_error[0] if feeder_error else None)
         if error is not None:
             raise error
-        if size == 0:
+        if produced[0] == 0:
             raise StageError("the pipeline produced no data; nothing was written")
         checked = inflight.finish() if inflight is not None else None
         written = Written(dest, size, digest.hexdigest(), started, utcnow(), checked)
@@ -386,9 +413,10 @@ class ArtifactReader:
     ``size`` are set once the content has been read to the end.
     """
 
-    def __init__(self, path: str, algorithm: str | None = None) -> None:
+    def __init__(self, path: str, algorithm: str | None = None, key: _crypto.Key | None = None) -> None:
         self.path = path
         self.algorithm = algorithm or algorithm_of(path)
+        self.key = key  # of an encrypted artifact; None: the module's configured key
         self.sha256 = ""
         self.size = 0
         self.content_size = 0  # decompressed bytes
@@ -415,7 +443,9 @@ class ArtifactReader:
 
     def decompress(self, raw: t.Iterator[bytes]) -> t.Iterator[bytes]:
         """The decompressed content of ``raw``, the stored bytes from anywhere (a file, the
-        writer's pipeline, a download); errors name :attr:`path`."""
+        writer's pipeline, a download), decrypted first when they are encrypted (``_crypto``);
+        errors name :attr:`path`."""
+        raw = _crypto.decrypt_stream(raw, self.path, self.key)
         if self.algorithm == "gzip":
             return self._gunzip(raw)
         if self.algorithm == "zstd":

@@ -111,6 +111,11 @@ class Entry:
         return self.manifest is None and self.manifest_error is None and self.journal is None
 
     @property
+    def encryption(self) -> dict[str, t.Any] | None:
+        """How the artifact is encrypted at rest (``_crypto.describe``); ``None``: plaintext."""
+        return ((self.manifest or {}).get("artifact") or {}).get("encryption") or None
+
+    @property
     def expected_sha256(self) -> str | None:
         """The sha256 the bytes must have: the manifest's, else the journal's."""
         if self.manifest is not None:
@@ -138,6 +143,7 @@ class Entry:
             "compression": self.algorithm,
             "series": self.series,
             "legacy": self.legacy,
+            "encrypted": self.encryption is not None,
             "manifest": _manifest.path_for(self.path) if self.manifest else None,
         }
 

@@ -26,6 +26,12 @@ configured key before any byte is decrypted, so a wrong key fails with a clear m
 The secret is a string of at least 32 characters of key material (for example
 ``openssl rand -base64 32``), from a vaulted variable or a key file. It is used as HKDF input
 keying material, not stretched: it must be random, not a memorable passphrase.
+
+The same format and key encrypt local backups at rest (``backup_local_encryption``): the
+artifact writer adds an :class:`Encryptor` stage after the compressor, and the artifact reader
+(``_artifact.ArtifactReader``, the one place every check, restore, drill and adoption reads a
+backup through) decrypts any artifact that starts with :data:`MAGIC`, with the key the module
+was given (:func:`configure`, :func:`configured`).
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ class WrongKey(VerifyError):
     """The configured key is not the one a file was encrypted with."""
 
 
-def _require() -> None:
+def require() -> None:
     if not HAS_CRYPTOGRAPHY:
         raise ConfigError(
             "encryption needs the Python library cryptography on the managed host: "
@@ -106,7 +112,7 @@ class Key:
         return None
 
     def file_key(self, salt: bytes) -> bytes:
-        _require()
+        require()
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=INFO).derive(self._secret)
 
 
@@ -131,7 +137,7 @@ class Encryptor:
     """Encrypts a stream: feed plaintext, collect ciphertext; ``finish`` seals the last chunk."""
 
     def __init__(self, key: Key, chunk_size: int = DEFAULT_CHUNK, salt: bytes | None = None) -> None:
-        _require()
+        require()
         if not 1024 <= chunk_size <= 1 << 30:
             raise ConfigError("encryption chunk size %d is out of range" % chunk_size)
         self.chunk_size = chunk_size
@@ -182,12 +188,15 @@ def parse_header(header: bytes) -> tuple[str, int]:
     return key_id, chunk_size
 
 
+KEY_SETTINGS = "backup_s3_encryption_key (vaulted) or backup_s3_encryption_key_file (the modules' encryption_key or encryption_key_file)"
+
+
 def check_key(key: Key | None, expected_id: str, what: str) -> Key:
     """Fail clearly, before reading any data, when ``key`` cannot decrypt ``what``."""
     if key is None:
         raise WrongKey(
-            "%s is encrypted (key id %s) and no key is configured: set backup_s3_encryption_key "
-            "(vaulted) or backup_s3_encryption_key_file to the key it was encrypted with" % (what, expected_id)
+            "%s is encrypted (key id %s) and no key is configured: set %s to the key it was encrypted with"
+            % (what, expected_id, KEY_SETTINGS)
         )
     if key.key_id != expected_id:
         raise WrongKey(
@@ -200,8 +209,8 @@ def check_key(key: Key | None, expected_id: str, what: str) -> Key:
 class Decryptor:
     """Decrypts a stream made by :class:`Encryptor`; ``finish`` checks that it was complete."""
 
-    def __init__(self, key: Key, what: str = "the copy") -> None:
-        _require()
+    def __init__(self, key: Key | None, what: str = "the copy") -> None:
+        require()
         self.key = key
         self.what = what
         self._buffer = bytearray()
@@ -234,7 +243,7 @@ class Decryptor:
                 return b""
             self._header = bytes(self._buffer[:HEADER])
             key_id, self._chunk = parse_header(self._header)
-            check_key(self.key, key_id, self.what)
+            self.key = check_key(self.key, key_id, self.what)
             self._aead = AESGCM(self.key.file_key(self._header[HEADER - SALT:]))
             del self._buffer[:HEADER]
         sealed = self._chunk + TAG
@@ -252,3 +261,50 @@ class Decryptor:
         self._buffer.clear()
         self._done = True
         return out
+
+
+# The key of this module run (one process per module run), for reading encrypted artifacts.
+_CONFIGURED: list[Key | None] = [None]
+
+
+def configure(key: Key | None) -> None:
+    """Make ``key`` the one the artifact reader decrypts with (``None``: no key)."""
+    _CONFIGURED[0] = key
+
+
+def configured() -> Key | None:
+    return _CONFIGURED[0]
+
+
+def sealed(head: bytes) -> bool:
+    """Whether data starting with ``head`` is in this format (``head``: its first bytes)."""
+    return head.startswith(MAGIC)
+
+
+def decrypt_stream(raw: t.Iterable[bytes], what: str, key: Key | None = None) -> t.Iterator[bytes]:
+    """The plaintext of ``raw`` (the stored bytes, chunk by chunk) when it starts with the
+    format's header, else ``raw`` unchanged. Decrypts with ``key``, by default the configured
+    one; a missing or wrong key fails before any byte is yielded, a cut or altered stream at
+    the chunk that shows it, naming ``what``."""
+    chunks = iter(raw)
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= len(MAGIC):
+            break
+    if not sealed(head):
+        if head:
+            yield head
+        yield from chunks
+        return
+    decryptor = Decryptor(key if key is not None else configured(), what)
+    out = decryptor.update(head)
+    if out:
+        yield out
+    for chunk in chunks:
+        out = decryptor.update(chunk)
+        if out:
+            yield out
+    out = decryptor.finish()
+    if out:
+        yield out

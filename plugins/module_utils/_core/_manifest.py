@@ -48,11 +48,17 @@ def build(
     kind: str = "scheduled",
     adopted: t.Mapping[str, t.Any] | None = None,
     run_id: str = "",
+    encryption: t.Mapping[str, t.Any] | None = None,
 ) -> dict[str, t.Any]:
     """The manifest of a freshly written artifact (or, with ``adopted``, of a legacy one whose
     compression is given as a mapping, since its level is not known). With ``run_id`` (the
     ``backup.yml`` run's id) it records ``run_id`` and ``host`` names the inventory host: the
-    backups of one run form a set (see ``_sets``); without it ``host`` is the machine's name."""
+    backups of one run form a set (see ``_sets``); without it ``host`` is the machine's name.
+
+    ``encryption`` (``_crypto.describe``) says the artifact is encrypted at rest: it goes into
+    ``artifact.encryption``, and ``artifact.size`` and ``sha256`` are those of the encrypted
+    bytes on disk, so every check that needs no decryption works without the key. (The
+    top-level ``encryption`` is the layer an off-site copy adds: ``null`` locally.)"""
     manifest = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -73,6 +79,8 @@ def build(
     }
     if run_id:
         manifest["run_id"] = run_id
+    if encryption:
+        manifest["artifact"]["encryption"] = dict(encryption)
     if written.files:
         manifest["artifact"]["files"] = [dict(f) for f in written.files]
     if adopted is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _progress
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core import _drill
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog
@@ -43,6 +43,36 @@ def set_from(params: t.Mapping[str, t.Any]) -> dict[str, str]:
     if run_id and not RUN_ID_RE.fullmatch(run_id):
         raise ConfigError("run_id is %r: give the run's backup_run_id (YYYYMMDD_HHMMSS), or leave it empty" % run_id)
     return {"run_id": run_id, "host": (params.get("host") or "").strip()}
+
+
+def encryption_argument_spec() -> dict[str, t.Any]:
+    """Encryption at rest (doc fragment ``catalog.ENCRYPTION``): the off-site copies' key, and
+    whether the backups this module writes are encrypted with it."""
+    return {
+        "encrypt": {"type": "bool", "default": False},
+        "encryption_key": {"type": "str", "default": "", "no_log": True},
+        "encryption_key_file": {"type": "path", "default": ""},
+    }
+
+
+def configure_key(params: t.Mapping[str, t.Any]) -> None:
+    """Give the artifact reader the module's key, if it takes one (``run`` does it for every module)."""
+    if "encryption_key" in params or "encryption_key_file" in params:
+        _crypto.configure(_crypto.Key.load(params.get("encryption_key") or "", params.get("encryption_key_file") or ""))
+
+
+def encryption_from(params: t.Mapping[str, t.Any]) -> _crypto.Key | None:
+    """The key to encrypt the backups this module writes with; ``None``: they stay plaintext."""
+    if not params.get("encrypt"):
+        return None
+    key = _crypto.configured()
+    if key is None:
+        raise ConfigError(
+            "backup_local_encryption is on (the module's encrypt) but no key is given: set %s; nothing was written"
+            % _crypto.KEY_SETTINGS
+        )
+    _crypto.require()
+    return key
 
 
 def retention_keep_argument_spec() -> dict[str, t.Any]:
@@ -141,7 +171,7 @@ def restore_spec_from(params: t.Mapping[str, t.Any], catalog: Catalog, **kwargs:
     """The restore options every ``*_restore`` module shares, for ``_restore.restore``."""
     return RestoreSpec(
         catalog, params["name"], params["confirm"], params["safety_backup"], params.get("keep_previous") or False,
-        compression_from(params), params["lock_timeout"], file_mode_from(params), **kwargs,
+        compression_from(params), params["lock_timeout"], file_mode_from(params), encryption=encryption_from(params), **kwargs,
     )
 
 
@@ -204,6 +234,7 @@ def run(module: t.Any, action: t.Callable[[], dict[str, t.Any]], progress: tuple
     """
     path = module.params.get("progress_file") if progress and not module.check_mode else None
     try:
+        configure_key(module.params)
         with _progress.reporting(path, *(progress or ("", "", ""))):
             result = action()
     except BackupError as exc:

@@ -10,7 +10,8 @@ content check; the order of the steps, which is what makes a backup trustworthy,
 1. check the store's directory is writable and has room for the backup (the previous
    backup's size plus a margin, or the engine's estimate for the first one); take the store's
    lock; remove the temp files of killed runs; record backups older than the journal in it;
-2. stream the producer into a temp file (every stage's exit status checked);
+2. stream the producer into a temp file (every stage's exit status checked), encrypted on
+   the way when the spec has a key (``backup_local_encryption``, see ``_crypto``);
 3. check the data as it is written (the stream decompresses, the engine's content check
    passes), then finish the producer (source statistics);
 4. write the manifest and its line in the catalog journal, then rename the artifact into place;
@@ -29,7 +30,7 @@ import datetime
 import os
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _manifest, _progress
+from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _crypto, _manifest, _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Source, StreamChecked, Written, write_artifact
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry, local_now
@@ -78,6 +79,8 @@ class BackupSpec:
     # the backup.yml run this backup is part of (its set) and the inventory host; empty: none
     run_id: str = ""
     host: str = ""
+    # encrypt the artifact at rest with this key (backup_local_encryption); None: plaintext
+    encryption: _crypto.Key | None = None
 
 
 def artifact_result(written: Written, spec: BackupSpec, versions: t.Mapping[str, str]) -> dict[str, t.Any]:
@@ -88,6 +91,7 @@ def artifact_result(written: Written, spec: BackupSpec, versions: t.Mapping[str,
         "sha256": written.sha256,
         "format": spec.fmt,
         "compression": spec.compression.algorithm,
+        "encrypted": spec.encryption is not None,
         "created": written.ended.isoformat(),
         "duration": written.duration,
         "versions": dict(versions),
@@ -114,10 +118,20 @@ def is_good(entry: Entry, content: ContentFactory) -> bool:
     return report.state == "good"
 
 
+def refuse_encrypted_tree(spec: BackupSpec, tree: bool) -> None:
+    """A directory backup is many files read by pg_restore itself: not encrypted at rest yet."""
+    if spec.encryption is not None and tree:
+        raise ConfigError(
+            "backup_local_encryption is on and postgresql_backup_format is directory: directory-format backups "
+            "cannot be encrypted at rest yet; set postgresql_backup_format: plain, or turn backup_local_encryption off"
+        )
+
+
 def make_backup(
     spec: BackupSpec, producer: Producer, versions: t.Mapping[str, str], tree: TreeWriter | None = None,
 ) -> dict[str, t.Any]:
     """The backup flow (module docstring); with ``tree``, the backup is a directory it writes."""
+    refuse_encrypted_tree(spec, tree is not None or spec.fmt == _tree.ALGORITHM)
     catalog = spec.catalog
     catalog.writable()
     catalog.ensure()
@@ -154,6 +168,7 @@ def make_backup(
                 kind=spec.kind,
                 host=spec.host,
                 run_id=spec.run_id,
+                encryption=_crypto.describe(spec.encryption) if spec.encryption is not None else None,
             )
             _manifest.write(path, manifest, spec.file_mode)
             result["manifest"] = manifest
@@ -166,7 +181,7 @@ def make_backup(
                 if tree is not None:
                     written = tree.write(path, commit)
                 else:
-                    written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit, check)
+                    written = write_artifact(producer.start(), path, spec.compression, spec.file_mode, commit, check, spec.encryption)
             finally:
                 producer.close()
             _progress.point_fixed()  # at the latest: the data is all written
@@ -221,6 +236,7 @@ def record_unjournaled(catalog: Catalog) -> None:
 
 def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
     """What a backup would do, for check mode: same shape, nothing written."""
+    refuse_encrypted_tree(spec, spec.fmt == _tree.ALGORITHM)
     catalog = spec.catalog
     catalog.writable()
     catalog.preflight()
@@ -229,7 +245,8 @@ def predict_backup(spec: BackupSpec) -> dict[str, t.Any]:
     path = os.path.join(catalog.directory, catalog.file_name(local_now(), extension))
     out: dict[str, t.Any] = {
         "artifact": {"path": path, "name": os.path.basename(path), "size": None, "sha256": None,
-                     "format": spec.fmt, "compression": spec.compression.algorithm, "created": None,
+                     "format": spec.fmt, "compression": spec.compression.algorithm,
+                     "encrypted": spec.encryption is not None, "created": None,
                      "duration": None, "versions": {}, "history": [e.size for e in catalog.entries()][:HISTORY]},
         "manifest": _manifest.path_for(path),
         "source": {},

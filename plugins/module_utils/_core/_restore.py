@@ -12,7 +12,8 @@ restore safe, lives here:
    catalog (the newest backup that reads back good; the ``latest`` link is only compared);
 2. the engine's plan: the target's current state and versions (nothing changes);
 3. refuse without confirmation (check mode needs none);
-4. read the whole artifact before any change (stream, sha256 against the manifest, the
+4. read the whole artifact before any change (decrypted when it is encrypted: a missing or
+   wrong key stops here, never falls back to an older backup; stream, sha256 against the manifest, the
    engine's content check; of a directory backup whose manifest lists its files, each file's
    sha256 only: the load reads the streams), and let the engine refuse what it cannot load
    (check mode stops here, with a prediction);
@@ -41,7 +42,7 @@ import os
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _ops, _progress
+from ansible_collections.cclite.backup.plugins.module_utils._core import _controller, _crypto, _ops, _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, VerifyError
@@ -65,6 +66,7 @@ class RestoreSpec:
     lock_timeout: float = 600.0
     file_mode: int = 0o600
     safety_series: str | None = None  # the safety copies' series; the catalog's by default
+    encryption: _crypto.Key | None = None  # safety backups encrypted at rest with it (backup_local_encryption)
 
     def safety_catalog(self) -> Catalog:
         series = self.catalog.series if self.safety_series is None else self.safety_series
@@ -74,7 +76,7 @@ class RestoreSpec:
         """The backup spec of a safety copy: its own catalog, never moving ``latest``."""
         return _ops.BackupSpec(
             catalog=self.safety_catalog(), compression=self.compression, fmt=fmt, content=content, kind="safety",
-            move_latest=False, lock_timeout=self.lock_timeout, file_mode=self.file_mode, **kwargs,
+            move_latest=False, lock_timeout=self.lock_timeout, file_mode=self.file_mode, encryption=self.encryption, **kwargs,
         )
 
 
@@ -207,8 +209,8 @@ def choose(spec: RestoreSpec, engine: Engine, entries: list[Entry], latest: bool
         try:
             full_read(entry, check)
         except VerifyError as exc:
-            if not latest:
-                raise
+            if not latest or (exc.details.get("report") or {}).get("checks", {}).get("key") == "failed":
+                raise  # a missing or wrong key is no reason to restore an older backup instead
             skipped.append(exc.msg)
             continue
         if skipped:

@@ -4,6 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The checks every store shares: the guide's rules (existence, age, size, stream integrity)
 plus the manifest's size and sha256, and an engine's content check on the decompressed stream.
+An encrypted backup (``_crypto``) read without its key fails the ``key`` check, not ``stream``.
 
 Engines add their own content check (a callable fed every decompressed chunk that returns a
 problem or ``None``) and, separately, their deep checks.
@@ -15,7 +16,7 @@ import dataclasses
 import datetime
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Consumer
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, median_size
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError
@@ -140,6 +141,9 @@ def check_data(report: Report, entry: Entry, content: ContentCheck | None = None
         for chunk in reader.chunks():
             if content is not None:
                 content.feed(chunk)
+    except _crypto.WrongKey as exc:  # not a damaged backup: the key to read it is missing or another
+        report.failed("key", exc.msg)
+        return
     except BackupError as exc:
         report.failed("stream", exc.msg)
         return

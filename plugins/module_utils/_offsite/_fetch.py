@@ -242,7 +242,7 @@ def _local_manifest(remote: Remote, entry: RemoteEntry) -> dict[str, t.Any]:
     record["archive"] = manifest.pop("archive", None)
     record["fetched"] = utcnow().isoformat()
     record["url"] = remote.conn.url(entry.store, entry.name)
-    manifest["encryption"] = None  # the local copy is plaintext
+    manifest["encryption"] = None  # the copy's layer is gone (artifact.encryption, at rest, stays)
     manifest["fetched_from"] = record
     return manifest
 

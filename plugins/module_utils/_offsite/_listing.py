@@ -59,7 +59,7 @@ def inspect(
                 else:
                     report.passed("age")
             check_object(remote, entry, report)
-            enc = entry.encryption
+            enc = entry.encryption or entry.at_rest  # the copy's layer, or the backup's own at rest
             if enc and not report.problems:
                 if key is None or key.key_id != enc.get("key_id"):
                     report.failed(

@@ -22,6 +22,11 @@ host of the layout. The remote manifest is the local one plus two records:
   of the ciphertext. ``artifact`` keeps the size and SHA-256 of the plaintext, so a download is
   checked twice: the stored bytes, then the decrypted ones.
 
+A backup encrypted at rest (``artifact.encryption``, ``backup_local_encryption``) is uploaded as
+it is, never encrypted a second time: its ``encryption`` is ``null``, ``artifact`` holds the
+size and SHA-256 of the encrypted bytes (those on S3), and a fetch brings those bytes back as
+they were, to be decrypted when they are read.
+
 The manifest is uploaded last, once the artifact is complete and its checksum checked. Every
 object this collection uploads carries the metadata ``x-amz-meta-cclite-backup`` (older
 versions: ``cclite-sha256``): such an object without its manifest is an upload that did not
@@ -180,6 +185,11 @@ class RemoteEntry:
         return (self.manifest or {}).get("encryption") or None
 
     @property
+    def at_rest(self) -> dict[str, t.Any] | None:
+        """How the backup itself is encrypted at rest (uploaded as it is); ``None``: it is not."""
+        return ((self.manifest or {}).get("artifact") or {}).get("encryption") or None
+
+    @property
     def record(self) -> dict[str, t.Any]:
         return (self.manifest or {}).get("offsite") or {}
 
@@ -195,7 +205,7 @@ class RemoteEntry:
         return self.archive or (self.manifest or {}).get("artifact", {})
 
     def as_dict(self, conn: s3.Connection) -> dict[str, t.Any]:
-        enc = self.encryption
+        enc = self.encryption or self.at_rest
         return {
             "name": self.name,
             "path": conn.url(self.store, self.name),

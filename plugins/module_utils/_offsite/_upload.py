@@ -2,7 +2,8 @@
 # Copyright (c) cclite.backup contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Uploading a backup to S3: multipart with a SHA-256 per part, encrypted when a key is set, the manifest last.
+"""Uploading a backup to S3: multipart with a SHA-256 per part, encrypted when a key is set (a
+backup already encrypted at rest goes as it is), the manifest last.
 
 A directory backup (``_tree``) is uploaded as one object, the tar stream of its files made while
 the parts are sent (``_tree.tar_chunks``: its length is known beforehand, each file is checked
@@ -38,11 +39,21 @@ class Planned:
     stored_size: int
     part_size: int
     parts: int
+    layer: _crypto.Key | None = None  # the key of the copy's encryption layer; None: the bytes go as they are
     files: list[dict[str, t.Any]] | None = None  # a directory backup's file list: the object is their tar
     mtime: int = 0  # the tar's member mtime (the backup's end)
 
+    @property
+    def at_rest(self) -> dict[str, t.Any] | None:
+        """How the backup is encrypted at rest (then uploaded as it is); ``None``: it is plaintext."""
+        return (self.manifest.get("artifact") or {}).get("encryption") or None
+
+    @property
+    def key_id(self) -> str | None:
+        return self.layer.key_id if self.layer else (self.at_rest or {}).get("key_id")
+
     def plaintext(self) -> t.Iterator[bytes]:
-        """The bytes to store (before encryption): the file, or the tar of the directory."""
+        """The bytes to store (before the copy's encryption): the file, or the tar of the directory."""
         if self.files is not None:
             yield from _tree.tar_chunks(self.path, self.files, self.mtime)
             return
@@ -90,9 +101,11 @@ class Uploader:
                     "%s has %d bytes, its manifest says %s: the local backup changed or is cut; nothing was uploaded"
                     % (path, size, manifest.get("artifact", {}).get("size"))
                 )
-        stored = _crypto.ciphertext_size(size) if self.key else size
+        # a backup encrypted at rest is sent as it is: a second layer would only cost time (never a directory)
+        layer = None if (manifest.get("artifact") or {}).get("encryption") else self.key
+        stored = _crypto.ciphertext_size(size) if layer else size
         part_size = s3.part_size_for(stored, self.options.part_size)
-        return Planned(path, store, name, manifest, stored, part_size, s3.part_count(stored, part_size), files, mtime)
+        return Planned(path, store, name, manifest, stored, part_size, s3.part_count(stored, part_size), layer, files, mtime)
 
     def existing(self, plan: Planned) -> RemoteEntry | None:
         """The remote copy when it is already there, complete and good."""
@@ -136,10 +149,10 @@ class Uploader:
             "cclite-backup": _manifest.COLLECTION_VERSION,  # marks our uploads (see MARKERS)
             "cclite-store": plan.store,
             "cclite-sha256": expected_sha,
-            "cclite-encryption": _crypto.ALGORITHM if self.key else "none",
+            "cclite-encryption": _crypto.ALGORITHM if plan.key_id else "none",
         }
-        if self.key:
-            metadata["cclite-key-id"] = self.key.key_id
+        if plan.key_id:
+            metadata["cclite-key-id"] = plan.key_id
         create = dict(Bucket=self.conn.bucket, Key=key, Metadata=metadata, ContentType="application/octet-stream", **self.options.object_args())
         if self.options.checksum == "sha256":
             create["ChecksumAlgorithm"] = "SHA256"
@@ -187,9 +200,9 @@ class Uploader:
         if plan.files is not None:
             remote_manifest["archive"] = {"format": "tar", "of": "directory", "size": _tree.tar_size(plan.files, plan.mtime),
                                           "sha256": plain_sha}
-        if self.key:
-            remote_manifest["encryption"] = dict(_crypto.describe(self.key), ciphertext={"size": plan.stored_size, "sha256": stored_sha})
-        else:
+        if plan.layer:
+            remote_manifest["encryption"] = dict(_crypto.describe(plan.layer), ciphertext={"size": plan.stored_size, "sha256": stored_sha})
+        else:  # plaintext, or encrypted at rest (artifact.encryption): the bytes on S3 are the backup's own
             remote_manifest["encryption"] = None
         entry = RemoteEntry(plan.store, plan.name, key, "", local_now(), plan.stored_size, None, None, remote_manifest)
         report = new_report(entry)
@@ -213,8 +226,8 @@ class Uploader:
             "stored_size": plan.stored_size,
             "stored_sha256": stored_sha,
             "checksum": checksum,
-            "encrypted": self.key is not None,
-            "key_id": self.key.key_id if self.key else None,
+            "encrypted": plan.key_id is not None,
+            "key_id": plan.key_id,
             "duration": round((ended - started).total_seconds(), 3),
         }
 
@@ -250,7 +263,7 @@ class Uploader:
             raise VerifyError("the manifest of %s did not arrive intact on S3; the copy was removed, the local backup is the good copy" % plan.name)
 
     def _stored_chunks(self, plan: Planned, plain: t.Any) -> t.Iterator[bytes]:
-        encryptor = _crypto.Encryptor(self.key) if self.key else None
+        encryptor = _crypto.Encryptor(plan.layer) if plan.layer else None
         for data in plan.plaintext():
             plain.update(data)
             out = encryptor.update(data) if encryptor else data
@@ -261,7 +274,7 @@ class Uploader:
 
     def _send_parts(self, plan: Planned, key: str, upload_id: str) -> tuple[list[t.Any], str, str]:
         """Send the stored bytes part by part; returns the parts, the stored and plaintext sha256."""
-        if self.key is None and plan.files is None:
+        if plan.layer is None and plan.files is None:
             return self._send_file_parts(plan, key, upload_id)
         return self._send_spooled_parts(plan, key, upload_id)
 
@@ -381,13 +394,13 @@ def _upload(remote: Remote, options: Options, key: _crypto.Key | None, path: str
         "sha256": plan.manifest["artifact"]["sha256"],
         "part_size": plan.part_size,
         "parts": plan.parts,
-        "encrypted": key is not None,
-        "key_id": key.key_id if key else None,
+        "encrypted": plan.key_id is not None,
+        "key_id": plan.key_id,
         "duration": None,
     }
     if existing is not None:
         rec = existing.record
-        enc = existing.encryption
+        enc = existing.encryption or existing.at_rest
         base.update(stored_size=rec.get("size"), stored_sha256=rec.get("sha256"), checksum=rec.get("checksum"),
                     encrypted=enc is not None, key_id=enc.get("key_id") if enc else None)
         return {"changed": False, "artifact": base, "msg": "%s is already on S3 and verifies; nothing to do" % plan.name}
@@ -398,7 +411,8 @@ def _upload(remote: Remote, options: Options, key: _crypto.Key | None, path: str
         result = uploader.upload(plan)
     result.update(part_size=plan.part_size, parts=plan.parts)
     how = "as a tar of its %d files, " % len(plan.files) if plan.files is not None else ""
-    how += "encrypted (key id %s), " % key.key_id if key else ""
+    how += ("encrypted (key id %s), " % plan.layer.key_id if plan.layer
+           else "as it is (encrypted at rest, key id %s), " % plan.key_id if plan.at_rest else "")
     return {
         "changed": True,
         "artifact": result,

@@ -99,7 +99,7 @@ def test_catalog_lines():
             "directory": "/b/postgresql",
             "backups": [
                 {"name": "postgres_backup_20250615_120000.sql.gz", "created": "2025-06-15T12:00:05.123456+00:00", "size": 2048,
-                 "legacy": False, "verification": {"state": "good"}},
+                 "legacy": False, "encrypted": True, "verification": {"state": "good"}},
                 {"name": "postgres_backup_20250614_120000.sql.gz", "created": "2025-06-14T12:00:00+00:00", "size": 100, "legacy": True},
             ],
             "problems": ["postgres_backup_20250614_120000.sql.gz: only 100 bytes (floor 1024): the dump is probably empty"],
@@ -108,7 +108,7 @@ def test_catalog_lines():
     }
     assert catalog_lines(catalog) == [
         "postgresql (/b/postgresql): 2 backup(s)",
-        "  postgres_backup_20250615_120000.sql.gz  2025-06-15T12:00:05  2.0 KiB  good",
+        "  postgres_backup_20250615_120000.sql.gz  2025-06-15T12:00:05  2.0 KiB  good encrypted",
         "  postgres_backup_20250614_120000.sql.gz  2025-06-14T12:00:00  100 B  not checked legacy",
         "  problem: postgres_backup_20250614_120000.sql.gz: only 100 bytes (floor 1024): the dump is probably empty",
         "redis (/b/redis): 0 backup(s)",

@@ -309,6 +309,7 @@ def test_entries_newest_first_and_only_catalog_files(catalog, tmp_path):
         "compression": "gzip",
         "series": "",
         "legacy": False,
+        "encrypted": False,
         "manifest": newest + ".manifest.json",
     }
     assert entries[1].as_dict()["sha256"] is None and entries[1].as_dict()["manifest"] is None

@@ -24,6 +24,7 @@ class FakeModule:
     """Records what AnsibleModule.exit_json / fail_json were given; both end the run, as the real ones do."""
 
     def __init__(self) -> None:
+        self.params: dict[str, t.Any] = {}
         self.exited: dict[str, t.Any] | None = None
         self.failed: dict[str, t.Any] | None = None
 

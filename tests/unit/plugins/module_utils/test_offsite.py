@@ -147,6 +147,36 @@ def test_encrypted_round_trip_into_an_empty_root(remote: _remote.Remote, tmp_pat
     assert not again["changed"] and again["backups"][0]["state"] == "present"
 
 
+def test_a_backup_encrypted_at_rest_goes_to_s3_as_it_is_and_comes_back_as_it_was(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    """Not encrypted twice: the bytes on S3 are the local file's, and a fetch restores that file."""
+    from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, write_artifact
+    from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command
+
+    directory = tmp_path / "host1" / "postgresql"
+    directory.mkdir(parents=True)
+    path = str(directory / "postgres_backup_20261127_040000.sql.gz")
+    sql = "".join("%d\tsecret row %d\n" % (i, i) for i in range(20000))
+    written = write_artifact(Command(("printf", "%s", sql[:100000]), stage="pg_dump"), path, Compression("gzip", 1, 1), seal=KEY)
+    manifest = _manifest.build("postgresql", written, Compression("gzip", 1, 1), fmt="plain", encryption=_crypto.describe(KEY))
+    _manifest.write(path, manifest)
+    up = _upload.upload(remote, _remote.Options(), KEY, path, False, False)
+    assert up["changed"] and up["artifact"]["encrypted"] and up["artifact"]["key_id"] == KEY.key_id
+    assert "as it is (encrypted at rest" in up["msg"]
+    stored = remote.client.get_object(Bucket=remote.conn.bucket, Key=up["artifact"]["key"])["Body"].read()
+    with open(path, "rb") as handle:
+        assert stored == handle.read()  # one layer only: the backup's own
+    remote_manifest = json.loads(remote.client.get_object(
+        Bucket=remote.conn.bucket, Key=up["artifact"]["key"] + ".manifest.json")["Body"].read())
+    assert remote_manifest["encryption"] is None and remote_manifest["artifact"]["encryption"]["key_id"] == KEY.key_id
+    listed = _listing.inspect(remote, "postgresql", "full", 25, KEY)
+    assert listed["healthy"] and listed["backups"][0]["encrypted"] and listed["backups"][0]["key_id"] == KEY.key_id
+    assert any("cannot decrypt" in p for p in _listing.inspect(remote, "postgresql", "quick", 25, OTHER_KEY)["problems"])
+    fresh = tmp_path / "host2"
+    local = _fetch.fetch(remote, str(fresh), "postgresql", "latest", None)["backups"][0]["path"]
+    assert sha(local) == sha(path) and _manifest.read(local)["artifact"]["encryption"]["key_id"] == KEY.key_id
+    assert b"".join(ArtifactReader(local, key=KEY).chunks()).decode() == sql[:100000]
+
+
 def test_wrong_or_missing_key_fails_before_any_download(remote: _remote.Remote, tmp_path: t.Any) -> None:
     path = make_backup(tmp_path / "host1", "20261127_030000")
     _upload.upload(remote, _remote.Options(), KEY, path, False, False)

@@ -412,7 +412,7 @@ def _upload(remote: Remote, options: Options, key: _crypto.Key | None, path: str
     result.update(part_size=plan.part_size, parts=plan.parts)
     how = "as a tar of its %d files, " % len(plan.files) if plan.files is not None else ""
     how += ("encrypted (key id %s), " % plan.layer.key_id if plan.layer
-           else "as it is (encrypted at rest, key id %s), " % plan.key_id if plan.at_rest else "")
+            else "as it is (encrypted at rest, key id %s), " % plan.key_id if plan.at_rest else "")
     return {
         "changed": True,
         "artifact": result,

@@ -110,7 +110,7 @@ backups:
       type: float
       returned: always
     compression:
-      description: gzip, zstd or none.
+      description: gzip, zstd or none; directory for a directory-format backup.
       type: str
       returned: always
     series:

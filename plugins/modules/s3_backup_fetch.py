@@ -21,6 +21,10 @@ description:
     both must match the manifest. The file is written to a temp file and renamed into place
     only then, next to a local manifest (the copy's manifest, with the remote record kept under
     C(fetched_from)). The local file is plaintext.
+  - A directory backup's copy (a tar, see M(cclite.backup.s3_backup_upload)) is extracted as it
+    downloads into a hidden temp directory beside the tree - only regular files the manifest
+    lists, with plain relative names (links and paths leaving the directory are refused), each
+    checked against its sha256 - and renamed into place once the whole object checked out.
   - With O(name=latest), the catalog's C(latest) link of each series points at the downloaded
     copy afterwards, so the store's restore of C(latest) restores it.
   - "A copy made by the guide's scripts (no manifest on S3, see M(cclite.backup.s3_backup_info))

@@ -105,7 +105,8 @@ stores:
         path: {description: C(s3://) URL of the copy., type: str}
         created: {description: When the backup was made (ISO 8601)., type: str}
         size: {description: Size of the object., type: int}
-        sha256: {description: SHA-256 of the backup (plaintext) from the manifest., type: str}
+        sha256: {description: "SHA-256 of the backup (plaintext) from the manifest; of a directory backup, the digest of its file list.", type: str}
+        compression: {description: "gzip, zstd or none; directory for a directory backup (one tar object on S3).", type: str}
         encrypted: {description: Whether the copy is encrypted., type: bool}
         key_id: {description: Id of the key it was encrypted with., type: str}
         legacy: {description: True when the copy has no manifest on S3 and no upload marker (made by the guide's scripts)., type: bool}

@@ -27,6 +27,12 @@ description:
   - The manifest is uploaded last - a copy without a manifest on S3 never counts as good. The
     remote manifest adds an C(offsite) record (key, stored size and sha256, checksum, part size)
     and, when encrypted, an C(encryption) record (algorithm, key id, ciphertext size and sha256).
+  - A directory backup (PostgreSQL's C(directory) format, C(<name>.dir/)) is copied as one
+    object under the same name - the tar of the files its manifest lists, made while the parts
+    are sent (constant memory, no tar on disk; each file is checked against its sha256 as it is
+    read, so a changed file fails the upload). The remote manifest adds an C(archive) record
+    (C(format=tar), C(of=directory), the tar's size and sha256), which the checks and the fetch
+    hold the downloaded bytes to.
   - With O(encryption_key) or O(encryption_key_file) the copy is encrypted on the managed host
     before it leaves (AES-256-GCM in 1 MiB chunks, format C(cclite-aead-v1)); the local backup
     stays plaintext. The object metadata records the plaintext sha256 and the key id.
@@ -53,7 +59,7 @@ attributes:
         uploaded again (O(force) uploads anyway).
 options:
   path:
-    description: The local backup to copy (a file of the catalog with its C(.manifest.json)).
+    description: The local backup to copy (a file, or a C(.dir) directory, of the catalog with its C(.manifest.json)).
     type: path
     required: true
   force:
@@ -90,8 +96,8 @@ options:
     default: ""
   spool_dir:
     description:
-      - Directory for the spool file that holds one encrypted part before it is sent. Empty uses
-        the backup's directory.
+      - Directory for the spool file that holds one part before it is sent (an encrypted copy, or
+        the tar of a directory backup). Empty uses the backup's directory.
     type: path
     default: ""
   object_lock:

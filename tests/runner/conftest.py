@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fixtures for running the shipped playbooks the way AWX does: through ansible-runner, with
 extra vars only, against a real PostgreSQL started here, with a local HTTP server (127.0.0.1)
-that captures what the webhook and the dead-man's switch receive."""
+that captures what the webhook and the dead-man's switch receive, and a moto S3 server."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import typing as t
 
 import pytest
@@ -80,6 +81,38 @@ def capture() -> t.Iterator[Capture]:
     server = Capture()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> t.Iterator[str]:
+    """A moto S3 server on 127.0.0.1 (its own process); yields its endpoint URL."""
+    port = throwaway_postgres.free_port()
+    proc = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield "http://127.0.0.1:%d" % port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def s3_client(endpoint: str) -> t.Any:
+    import boto3  # imported late: only the S3 tests need it
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing-secret")
+
+
+def make_bucket(endpoint: str, bucket: str) -> t.Any:
+    """Create ``bucket`` (waiting for the server to listen); returns a client."""
+    client = s3_client(endpoint)
+    for _attempt in range(100):
+        try:
+            client.create_bucket(Bucket=bucket)
+            break
+        except Exception:  # pylint: disable=broad-exception-caught  # not listening yet
+            time.sleep(0.1)
+    return client
 
 
 @dataclasses.dataclass

@@ -19,15 +19,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import typing as t
 
 import pytest
 import yaml
 
-from tests.throwaway_postgres import free_port
 
-from .conftest import ROOT, run_playbook
+from .conftest import ROOT, make_bucket, run_playbook, s3_client
 
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
@@ -164,35 +162,15 @@ def browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def s3() -> t.Iterator[str]:
-    """A moto S3 server on 127.0.0.1 with an empty bucket; yields its endpoint URL."""
-    import boto3  # imported late: only this test needs it
-
-    port = free_port()
-    proc = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = "http://127.0.0.1:%d" % port
-    try:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                              aws_secret_access_key=S3_SECRET)
-        for _attempt in range(100):
-            try:
-                client.create_bucket(Bucket=BUCKET)
-                break
-            except Exception:  # pylint: disable=broad-exception-caught  # not listening yet
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def s3(s3_server: str) -> str:
+    """The moto S3 server with an empty bucket; its endpoint URL."""
+    make_bucket(s3_server, BUCKET)
+    return s3_server
 
 
 def copy_to_s3(endpoint: str, root: str, count: int) -> list[str]:
     """The newest ``count`` PostgreSQL backups of ``root`` on S3, where the guide's scripts put them."""
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key=S3_SECRET)
+    client = s3_client(endpoint)
     names = [e.name for e in Catalog(root, POSTGRESQL).entries()[:count]]
     for name in names:
         client.upload_file(os.path.join(root, "postgresql", name), BUCKET, "cc-lite/backups/postgresql/" + name)

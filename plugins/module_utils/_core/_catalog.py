@@ -103,7 +103,7 @@ class Entry:
 
     @property
     def algorithm(self) -> str:
-        return _tree.ALGORITHM if self.tree else algorithm_of(self.name)
+        return _tree.algorithm_of(self.name)
 
     @property
     def legacy(self) -> bool:
@@ -185,6 +185,10 @@ class Catalog:
     def latest_name(self, extension: str) -> str:
         base = "latest_%s" % self.series if self.series else "latest"
         return base + (extension if extension == _tree.SUFFIX else self.layout.content + extension)
+
+    def latest_for(self, name: str) -> str:
+        """The path of the ``latest`` link that points at a backup named ``name``."""
+        return os.path.join(self.directory, self.latest_name(_tree.SUFFIX if _tree.is_tree(name) else EXTENSIONS[algorithm_of(name)]))
 
     def latest_names(self) -> list[str]:
         extensions = list(EXTENSIONS.values()) + ([_tree.SUFFIX] if self.layout.directories else [])
@@ -283,7 +287,7 @@ class Catalog:
     def point_latest(self, entry_path: str) -> str:
         """Point ``latest`` at a good artifact (atomically) and drop stale links of other extensions."""
         name = os.path.basename(entry_path)
-        link = os.path.join(self.directory, self.latest_name(_tree.SUFFIX if _tree.is_tree(name) else EXTENSIONS[algorithm_of(name)]))
+        link = self.latest_for(name)
         tmp = os.path.join(self.directory, ".%s.%d.partial" % (os.path.basename(link), os.getpid()))
         if os.path.lexists(tmp):
             os.unlink(tmp)

@@ -13,22 +13,31 @@ treat it like any other backup, and a changed, missing or added file changes it.
 
 :func:`scan` reads every file once (in threads: zlib and hashlib release the GIL): its sha256,
 for ``.gz`` files whether the stream decompresses to its end, and an optional per-file content
-check fed the decompressed bytes. :func:`tar_stream` writes the tree as one tar stream (the
-manifest's order, constant memory) for an off-site copy.
+check fed the decompressed bytes.
+
+For an off-site copy the tree travels as one tar stream: :func:`tar_chunks` produces it from the
+manifest's file list (its order, fixed headers, so :func:`tar_size` knows its length before a
+byte is read; each file checked against its sha256 as it is read; constant memory), and
+:func:`untar` extracts one into a temp directory (:func:`in_place`), refusing links, paths that
+leave the directory and files the manifest does not list, and checking every file's sha256.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import os
 import shutil
 import tarfile
+import tempfile
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Consumer
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, StageError
+from ansible_collections.cclite.backup.plugins.module_utils._core import _artifact
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Consumer, read_chunks
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import _fsync_dir as fsync_dir
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, StageError, VerifyError
 
 SUFFIX = ".dir"
 ALGORITHM = "directory"  # what listings and size comparisons call a tree's compression
@@ -36,6 +45,11 @@ ALGORITHM = "directory"  # what listings and size comparisons call a tree's comp
 
 def is_tree(name: str) -> bool:
     return name.endswith(SUFFIX)
+
+
+def algorithm_of(name: str) -> str:
+    """What listings call a backup's compression: ``directory`` for a tree."""
+    return ALGORITHM if is_tree(name) else _artifact.algorithm_of(name)
 
 
 def names(directory: str) -> list[str]:
@@ -221,16 +235,176 @@ def fsync_tree(directory: str, mode: int) -> None:
             os.close(fd)
 
 
-def tar_stream(directory: str, files: t.Sequence[t.Mapping[str, t.Any]], out: t.BinaryIO) -> None:
-    """Write the files the manifest lists, in its order, as one uncompressed tar stream
-    (constant memory: each file is copied in chunks); a file whose size changed fails."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for item in files:
-            path = os.path.join(directory, item["name"])
-            info = tar.gettarinfo(path, arcname=item["name"])
-            if info.size != item["size"]:
-                raise StageError("%s changed since its manifest was written (%d bytes, manifest %d)" % (path, info.size, item["size"]))
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
+def _tar_header(item: t.Mapping[str, t.Any], mtime: int) -> bytes:
+    """The tar header of one listed file: a regular file, mode 0600, owner 0, the given mtime
+    (so the tar of a tree depends only on its manifest)."""
+    info = tarfile.TarInfo(item["name"])
+    info.size = int(item["size"])
+    info.mode = 0o600
+    info.mtime = int(mtime)
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+def _padding(size: int, block: int) -> int:
+    return -size % block
+
+
+def tar_size(files: t.Sequence[t.Mapping[str, t.Any]], mtime: int = 0) -> int:
+    """The exact length of :func:`tar_chunks` for these files, known before a byte is read."""
+    total = sum(len(_tar_header(item, mtime)) + int(item["size"]) + _padding(int(item["size"]), tarfile.BLOCKSIZE) for item in files)
+    total += 2 * tarfile.BLOCKSIZE
+    return total + _padding(total, tarfile.RECORDSIZE)
+
+
+def tar_chunks(directory: str, files: t.Sequence[t.Mapping[str, t.Any]], mtime: int = 0) -> t.Iterator[bytes]:
+    """The files the manifest lists, in its order, as one uncompressed tar stream (what
+    ``tarfile`` writes in ``w|`` mode), produced in chunks: constant memory, nothing on disk.
+    Each file is hashed as it is read; one whose size or sha256 differs from the manifest
+    raises :class:`VerifyError` before the stream goes past it."""
+    total = 0
+    for item in files:
+        path = os.path.join(directory, item["name"])
+        header = _tar_header(item, mtime)
+        total += len(header)
+        yield header
+        digest, size = hashlib.sha256(), 0
+        try:
             with open(path, "rb") as handle:
-                tar.addfile(info, handle)
+                for data in read_chunks(handle):
+                    size += len(data)
+                    if size > item["size"]:
+                        break
+                    digest.update(data)
+                    yield data
+        except OSError as exc:
+            raise StageError("reading %s failed: %s" % (path, exc.strerror or exc)) from exc
+        if size != item["size"] or digest.hexdigest() != item["sha256"]:
+            found = (path, size if size <= item["size"] else "more", digest.hexdigest(), item["size"], item["sha256"])
+            raise VerifyError("%s changed since its manifest was written (%s bytes, sha256 %s; the manifest says %d bytes, %s): "
+                              "the local backup changed or is corrupt" % found)
+        total += size + _padding(size, tarfile.BLOCKSIZE)
+        if _padding(size, tarfile.BLOCKSIZE):
+            yield b"\0" * _padding(size, tarfile.BLOCKSIZE)
+    total += 2 * tarfile.BLOCKSIZE  # the end of the archive, then zeros to a whole record
+    yield b"\0" * (2 * tarfile.BLOCKSIZE + _padding(total, tarfile.RECORDSIZE))
+
+
+def tar_stream(directory: str, files: t.Sequence[t.Mapping[str, t.Any]], out: t.BinaryIO, mtime: int = 0) -> int:
+    """Write :func:`tar_chunks` to ``out``; returns the bytes written."""
+    written = 0
+    for data in tar_chunks(directory, files, mtime):
+        out.write(data)
+        written += len(data)
+    return written
+
+
+class _ChunkReader:
+    """``read(n)`` over an iterator of chunks, for ``tarfile``'s stream mode (one chunk held)."""
+
+    def __init__(self, chunks: t.Iterable[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.buf = b""
+        self.pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        while size != 0:
+            if self.pos >= len(self.buf):
+                data = next(self.chunks, None)
+                if data is None:
+                    break
+                self.buf, self.pos = data, 0
+                continue
+            take = len(self.buf) - self.pos if size < 0 else min(size, len(self.buf) - self.pos)
+            parts.append(self.buf[self.pos:self.pos + take])
+            self.pos += take
+            size = size - take if size > 0 else size
+        return b"".join(parts)
+
+    def rest(self) -> t.Iterator[bytes]:
+        """What is left after the tar's end, chunk by chunk (drains the iterator)."""
+        if self.pos < len(self.buf):
+            yield self.buf[self.pos:]
+        self.buf, self.pos = b"", 0
+        yield from self.chunks
+
+
+def _unsafe(member: tarfile.TarInfo, listed: t.Mapping[str, t.Mapping[str, t.Any]], seen: t.Container[str]) -> str | None:
+    """Why a tar member must not be extracted, or ``None``."""
+    name = member.name
+    if not member.isreg():
+        kind = ("a symbolic link" if member.issym() else "a hard link" if member.islnk() else "a directory" if member.isdir()
+                else "a special file")
+        return "%s is %s: a directory backup holds only regular files" % (name, kind)
+    if name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in name.split("/")):
+        return "%s is not a plain relative path: it would leave the backup directory" % name
+    if name not in listed:
+        return "%s is not in the manifest" % name
+    if name in seen:
+        return "%s appears twice" % name
+    if member.size != listed[name]["size"]:
+        return "%s has %d bytes, the manifest says %d" % (name, member.size, listed[name]["size"])
+    return None
+
+
+def untar(chunks: t.Iterable[bytes], directory: str, files: t.Sequence[t.Mapping[str, t.Any]], what: str, mode: int = 0o600) -> None:
+    """Extract a tar stream (as :func:`tar_chunks` writes it) into the empty ``directory``:
+    only regular files with plain relative names that the manifest lists, each once, created
+    with ``O_EXCL | O_NOFOLLOW`` and checked against its size and sha256; then every listed
+    file must be there and nothing but zeros may follow the tar's end. ``chunks`` is read to
+    its end. Anything else raises :class:`VerifyError` naming ``what``; the caller removes the
+    directory."""
+    listed = {item["name"]: item for item in files}
+    seen: set[str] = set()
+    reader = _ChunkReader(chunks)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                problem = _unsafe(member, listed, seen)
+                if problem:
+                    raise VerifyError("refusing the tar of %s: %s" % (what, problem))
+                seen.add(member.name)
+                source = tar.extractfile(member)
+                if source is None:  # pragma: no cover - a regular file always has a reader
+                    raise VerifyError("refusing the tar of %s: %s cannot be read" % (what, member.name))
+                _extract(source, directory, listed[member.name], what, mode)
+    except tarfile.TarError as exc:
+        raise VerifyError("the tar of %s is cut or corrupt (%s)" % (what, exc)) from exc
+    for data in reader.rest():
+        if data.strip(b"\0"):
+            raise VerifyError("the tar of %s has data after its end" % what)
+    missing = sorted(set(listed) - seen)
+    if missing:
+        raise VerifyError("the tar of %s is cut or incomplete: %d file(s) of the manifest are missing: %s"
+                          % (what, len(missing), ", ".join(missing[:5])))
+
+
+def _extract(source: t.BinaryIO, directory: str, item: t.Mapping[str, t.Any], what: str, mode: int) -> None:
+    path = os.path.join(directory, item["name"])
+    parent = os.path.dirname(path)
+    if parent != directory:
+        os.makedirs(parent, 0o700, exist_ok=True)
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as out:
+        for data in read_chunks(source):
+            digest.update(data)
+            out.write(data)
+    if digest.hexdigest() != item["sha256"]:
+        raise VerifyError("the tar of %s: %s has sha256 %s, the manifest says %s" % (what, item["name"], digest.hexdigest(), item["sha256"]))
+
+
+@contextlib.contextmanager
+def in_place(dest: str) -> t.Iterator[str]:
+    """A hidden temp directory beside ``dest`` (``.<name>.<pid>.<random>.partial``, what the
+    catalog removes after a killed run), renamed onto ``dest`` when the block ends without an
+    error, removed in every other case."""
+    directory = os.path.dirname(os.path.abspath(dest))
+    tmp = tempfile.mkdtemp(dir=directory, prefix=".%s.%d." % (os.path.basename(dest), os.getpid()), suffix=".partial")
+    try:
+        yield tmp
+        os.rename(tmp, dest)
+        fsync_dir(directory)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)

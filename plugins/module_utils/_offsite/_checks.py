@@ -171,7 +171,17 @@ class Sink(t.Protocol):
 def download(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, sink: Sink | None) -> dict[str, t.Any]:
     """Stream an object, check the stored bytes and (after decryption) the plaintext against the
     manifest, and write the plaintext to ``sink``. Raises :class:`VerifyError` on any mismatch."""
-    manifest = entry.manifest or {}
+    result: dict[str, t.Any] = {}
+    for data in download_chunks(remote, entry, key, result):
+        if sink is not None:
+            sink.write(data)
+    return result
+
+
+def download_chunks(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, result: dict[str, t.Any]) -> t.Iterator[bytes]:
+    """:func:`download` as chunks of plaintext; the checks run when the last chunk has been
+    taken (they raise then), and fill ``result``. The plaintext is the artifact, or for a
+    directory backup the tar the manifest's ``archive`` describes."""
     record = entry.record
     what = remote.conn.url(entry.store, entry.name)
     enc = entry.encryption
@@ -191,27 +201,27 @@ def download(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, sink: 
             if out:
                 plain.update(out)
                 plain_size += len(out)
-                if sink is not None:
-                    sink.write(out)
+                yield out
         if decryptor:
             out = decryptor.finish()
             plain.update(out)
             plain_size += len(out)
-            if sink is not None and out:
-                sink.write(out)
+            if out:
+                yield out
     except (s3.ClientError, s3.BotoCoreError) as exc:
         raise remote.conn.error(exc, "downloading %s" % entry.key) from exc
     finally:
         body.close()
     if record.get("sha256") and stored.hexdigest() != record["sha256"]:
         raise VerifyError("%s: the downloaded bytes have sha256 %s, the manifest says %s" % (what, stored.hexdigest(), record["sha256"]))
-    expected = manifest.get("artifact", {})
+    expected = entry.plaintext
     if plain_size != expected.get("size") or plain.hexdigest() != expected.get("sha256"):
         raise VerifyError(
-            "%s: the backup read back has %d bytes and sha256 %s, the manifest says %s bytes and %s"
-            % (what, plain_size, plain.hexdigest(), expected.get("size"), expected.get("sha256"))
+            "%s: the %s read back has %d bytes and sha256 %s, the manifest says %s bytes and %s"
+            % (what, "tar of the backup" if entry.archive else "backup", plain_size, plain.hexdigest(), expected.get("size"),
+               expected.get("sha256"))
         )
-    return {"stored_size": stored_size, "stored_sha256": stored.hexdigest(), "size": plain_size, "sha256": plain.hexdigest()}
+    result.update(stored_size=stored_size, stored_sha256=stored.hexdigest(), size=plain_size, sha256=plain.hexdigest())
 
 
 # Upload -------------------------------------------------------------------------------------

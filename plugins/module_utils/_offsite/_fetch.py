@@ -2,7 +2,12 @@
 # Copyright (c) cclite.backup contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Bringing copies from S3 into the local catalog, checked against their manifests."""
+"""Bringing copies from S3 into the local catalog, checked against their manifests.
+
+A file lands through a temp file renamed into place; a directory backup's tar is extracted into
+a temp directory beside the tree (``_tree.untar``: links, paths leaving it and files the
+manifest does not list are refused, every file's sha256 checked) and renamed into place only
+when the whole object checked out."""
 
 from __future__ import annotations
 
@@ -10,13 +15,13 @@ import hashlib
 import os
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest, _tree
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import EXTENSIONS, algorithm_of, in_place, read_chunks, utcnow
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import in_place, read_chunks, utcnow
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import StageError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
-from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import check_stream, download
+from ansible_collections.cclite.backup.plugins.module_utils._offsite._checks import check_stream, download, download_chunks
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._listing import is_latest, resolve
 from ansible_collections.cclite.backup.plugins.module_utils._offsite._remote import AWS_CLI_PART, Remote, RemoteEntry, layout_for
 
@@ -88,11 +93,14 @@ def _fetch_one(
     path = os.path.join(catalog.directory, entry.name)
     legacy = entry.legacy
     artifact = (entry.manifest or {}).get("artifact", {})
+    if legacy and _tree.is_tree(entry.name):
+        raise VerifyError("%s has no manifest on S3: a directory backup's copy cannot be checked without one; nothing was "
+                          "downloaded" % remote.conn.url(layout.store, entry.name))
     item = {"name": entry.name, "path": path, "url": remote.conn.url(layout.store, entry.name), "series": entry.series,
             "size": entry.size if legacy else artifact["size"], "sha256": None if legacy else artifact["sha256"],
             "encrypted": entry.encryption is not None, "legacy": legacy, "downloaded": False, "latest": None,
             "changed": False}
-    if os.path.isfile(path) and (matches_local(remote, entry, path)[0] if legacy else _same_file(path, item["sha256"])):
+    if _present(path) and (matches_local(remote, entry, path)[0] if legacy else _same_file(path, item["sha256"])):
         item["state"] = "present"
         if legacy:
             item["sha256"] = _file_digests(path, 0)["sha256"]
@@ -128,7 +136,7 @@ def _fetch_one(
             _write_local_manifest(remote, entry, path, file_mode)
             item["changed"] = True
         if move_latest and is_latest(name):
-            link = os.path.join(catalog.directory, catalog.latest_name(EXTENSIONS[algorithm_of(entry.name)]))
+            link = catalog.latest_for(entry.name)
             if not (os.path.islink(link) and os.readlink(link) == entry.name):
                 catalog.point_latest(path)
                 item["changed"] = True
@@ -136,7 +144,16 @@ def _fetch_one(
     return item
 
 
+def _present(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path) if _tree.is_tree(path) else os.path.isfile(path)
+
+
 def _same_file(path: str, sha256: str) -> bool:
+    if _tree.is_tree(path):
+        try:
+            return _tree.scan(path, decompress=False).sha256 == sha256
+        except StageError:  # a link or special file in it: not the same backup
+            return False
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in read_chunks(handle):
@@ -222,6 +239,7 @@ def _local_manifest(remote: Remote, entry: RemoteEntry) -> dict[str, t.Any]:
     manifest = dict(entry.manifest or {})
     record = dict(manifest.pop("offsite", {}) or {})
     record["encryption"] = manifest.get("encryption")
+    record["archive"] = manifest.pop("archive", None)
     record["fetched"] = utcnow().isoformat()
     record["url"] = remote.conn.url(entry.store, entry.name)
     manifest["encryption"] = None  # the copy's layer is gone (artifact.encryption, at rest, stays)
@@ -236,6 +254,9 @@ def _write_local_manifest(remote: Remote, entry: RemoteEntry, path: str, mode: i
 def _download_into(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, path: str, mode: int) -> None:
     manifest_path = _manifest.path_for(path)
     try:
+        if entry.archive is not None:
+            _untar_into(remote, entry, key, path, mode)
+            return
         with in_place(path, mode) as partial:
             download(remote, entry, key, partial.file)
             _write_local_manifest(remote, entry, path, mode)
@@ -243,6 +264,27 @@ def _download_into(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, 
         if os.path.exists(manifest_path) and not os.path.exists(path):
             os.unlink(manifest_path)
         raise
+
+
+def _untar_into(remote: Remote, entry: RemoteEntry, key: _crypto.Key | None, path: str, mode: int) -> None:
+    """A directory backup: its tar extracted into a temp directory as it downloads, every file
+    checked, then the whole object's checksums; the manifest, then the rename."""
+    what = remote.conn.url(entry.store, entry.name)
+    archive = entry.archive or {}
+    if archive.get("format") != "tar" or not _tree.is_tree(path):
+        raise VerifyError("%s is packed as %s, which this version cannot read" % (what, archive.get("format")))
+    artifact = (entry.manifest or {}).get("artifact", {})
+    files = artifact.get("files") or []
+    if not files or _tree.digest(files) != artifact.get("sha256"):
+        raise VerifyError("the manifest of %s lists files that do not make its sha256 %s: it was changed; nothing was downloaded"
+                          % (what, artifact.get("sha256")))
+    try:
+        with _tree.in_place(path) as tmp:
+            _tree.untar(download_chunks(remote, entry, key, {}), tmp, files, what, mode)
+            _tree.fsync_tree(tmp, mode)
+            _write_local_manifest(remote, entry, path, mode)
+    except OSError as exc:
+        raise StageError("writing %s failed: %s; check free space and permissions there" % (path, exc.strerror or exc)) from exc
 
 
 def download_legacy_into(remote: Remote, entry: RemoteEntry, path: str, mode: int) -> dict[str, t.Any]:

@@ -48,9 +48,8 @@ import datetime
 import json
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest, _tree
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import algorithm_of
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, POSTGRESQL_BASE, QDRANT, REDIS, STAMP, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 
@@ -194,6 +193,17 @@ class RemoteEntry:
     def record(self) -> dict[str, t.Any]:
         return (self.manifest or {}).get("offsite") or {}
 
+    @property
+    def archive(self) -> dict[str, t.Any] | None:
+        """A directory backup's copy is a tar of its files: ``{"format": "tar", "of": "directory",
+        "size", "sha256"}`` of the tar's bytes; ``None`` for a single-file backup."""
+        return (self.manifest or {}).get("archive") or None
+
+    @property
+    def plaintext(self) -> dict[str, t.Any]:
+        """The size and sha256 the object's bytes have once decrypted: the tar's, or the artifact's."""
+        return self.archive or (self.manifest or {}).get("artifact", {})
+
     def as_dict(self, conn: s3.Connection) -> dict[str, t.Any]:
         enc = self.encryption or self.at_rest
         return {
@@ -204,7 +214,7 @@ class RemoteEntry:
             "size": self.size,
             "sha256": (self.manifest or {}).get("artifact", {}).get("sha256"),
             "stored_sha256": self.record.get("sha256"),
-            "compression": algorithm_of(self.name),
+            "compression": _tree.algorithm_of(self.name),
             "series": self.series,
             "legacy": self.legacy,
             "incomplete": self.incomplete,

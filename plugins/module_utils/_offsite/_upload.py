@@ -3,7 +3,13 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Uploading a backup to S3: multipart with a SHA-256 per part, encrypted when a key is set (a
-backup already encrypted at rest goes as it is), the manifest last."""
+backup already encrypted at rest goes as it is), the manifest last.
+
+A directory backup (``_tree``) is uploaded as one object, the tar stream of its files made while
+the parts are sent (``_tree.tar_chunks``: its length is known beforehand, each file is checked
+against the manifest as it is read, nothing but the one-part spool touches the disk); the remote
+manifest's ``archive`` record gives the tar's size and sha256, which the checks and the fetch
+hold the plaintext to."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import os
 import tempfile
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest, _tree
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import CHUNK, read_chunks, utcnow
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import local_now
@@ -34,6 +40,8 @@ class Planned:
     part_size: int
     parts: int
     layer: _crypto.Key | None = None  # the key of the copy's encryption layer; None: the bytes go as they are
+    files: list[dict[str, t.Any]] | None = None  # a directory backup's file list: the object is their tar
+    mtime: int = 0  # the tar's member mtime (the backup's end)
 
     @property
     def at_rest(self) -> dict[str, t.Any] | None:
@@ -44,6 +52,14 @@ class Planned:
     def key_id(self) -> str | None:
         return self.layer.key_id if self.layer else (self.at_rest or {}).get("key_id")
 
+    def plaintext(self) -> t.Iterator[bytes]:
+        """The bytes to store (before the copy's encryption): the file, or the tar of the directory."""
+        if self.files is not None:
+            yield from _tree.tar_chunks(self.path, self.files, self.mtime)
+            return
+        with open(self.path, "rb") as handle:
+            yield from read_chunks(handle)
+
 
 class Uploader:
     def __init__(self, remote: Remote, options: Options, key: _crypto.Key | None = None) -> None:
@@ -53,12 +69,12 @@ class Uploader:
         self.key = key
 
     def plan(self, path: str) -> Planned:
-        if os.path.isdir(path):
-            raise ConfigError(
-                "%s is a directory-format backup: off-site copies of that format are not supported yet; "
-                "copy it with your own tool, or use postgresql_backup_format: plain for the backups that go to S3" % path
-            )
-        if not os.path.isfile(path):
+        path = path.rstrip("/") or path  # a directory given as ``name.dir/``
+        tree = os.path.isdir(path) and not os.path.islink(path) and _tree.is_tree(path)
+        if os.path.isdir(path) and not tree:
+            raise ConfigError("%s is a directory but not a directory backup (<name>%s, not a link): nothing to copy off-site"
+                              % (path, _tree.SUFFIX))
+        if not tree and not os.path.isfile(path):
             raise ConfigError("%s does not exist: nothing to copy off-site" % path)
         manifest = _manifest.read(path)
         if manifest is None:
@@ -66,17 +82,30 @@ class Uploader:
         store = manifest.get("store", "")
         layout_for(store)
         name = os.path.basename(path)
-        size = os.path.getsize(path)
-        if size != manifest.get("artifact", {}).get("size"):
-            raise VerifyError(
-                "%s has %d bytes, its manifest says %s: the local backup changed or is cut; nothing was uploaded"
-                % (path, size, manifest.get("artifact", {}).get("size"))
-            )
-        # a backup encrypted at rest is sent as it is: a second layer would only cost time
+        files, mtime = None, 0
+        if tree:
+            files = manifest.get("artifact", {}).get("files")
+            if not isinstance(files, list) or not files or _tree.digest(files) != manifest["artifact"].get("sha256"):
+                raise VerifyError("the manifest of %s lists no files, or files that do not make its sha256: the local backup cannot be checked; "
+                                  "nothing was uploaded" % path)
+            problems = _tree.compare(files, _tree.names(path))
+            if problems:
+                raise VerifyError("%s differs from its manifest (%s): the local backup changed; nothing was uploaded" % (path, "; ".join(problems)))
+            ended = _manifest.ended(manifest)
+            mtime = int(ended.timestamp()) if ended else 0
+            size = _tree.tar_size(files, mtime)
+        else:
+            size = os.path.getsize(path)
+            if size != manifest.get("artifact", {}).get("size"):
+                raise VerifyError(
+                    "%s has %d bytes, its manifest says %s: the local backup changed or is cut; nothing was uploaded"
+                    % (path, size, manifest.get("artifact", {}).get("size"))
+                )
+        # a backup encrypted at rest is sent as it is: a second layer would only cost time (never a directory)
         layer = None if (manifest.get("artifact") or {}).get("encryption") else self.key
         stored = _crypto.ciphertext_size(size) if layer else size
         part_size = s3.part_size_for(stored, self.options.part_size)
-        return Planned(path, store, name, manifest, stored, part_size, s3.part_count(stored, part_size), layer)
+        return Planned(path, store, name, manifest, stored, part_size, s3.part_count(stored, part_size), layer, files, mtime)
 
     def existing(self, plan: Planned) -> RemoteEntry | None:
         """The remote copy when it is already there, complete and good."""
@@ -130,7 +159,8 @@ class Uploader:
         upload_id = self.remote.call("starting the upload of %s" % key, "create_multipart_upload", **create)["UploadId"]
         try:
             parts, stored_sha, plain_sha = self._send_parts(plan, key, upload_id)
-            if plain_sha != expected_sha:
+            # a directory's files were each checked against the manifest as the tar was made
+            if plan.files is None and plain_sha != expected_sha:
                 raise VerifyError(
                     "%s read back with sha256 %s, its manifest says %s: the local backup changed or is corrupt; "
                     "nothing was uploaded" % (plan.path, plain_sha, expected_sha)
@@ -167,6 +197,9 @@ class Uploader:
         }
         remote_manifest = dict(plan.manifest)
         remote_manifest["offsite"] = record
+        if plan.files is not None:
+            remote_manifest["archive"] = {"format": "tar", "of": "directory", "size": _tree.tar_size(plan.files, plan.mtime),
+                                          "sha256": plain_sha}
         if plan.layer:
             remote_manifest["encryption"] = dict(_crypto.describe(plan.layer), ciphertext={"size": plan.stored_size, "sha256": stored_sha})
         else:  # plaintext, or encrypted at rest (artifact.encryption): the bytes on S3 are the backup's own
@@ -231,18 +264,17 @@ class Uploader:
 
     def _stored_chunks(self, plan: Planned, plain: t.Any) -> t.Iterator[bytes]:
         encryptor = _crypto.Encryptor(plan.layer) if plan.layer else None
-        with open(plan.path, "rb") as handle:
-            for data in read_chunks(handle):
-                plain.update(data)
-                out = encryptor.update(data) if encryptor else data
-                if out:
-                    yield out
+        for data in plan.plaintext():
+            plain.update(data)
+            out = encryptor.update(data) if encryptor else data
+            if out:
+                yield out
         if encryptor:
             yield encryptor.finish()
 
     def _send_parts(self, plan: Planned, key: str, upload_id: str) -> tuple[list[t.Any], str, str]:
         """Send the stored bytes part by part; returns the parts, the stored and plaintext sha256."""
-        if plan.layer is None:
+        if plan.layer is None and plan.files is None:
             return self._send_file_parts(plan, key, upload_id)
         return self._send_spooled_parts(plan, key, upload_id)
 
@@ -284,8 +316,8 @@ class Uploader:
         return parts, digest, digest
 
     def _send_spooled_parts(self, plan: Planned, key: str, upload_id: str) -> tuple[list[t.Any], str, str]:
-        """Encrypted: the ciphertext of one part goes to a spool file while it is hashed, then is
-        sent from there; memory stays at one chunk, disk at one part."""
+        """Encrypted, or the tar of a directory: the bytes of one part go to a spool file while
+        they are hashed, then are sent from there; memory stays at one chunk, disk at one part."""
         plain, stored = hashlib.sha256(), hashlib.sha256()
         parts: list[t.Any] = []
         spool_dir = self.options.spool_dir or os.path.dirname(os.path.abspath(plan.path))
@@ -378,8 +410,9 @@ def _upload(remote: Remote, options: Options, key: _crypto.Key | None, path: str
     with StoreLock(os.path.dirname(os.path.abspath(path)), plan.store, "%s off-site upload" % plan.store, 600):
         result = uploader.upload(plan)
     result.update(part_size=plan.part_size, parts=plan.parts)
-    how = ("encrypted (key id %s), " % plan.layer.key_id if plan.layer
-           else "as it is (encrypted at rest, key id %s), " % plan.key_id if plan.at_rest else "")
+    how = "as a tar of its %d files, " % len(plan.files) if plan.files is not None else ""
+    how += ("encrypted (key id %s), " % plan.layer.key_id if plan.layer
+            else "as it is (encrypted at rest, key id %s), " % plan.key_id if plan.at_rest else "")
     return {
         "changed": True,
         "artifact": result,

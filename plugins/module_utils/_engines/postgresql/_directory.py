@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 import typing as t
 
@@ -159,41 +157,31 @@ class DirectoryDump:
 
     def write(self, dest: str, commit: t.Callable[[str, Written], None]) -> Written:
         started = utcnow()
-        directory = os.path.dirname(os.path.abspath(dest))
         if os.path.lexists(dest):
             raise ConfigError("%s already exists; refusing to overwrite an artifact" % dest)
-        tmp = tempfile.mkdtemp(dir=directory, prefix=".%s.%d." % (os.path.basename(dest), os.getpid()), suffix=".partial")
         try:
-            content = DirectoryContent()
-            with _tree.Scanner(tmp, content.consumer_for, self.jobs) as scanner:
-                self._run_dump(tmp, scanner)
-                names = _tree.names(tmp)
-                tables = table_names(listing(self.conn, tmp))
-                scanned = scanner.finish(names)
-            problem = scanned.content or content.tree_result(names)
-            if self.count_rows == "dump":
-                counts = {}
-                for item in scanned.files:
-                    match = DATA_FILE.fullmatch(item.name)
-                    if match and "rows" in item.stats:
-                        counts[tables.get(match.group(1), item.name)] = item.stats["rows"]
-                self.stats = {"tables": counts, "table_count": len(counts), "total_rows": sum(counts.values()), "counted": "dump"}
-            _tree.fsync_tree(tmp, self.file_mode)
-            checked = StreamChecked(scanned.stream, scanned.content_size, problem)
-            written = Written(dest, scanned.size, scanned.sha256, started, utcnow(), checked, scanned.listed())
-            commit(tmp, written)
-            os.rename(tmp, dest)
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with _tree.in_place(dest) as tmp:
+                content = DirectoryContent()
+                with _tree.Scanner(tmp, content.consumer_for, self.jobs) as scanner:
+                    self._run_dump(tmp, scanner)
+                    names = _tree.names(tmp)
+                    tables = table_names(listing(self.conn, tmp))
+                    scanned = scanner.finish(names)
+                problem = scanned.content or content.tree_result(names)
+                if self.count_rows == "dump":
+                    counts = {}
+                    for item in scanned.files:
+                        match = DATA_FILE.fullmatch(item.name)
+                        if match and "rows" in item.stats:
+                            counts[tables.get(match.group(1), item.name)] = item.stats["rows"]
+                    self.stats = {"tables": counts, "table_count": len(counts), "total_rows": sum(counts.values()), "counted": "dump"}
+                _tree.fsync_tree(tmp, self.file_mode)
+                checked = StreamChecked(scanned.stream, scanned.content_size, problem)
+                written = Written(dest, scanned.size, scanned.sha256, started, utcnow(), checked, scanned.listed())
+                commit(tmp, written)
             return written
         except OSError as exc:
             raise StageError("writing %s failed: %s; check free space and permissions there" % (dest, exc.strerror or exc)) from exc
-        finally:
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def finish(self) -> dict[str, t.Any]:
         counts = self.dump.finish()

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import socket
+import tarfile
 import typing as t
 import uuid
 
@@ -23,7 +24,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from moto.server import ThreadedMotoServer
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest, _retention
+from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _manifest, _retention, _tree
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _adopt, _checks, _fetch, _listing, _prune, _remote, _upload
 from ansible_collections.cclite.backup.plugins.module_utils._offsite import _s3 as s3
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
@@ -607,3 +608,152 @@ def test_object_lock_needs_its_days() -> None:
         _remote.Options(object_lock="COMPLIANCE")
     with pytest.raises(ConfigError, match="object_lock must be governance or compliance"):
         _remote.Options(object_lock="LEGAL_HOLD", object_lock_days=3)
+
+
+# Directory-format backups: one object, the tar of the directory ---------------------------------
+
+
+def make_tree(root: t.Any, stamp: str, sizes: t.Sequence[int] = (3000, 6 * MiB + 11, 0),
+              ended: datetime.datetime | None = None) -> str:
+    """A directory backup (``toc.dat`` and data files) with its manifest, as the dump writes it."""
+    directory = root / "postgresql"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = str(directory / ("postgres_backup_%s.dir" % stamp))
+    os.makedirs(path)
+    for index, size in enumerate(sizes):
+        with open(os.path.join(path, "toc.dat" if index == 0 else "%d.dat.gz" % (3340 + index)), "wb") as handle:
+            handle.write(os.urandom(size))
+    scanned = _tree.scan(path, decompress=False)
+    when = ended or datetime.datetime.now(datetime.timezone.utc)
+    written = Written(path, scanned.size, scanned.sha256, when, when, None, scanned.listed())
+    _manifest.write(path, _manifest.build("postgresql", written, {"algorithm": "gzip", "level": 1, "program": "pg_dump"},
+                                          fmt="directory"))
+    return path
+
+
+def tree_files(path: str) -> dict[str, str]:
+    return {f["name"]: f["sha256"] for f in _tree.scan(path, decompress=False).listed()}
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
+def test_a_directory_backup_goes_to_s3_as_one_tar_and_comes_back(remote: _remote.Remote, tmp_path: t.Any, key: t.Any) -> None:
+    path = make_tree(tmp_path / "host1", "20261127_070000")
+    files = tree_files(path)
+    name = os.path.basename(path)
+    result = _upload.upload(remote, _remote.Options(part_size=5 * MiB), key, path, False, False)
+    art = result["artifact"]
+    assert result["changed"] and "as a tar of its 3 files" in result["msg"] and art["parts"] == 2
+    # one object (and its manifest) under the backup's name; the manifest says it is a tar
+    keys = sorted(o["Key"] for o in remote.client.list_objects_v2(Bucket=remote.conn.bucket)["Contents"])
+    assert keys == [art["key"], art["key"] + ".manifest.json"]
+    manifest = json.loads(remote.client.get_object(Bucket=remote.conn.bucket, Key=art["key"] + ".manifest.json")["Body"].read())
+    archive = manifest["archive"]
+    assert archive["format"] == "tar" and archive["of"] == "directory"
+    assert manifest["artifact"]["sha256"] == _manifest.read(path)["artifact"]["sha256"] and len(manifest["artifact"]["files"]) == 3
+    stored = remote.client.get_object(Bucket=remote.conn.bucket, Key=art["key"])["Body"].read()
+    assert len(stored) == manifest["offsite"]["size"] == art["stored_size"]
+    if key is None:
+        assert hashlib.sha256(stored).hexdigest() == archive["sha256"] and len(stored) == archive["size"]
+        with tarfile.open(fileobj=io.BytesIO(stored)) as tar:
+            assert {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar.getmembers()} == files
+    else:
+        assert manifest["encryption"]["key_id"] == KEY.key_id and len(stored) == _crypto.ciphertext_size(archive["size"])
+    # listing and both levels of checks see a good copy
+    quick = _listing.inspect(remote, "postgresql", "quick", 25, key)
+    assert quick["healthy"], quick["problems"]
+    assert quick["backups"][0]["compression"] == "directory" and quick["backups"][0]["name"] == name
+    full = _listing.inspect(remote, "postgresql", "full", 25, key, sample=1)
+    assert full["healthy"] and full["backups"][0]["verification"]["checks"]["download"] == "ok"
+    assert not _upload.upload(remote, _remote.Options(part_size=5 * MiB), key, path, False, False)["changed"]
+    # the local copy is gone: the fetch brings the directory back, checked, with latest.dir
+    fresh = tmp_path / "host2"
+    fetched = _fetch.fetch(remote, str(fresh), "postgresql", "latest", key)
+    local = fetched["backups"][0]["path"]
+    assert fetched["changed"] and local == str(fresh / "postgresql" / name) and os.path.isdir(local)
+    assert tree_files(local) == files
+    assert os.readlink(str(fresh / "postgresql" / "latest.dir")) == name
+    local_manifest = _manifest.read(local)
+    assert "archive" not in local_manifest and local_manifest["fetched_from"]["archive"]["sha256"] == archive["sha256"]
+    assert local_manifest["artifact"] == _manifest.read(path)["artifact"]
+    assert oct(os.stat(os.path.join(local, "toc.dat")).st_mode & 0o777) == "0o600"
+    assert not [n for n in os.listdir(fresh / "postgresql") if n.endswith(".partial")]
+    again = _fetch.fetch(remote, str(fresh), "postgresql", "latest", key)
+    assert not again["changed"] and again["backups"][0]["state"] == "present"
+
+
+def test_a_directory_changed_since_its_manifest_is_not_uploaded(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    path = make_tree(tmp_path, "20261127_080000", sizes=(3000, 7 * MiB))
+    with open(os.path.join(path, "3341.dat.gz"), "r+b") as handle:
+        handle.seek(6 * MiB)
+        handle.write(b"CORRUPT")  # in the second part: the first one was already sent
+    with pytest.raises(VerifyError, match="3341.dat.gz changed since its manifest.*the local backup changed or is corrupt"):
+        _upload.upload(remote, _remote.Options(part_size=5 * MiB), None, path, False, False)
+    assert remote.client.list_objects_v2(Bucket=remote.conn.bucket).get("Contents", []) == []
+    assert remote.client.list_multipart_uploads(Bucket=remote.conn.bucket).get("Uploads", []) == []
+    os.unlink(os.path.join(path, "toc.dat"))
+    with pytest.raises(VerifyError, match="missing: toc.dat"):
+        _upload.upload(remote, _remote.Options(), None, path, False, False)
+
+
+def test_a_directory_copy_that_does_not_match_is_never_put_in_place(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    """The manifest on S3 lists a file the tar does not hold (both replaced, each consistent with
+    its checksums): the fetch fails and leaves neither the directory nor a temp one."""
+    path = make_tree(tmp_path / "host1", "20261127_090000", sizes=(3000, 5000))
+    art = _upload.upload(remote, _remote.Options(), None, path, False, False)["artifact"]
+    manifest_key = art["key"] + ".manifest.json"
+    manifest = json.loads(remote.client.get_object(Bucket=remote.conn.bucket, Key=manifest_key)["Body"].read())
+    manifest["artifact"]["files"][0]["sha256"] = "0" * 64
+    manifest["artifact"]["sha256"] = _tree.digest(manifest["artifact"]["files"])  # a manifest that holds together
+    remote.client.put_object(Bucket=remote.conn.bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    fresh = tmp_path / "host2"
+    with pytest.raises(VerifyError, match="has sha256"):
+        _fetch.fetch(remote, str(fresh), "postgresql", os.path.basename(path), None)
+    left = os.listdir(fresh / "postgresql")
+    assert not [n for n in left if n.startswith(("postgres_backup", "latest")) or n.endswith(".partial")], left
+
+
+def test_retention_on_s3_treats_directory_copies_like_files(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    old = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    paths = [make_tree(tmp_path, "2020010%d_000000" % day, sizes=(2000, 3000), ended=old + datetime.timedelta(days=day))
+             for day in (1, 2, 3)]
+    paths.append(make_backup(tmp_path, "20200104_000000", ended=old + datetime.timedelta(days=4)))
+    for path in paths:
+        _upload.upload(remote, _remote.Options(), None, path, False, False)
+    # the newest copy (a file) loses its manifest: the newest directory copy is the one kept
+    remote.client.delete_object(Bucket=remote.conn.bucket, Key=remote.conn.key("postgresql", os.path.basename(paths[3]) + ".manifest.json"))
+    done = _prune.prune(remote, "postgresql", 30)
+    assert done["protected"] == [os.path.basename(paths[2])]
+    assert sorted(done["deleted"]) == sorted(os.path.basename(p) for p in (paths[0], paths[1], paths[3]))
+    keys = sorted(o["Key"] for o in remote.client.list_objects_v2(Bucket=remote.conn.bucket)["Contents"])
+    assert keys == [remote.conn.key("postgresql", os.path.basename(paths[2])) + s for s in ("", ".manifest.json")]
+
+
+def test_a_directory_copy_is_fetched_only_with_a_manifest_that_holds_together(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    path = make_tree(tmp_path / "host1", "20261127_100000", sizes=(3000, 5000))
+    art = _upload.upload(remote, _remote.Options(), None, path, False, False)["artifact"]
+    manifest_key = art["key"] + ".manifest.json"
+    manifest = json.loads(remote.client.get_object(Bucket=remote.conn.bucket, Key=manifest_key)["Body"].read())
+    manifest["artifact"]["files"] = manifest["artifact"]["files"][:1]  # a file dropped from the list
+    remote.client.put_object(Bucket=remote.conn.bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    with pytest.raises(VerifyError, match="lists files that do not make its sha256"):
+        _fetch.fetch(remote, str(tmp_path / "host2"), "postgresql", os.path.basename(path), None)
+    # a .dir object without a manifest (not made by this collection) is never fetched
+    remote.client.delete_object(Bucket=remote.conn.bucket, Key=manifest_key)
+    remote.client.put_object(Bucket=remote.conn.bucket, Key=art["key"], Body=os.urandom(4096))
+    with pytest.raises(VerifyError, match="cannot be checked without one"):
+        _fetch.fetch(remote, str(tmp_path / "host2"), "postgresql", os.path.basename(path), None)
+    assert not os.path.lexists(tmp_path / "host2" / "postgresql" / os.path.basename(path))
+    # and a directory that is not a backup is refused before anything is sent
+    os.makedirs(tmp_path / "host1" / "postgresql" / "notabackup")
+    with pytest.raises(ConfigError, match="not a directory backup"):
+        _upload.upload(remote, _remote.Options(), None, str(tmp_path / "host1" / "postgresql" / "notabackup"), False, False)
+
+
+def test_a_local_manifest_whose_file_list_does_not_hold_together_is_not_uploaded(remote: _remote.Remote, tmp_path: t.Any) -> None:
+    path = make_tree(tmp_path, "20261127_110000", sizes=(3000, 5000))
+    manifest = _manifest.read(path)
+    manifest["artifact"]["files"] = manifest["artifact"]["files"][1:]
+    _manifest.write_json(_manifest.path_for(path), manifest)
+    with pytest.raises(VerifyError, match="files that do not make its sha256"):
+        _upload.upload(remote, _remote.Options(), None, path + "/", False, False)
+    assert remote.client.list_objects_v2(Bucket=remote.conn.bucket).get("Contents", []) == []

@@ -13,9 +13,12 @@ import io
 import os
 import tarfile
 
+import pytest
+
 from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest, _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Written
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, check_data
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _directory
 
@@ -118,16 +121,128 @@ def test_a_stale_temp_directory_is_removed(tmp_path):
     assert removed[0]["size"] > 2000 and not os.path.exists(tmp)
 
 
+def tree_with_files(tmp_path, files: dict) -> tuple[str, list]:
+    path = str(tmp_path / "postgres_backup_20250101_000000.dir")
+    for name, data in files.items():
+        os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
+        with open(os.path.join(path, name), "wb") as handle:
+            handle.write(data)
+    return path, _tree.scan(path, decompress=False).listed()
+
+
 def test_tar_stream_holds_the_listed_files(tmp_path):
     cat = Catalog(str(tmp_path), POSTGRESQL)
     cat.ensure()
     path = publish(cat, "20250101_000000")
     files = _manifest.read(path)["artifact"]["files"]
     out = io.BytesIO()
-    _tree.tar_stream(path, files, out)
+    assert _tree.tar_stream(path, files, out, mtime=1700000000) == len(out.getvalue()) == _tree.tar_size(files, 1700000000)
     out.seek(0)
     with tarfile.open(fileobj=out) as tar:
         assert sorted(tar.getnames()) == sorted(f["name"] for f in files)
         member = tar.extractfile("3346.dat.gz")
         assert member is not None
         assert hashlib.sha256(member.read()).hexdigest() == [f for f in files if f["name"] == "3346.dat.gz"][0]["sha256"]
+        assert all(m.isreg() and m.mode == 0o600 and m.mtime == 1700000000 for m in tar.getmembers())
+
+
+@pytest.mark.parametrize("sizes", [[0], [1, 511, 512, 513], [10240 - 1024 - 512], [3 * 1024 * 1024 + 7]])
+def test_tar_size_is_exact_before_reading(tmp_path, sizes):
+    """Sizes around the block (512) and record (10240) boundaries, long names (a pax header)."""
+    files = {("d%d/" % i if i % 2 else "") + "f%d-%s.dat" % (i, "x" * (120 * (i % 3))): os.urandom(size) for i, size in enumerate(sizes)}
+    path, listed = tree_with_files(tmp_path, files)
+    data = b"".join(_tree.tar_chunks(path, listed))
+    assert len(data) == _tree.tar_size(listed) and len(data) % tarfile.RECORDSIZE == 0
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert {m.name: tar.extractfile(m).read() for m in tar.getmembers()} == files
+
+
+def test_tar_chunks_refuse_a_file_changed_since_the_manifest(tmp_path):
+    path, listed = tree_with_files(tmp_path, {"toc.dat": b"a" * 3000, "1.dat.gz": b"b" * 100})
+    with open(os.path.join(path, "toc.dat"), "r+b") as handle:
+        handle.write(b"X")  # same size, other bytes
+    with pytest.raises(VerifyError, match="toc.dat changed since its manifest was written"):
+        b"".join(_tree.tar_chunks(path, sorted(listed, key=lambda f: f["name"] != "1.dat.gz")))
+
+
+def test_untar_round_trip_checks_every_file(tmp_path):
+    files = {"toc.dat": os.urandom(5000), "3346.dat.gz": os.urandom(70000), "sub/extra.dat": b""}
+    path, listed = tree_with_files(tmp_path, files)
+    target = tmp_path / "out"
+    target.mkdir()
+    chunks = list(_tree.tar_chunks(path, listed))
+    _tree.untar(iter(chunks), str(target), listed, "the copy", 0o640)
+    assert _tree.scan(str(target), decompress=False).listed() == listed
+    assert oct(os.stat(target / "toc.dat").st_mode & 0o777) == oct(0o640)
+
+
+def evil_tar(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            info.size = len(data) if info.isreg() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return out.getvalue()
+
+
+def one(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+@pytest.mark.parametrize("member, why", [
+    ((one("../escape.dat"), b"x"), "not a plain relative path"),
+    ((one("/etc/escape.dat"), b"x"), "not a plain relative path"),
+    ((one("sub/../../escape.dat"), b"x"), "not a plain relative path"),
+    ((one("toc.dat", tarfile.SYMTYPE, "/etc/passwd"), b""), "is a symbolic link"),
+    ((one("toc.dat", tarfile.LNKTYPE, "/etc/passwd"), b""), "is a hard link"),
+    ((one("sub", tarfile.DIRTYPE), b""), "is a directory"),
+    ((one("other.dat"), b"x"), "not in the manifest"),
+])
+def test_untar_refuses_traversal_links_and_strangers(tmp_path, member, why):
+    listed = [{"name": "toc.dat", "size": 1, "sha256": hashlib.sha256(b"x").hexdigest()},
+              {"name": "other.dat", "size": 1, "sha256": hashlib.sha256(b"x").hexdigest()}]
+    if why == "not in the manifest":
+        listed = listed[:1]
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(VerifyError, match=why):
+        _tree.untar([evil_tar(member)], str(target), listed, "the copy")
+    assert not os.path.exists(tmp_path / "escape.dat") and not os.path.islink(target / "toc.dat")
+
+
+def test_untar_refuses_a_file_twice_and_a_wrong_sha256(tmp_path):
+    listed = [{"name": "toc.dat", "size": 1, "sha256": hashlib.sha256(b"x").hexdigest()}]
+    for data, why in ((evil_tar((one("toc.dat"), b"x"), (one("toc.dat"), b"x")), "appears twice"),
+                      (evil_tar((one("toc.dat"), b"y")), "has sha256")):
+        target = tmp_path / why.replace(" ", "_")
+        target.mkdir()
+        with pytest.raises(VerifyError, match=why):
+            _tree.untar([data], str(target), listed, "the copy")
+
+
+@pytest.mark.parametrize("cut", ["inside a file", "between files", "empty"])
+def test_untar_detects_a_truncated_tar(tmp_path, cut):
+    files = {"toc.dat": os.urandom(3000), "3346.dat.gz": os.urandom(5000)}
+    path, listed = tree_with_files(tmp_path, files)
+    data = b"".join(_tree.tar_chunks(path, listed))
+    second = data.index(b"toc.dat", 600) - 0  # the second header starts at a block boundary before its name
+    end = {"inside a file": 2000, "between files": second - second % 512, "empty": 0}[cut]
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(VerifyError, match="cut"):
+        _tree.untar([data[:end]], str(target), listed, "the copy")
+
+
+def test_in_place_renames_on_success_and_removes_on_failure(tmp_path):
+    dest = str(tmp_path / "postgres_backup_20250101_000000.dir")
+    with _tree.in_place(dest) as tmp:
+        open(os.path.join(tmp, "toc.dat"), "wb").close()
+    assert os.listdir(dest) == ["toc.dat"]
+    other = str(tmp_path / "postgres_backup_20250102_000000.dir")
+    with pytest.raises(RuntimeError):
+        with _tree.in_place(other) as tmp:
+            raise RuntimeError("boom")
+    assert not os.path.exists(other) and not [n for n in os.listdir(tmp_path) if n.endswith(".partial")]

@@ -91,8 +91,8 @@ def catalog_lines(catalog: t.Mapping[str, t.Any]) -> list[str]:
                 state = (backup.get("verification") or {}).get("state", "not checked")
                 legacy = " legacy" if backup.get("legacy") else ""
                 encrypted = " encrypted" if backup.get("encrypted") else ""
-                lines.append("  %s  %s  %s  %s%s%s" % (backup["name"], backup["created"][:19], _report.human_size(backup["size"]), state,
-                                                     legacy, encrypted))
+                size = _report.human_size(backup["size"])
+                lines.append("  %s  %s  %s  %s%s%s" % (backup["name"], backup["created"][:19], size, state, legacy, encrypted))
             for note in result.get("notes") or []:
                 lines.append("  %s" % note)
             for problem in result.get("problems") or []:

@@ -52,8 +52,13 @@ options:
     type: dict
   drill_set:
     description:
-      - The backup set (run id) to drill - the backup whose manifest C(run_id) (or whose file
-        name's stamp) it is; V(random) picks a random backup older than the newest. Empty - O(name).
+      - The backup set (run id) to drill - this store's backup in that set (its manifest's
+        C(run_id), or for backups without one its file name's stamp), which must be good, else the
+        drill fails naming the set and what it lacks; V(random) picks a random backup older than
+        the newest. Empty - O(name).
+      - When O(name) names a file, that file is drilled and the set only recorded - C(verify.yml)
+        resolves the set over every requested store with M(cclite.backup.backup_set_info) (which
+        refuses a set that is not complete) and names each store's file of it.
       - Recorded in RV(drill).
     type: str
     default: ""

@@ -31,7 +31,7 @@ import tempfile
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
+from ansible_collections.cclite.backup.plugins.module_utils._core import _restore, _sets
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, run
 
@@ -234,22 +234,30 @@ def wait_ready(store: DrillEngine, where: Where, timeout: float) -> None:
 
 
 def pick(spec: _restore.RestoreSpec, store: str, backup_set: str | None, rng: t.Any = random) -> _restore.RestoreSpec:
-    """The backup a drill restores: the named one; of ``backup_set`` (a run id) the one its
-    manifest's ``run_id`` (or its file name's stamp) names; ``random``: any but the newest."""
-    if not backup_set or backup_set == "latest":
+    """The backup a drill restores: the named one (``verify.yml`` resolves a set with
+    ``backup_set_info`` over every requested store and names each store's file of it); of
+    ``backup_set`` (a run id) this store's backup in that set (``_sets``: its manifest's
+    ``run_id``, or for backups without one its name's stamp), which must be good; ``random``:
+    any but the newest."""
+    if not backup_set or backup_set == "latest" or spec.name not in ("", "latest"):
         return spec
+
+    def cannot(why: str) -> DrillError:
+        return DrillError("the %s drill cannot run: %s" % (store, why), drill={"store": store, "set": backup_set, "ran": False, "passed": False, "why": why})
+
     entries = spec.catalog.entries()
     if backup_set == "random":
         older = entries[1:]
         if not older:
-            why = "a drill of a random older set needs a backup older than the newest, and %s has %d" % (spec.catalog.directory, len(entries))
-            raise DrillError("the %s drill cannot run: %s" % (store, why), drill={"store": store, "ran": False, "passed": False, "why": why})
+            raise cannot("a drill of a random older set needs a backup older than the newest, and %s has %d" % (spec.catalog.directory, len(entries)))
         return dataclasses.replace(spec, name=rng.choice(older).name)
-    for entry in entries:
-        if (entry.manifest or {}).get("run_id") == backup_set or "_%s." % backup_set in entry.name:
-            return dataclasses.replace(spec, name=entry.name)
-    why = "no backup of set %s in %s (it has: %s)" % (backup_set, spec.catalog.directory, ", ".join(e.name for e in entries[:5]) or "none")
-    raise DrillError("the %s drill cannot run: %s" % (store, why), drill={"store": store, "ran": False, "passed": False, "why": why})
+    members, _others = _sets.local_members(spec.catalog)
+    found = [s for s in _sets.group(members) if s.run_id == backup_set]
+    missing = found[0].missing([store]) if found else ["%s: no backup in the set" % store]
+    if missing:
+        raise cannot("backup set %s is not complete: %s (in %s; it has: %s)" % (
+            backup_set, "; ".join(missing), spec.catalog.directory, ", ".join(e.name for e in entries[:5]) or "none"))
+    return dataclasses.replace(spec, name=found[0].members[store].name)
 
 
 def run_drill(

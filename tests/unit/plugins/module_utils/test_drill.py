@@ -8,6 +8,7 @@ what the run record, JSON report and metrics keep of it. Real engines: tests/run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import stat
@@ -130,14 +131,24 @@ def test_pick_a_set_a_random_older_backup_or_the_newest(catalog):
     assert _drill.pick(spec, "postgresql", stamp).name == newest.name
     picked = {_drill.pick(spec, "postgresql", "random", random.Random(seed)).name for seed in range(20)}
     assert picked == {old.name, older.name}  # never the newest
-    with pytest.raises(_drill.DrillError, match="no backup of set 19990101_000000"):
+    with pytest.raises(_drill.DrillError) as exc:
         _drill.pick(spec, "postgresql", "19990101_000000")
+    assert "the postgresql drill cannot run: backup set 19990101_000000 is not complete: postgresql: no backup in the set" in exc.value.msg
+    assert exc.value.details["drill"]["ran"] is False and exc.value.details["drill"]["set"] == "19990101_000000"
+    # a file named (verify.yml names each store's file of the set it resolved) is drilled, the set recorded
+    assert _drill.pick(dataclasses.replace(spec, name=old.name), "postgresql", "20260301_020000").name == old.name
     manifest = older.path + ".manifest.json"  # a set's run id, as backup runs write it into every manifest
     with open(manifest, encoding="utf-8") as handle:
         data = json.load(handle)
     with open(manifest, "w", encoding="utf-8") as handle:
         json.dump(dict(data, run_id="20260301_020000"), handle)
     assert _drill.pick(spec, "postgresql", "20260301_020000").name == older.name
+    # a backup of the set that is not good (its size differs from its manifest's) is no backup of the set
+    with open(older.path, "ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(_drill.DrillError) as exc:
+        _drill.pick(spec, "postgresql", "20260301_020000")
+    assert "backup set 20260301_020000 is not complete: postgresql: %s is bad" % older.name in exc.value.msg
 
 
 def test_sizes_and_available_memory(tmp_path):

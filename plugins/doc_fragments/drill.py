@@ -22,7 +22,10 @@ options:
         with no published ports and the memory limit O(drill_memory); or the dedicated drill
         server O(drill_target). PostgreSQL in host mode (C(mode=host)) gets a scratch cluster from
         the server's own binaries (C(/usr/lib/postgresql/<major>/bin)) in a temp directory on a free
-        port, socket only; Redis and Qdrant in host mode need O(drill_target).
+        port, socket only; Redis in host mode a scratch C(redis-server) from the server's own binary
+        (its C(INFO server) executable, else C(redis-server) on PATH) in a temp directory, on a Unix
+        socket only, which the RDB restore stops and starts instead of the service (refused, naming
+        the fix, when C(redis-server) is not installed); Qdrant in host mode needs O(drill_target).
       - A drill that cannot run (no image, not enough memory, no docker) fails and says why.
     type: bool
     default: false

@@ -57,8 +57,7 @@ class ScratchServer:
         self.proc = start(Command(tuple(argv), stage="redis-server"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).proc
         self.session = self._wait(self.proc, time.monotonic() + self.timeout)
 
-    def stop(self) -> None:
-        """Stop the server without saving (a restore then puts its RDB in place and starts it)."""
+    def _shutdown(self) -> None:
         if self.session is not None:
             try:
                 self.session.exchange([command_line(["SHUTDOWN", "NOSAVE"])], timeout=10)
@@ -66,6 +65,10 @@ class ScratchServer:
                 pass  # the connection ends with the server: that is the expected outcome
             self.session.close()
             self.session = None
+
+    def stop(self) -> None:
+        """Stop the server without saving (a restore then puts its RDB in place and starts it)."""
+        self._shutdown()
         if self.proc is not None:
             try:
                 self.proc.wait(timeout=30)
@@ -101,13 +104,7 @@ class ScratchServer:
             time.sleep(0.1)
 
     def close(self) -> None:
-        if self.session is not None:
-            try:
-                self.session.exchange([command_line(["SHUTDOWN", "NOSAVE"])], timeout=10)
-            except StageError:
-                pass  # the connection ends with the server: that is the expected outcome
-            self.session.close()
-            self.session = None
+        self._shutdown()
         if self.proc is not None:
             try:
                 self.proc.send_signal(signal.SIGTERM)

@@ -17,6 +17,9 @@ A drill never touches production. Its steps:
 4. the engine's sample check: rows, keys (values, TTLs) or points (vectors, payloads) of the
    backup compared with the target;
 5. remove the target, also on failure; a target that cannot be removed is a problem too.
+
+A drill takes no store lock (a backup of the store never waits for it): it holds the store's
+readers lock shared, which only keeps retention from deleting the backup it reads (``_lock``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _restore, _sets
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import ReadersLock
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, run
 
 LABEL = "cclite.backup.drill"
@@ -264,8 +268,17 @@ def run_drill(
     store_name: str, spec: _restore.RestoreSpec, store: DrillEngine, target: Throwaway, start_timeout: float = 120.0,
     run_id: str | None = None,
 ) -> dict[str, t.Any]:
-    """Steps 1 to 5; returns the module's result with ``drill``, or raises ``DrillError`` with it."""
-    spec = dataclasses.replace(pick(spec, store_name, run_id), confirm=True, safety_backup=False, keep_previous=False)
+    """Steps 1 to 5, holding the store's readers lock (so retention cannot delete the backup
+    mid-drill, and a backup of the store does not wait); returns the module's result with
+    ``drill``, or raises ``DrillError`` with it."""
+    with ReadersLock(spec.catalog.directory, timeout=spec.lock_timeout):
+        return _run_drill(store_name, spec, store, target, start_timeout, run_id)
+
+
+def _run_drill(
+    store_name: str, spec: _restore.RestoreSpec, store: DrillEngine, target: Throwaway, start_timeout: float, run_id: str | None,
+) -> dict[str, t.Any]:
+    spec = dataclasses.replace(pick(spec, store_name, run_id), confirm=True, safety_backup=False, keep_previous=False, drill=True)
     drill: dict[str, t.Any] = {
         "store": store_name, "set": run_id, "backup": spec.name, "ran": False, "passed": False, "server": None,
         "started": time.time(), "finished": None, "duration_seconds": None, "restore_seconds": None, "compared": {},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import stat
 import typing as t
@@ -17,9 +18,10 @@ import typing as t
 import pytest
 
 from ansible_collections.cclite.backup.plugins.filter.results import run_results
-from ansible_collections.cclite.backup.plugins.module_utils._core import _drill
+from ansible_collections.cclite.backup.plugins.module_utils._core import _drill, _restore
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
 from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
 from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.test_restore import FakeEngine, backup, spec_for
 
@@ -212,3 +214,36 @@ def test_the_run_record_report_and_metrics_keep_the_drill():
     assert samples[("cclite_backup_drill_last_status", labels)] == 0.0
     assert samples[("cclite_backup_drill_last_success_timestamp_seconds", labels)] == 160.0  # the last success stays
     assert "cclite_backup_drill_duration_seconds" in _report.render_metrics(samples)
+
+
+class LockProbe(FakeEngine):
+    """A restore engine that, while its load runs, tries what a backup and retention of the store would."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        super().__init__()
+        self.catalog = catalog
+        self.seen: dict[str, t.Any] = {}
+
+    def prepare(self, entry: t.Any) -> None:
+        with StoreLock(self.catalog.directory, "postgresql", "postgresql backup", timeout=0):  # a backup does not wait
+            self.seen["backup lock"] = "free"
+        self.seen["pruned"] = self.catalog.prune(1, lambda e: True)
+        super().prepare(entry)
+
+
+def test_a_drill_holds_no_store_lock_and_retention_keeps_what_it_reads(catalog):
+    old = backup(catalog, 5, 3)
+    backup(catalog, 0, 7, latest=True)
+    engine = LockProbe(catalog)
+    out = _drill.run_drill("postgresql", spec_for(catalog, name=old.name), FakeStore(engine), FakeTarget(), 5)
+    assert out["drill"]["passed"] and out["drill"]["backup"] == old.name
+    assert engine.seen["backup lock"] == "free"
+    pruned = engine.seen["pruned"]
+    assert pruned.deleted == [] and "a restore drill is reading the backups of this store" in pruned.reason
+    assert os.path.exists(old.path)
+    # once the drill is over, retention deletes the expired backup
+    assert catalog.prune(1, lambda e: True).deleted == [old.path] and not os.path.exists(old.path)
+    # a real restore still takes the store's lock: a backup waits for it
+    with StoreLock(catalog.directory, "postgresql", "postgresql backup", timeout=0):
+        with pytest.raises(RestoreError, match="step 'take the lock': another cclite.backup run holds the postgresql lock"):
+            _restore.Flow(spec_for(catalog, lock_timeout=0), FakeEngine()).run(False)

@@ -397,6 +397,13 @@ def test_a_drill_of_a_set_drills_its_files_and_a_set_that_is_not_complete_fails(
     assert hook["status"] == "failed" and any(why in e for e in hook["errors"])
     assert drill_leftovers() == []
 
+    # a random older set needs one: the only complete set of qdrant is the newest
+    job = site.run("verify", verify_level="drill", verify_set="random", backup_stores=["qdrant"])
+    assert job.status == "failed" and "All backups are healthy!" not in job.stdout
+    drill = site.last_report()["drills"][0]
+    assert drill["ran"] is False and "verify_set=random needs a complete backup set of qdrant older than the newest" in drill["why"]
+    site.webhook()
+
     # the older complete set: the drill restores that set's file, not the newest
     job = site.run("verify", verify_level="drill", verify_set=complete, backup_stores=["qdrant"])
     assert job.status == "successful" and "All backups are healthy!" in job.stdout, job.stdout[-3000:]

@@ -121,7 +121,7 @@ build:
 	ansible-galaxy collection build --force --output-path $(CURDIR)/dist "$$(tests/harness/collection-tree.sh "$$tree")"
 
 # The guide's stack in Docker with sample data, then examples/workstation/'s playbooks: backup,
-# verify, list, a disaster, restore, the data checked back. Ports: CCLITE_DEMO_QDRANT_PORT
+# verify, list, a disaster, the recovery with dr.yml, the data checked back. Ports: CCLITE_DEMO_QDRANT_PORT
 # (6337), CCLITE_DEMO_BACKEND_PORT (8000). The stack keeps running until `make demo-clean`.
 demo: setup stack-images
 	@tests/harness/demo.sh

@@ -4,7 +4,9 @@
 # With CCLITE_STACK=NAME, what stack-up.sh made for that stack (labelled cclite.demo=NAME).
 set -euo pipefail
 
+# A stack of its own (CCLITE_STACK) has its own folder: its clean-up never removes the demo's.
 demo_root=${CCLITE_DEMO_ROOT:-/tmp/cclite-demo}
+[ -n "${CCLITE_DEMO_ROOT:-}" ] || [ "${CCLITE_STACK:-cc-lite}" = cc-lite ] || demo_root=/tmp/$CCLITE_STACK-demo
 quiet=0
 label=cclite.demo=1
 [ "${CCLITE_STACK:-cc-lite}" = cc-lite ] || label=cclite.demo=$CCLITE_STACK

@@ -9,8 +9,10 @@ import sys
 import urllib.error
 import urllib.request
 
-PG = "cc-lite-postgres"
-REDIS = "cc-lite-redis"
+# The guide's containers, or those of a test's own stack (CCLITE_STACK=NAME, as stack-up.sh).
+STACK = os.environ.get("CCLITE_STACK", "cc-lite")
+PG = f"{STACK}-postgres"
+REDIS = f"{STACK}-redis"
 DB = "operator_demo"
 COLLECTION = "knowledge_base"
 USERS, CONVERSATIONS, SESSIONS, POINTS, DIM = 500, 5000, 300, 200, 8

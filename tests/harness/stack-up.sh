@@ -10,7 +10,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# A stack of its own (CCLITE_STACK) has its own folder: its clean-up never removes the demo's.
 demo_root=${CCLITE_DEMO_ROOT:-/tmp/cclite-demo}
+[ -n "${CCLITE_DEMO_ROOT:-}" ] || [ "${CCLITE_STACK:-cc-lite}" = cc-lite ] || demo_root=/tmp/$CCLITE_STACK-demo
 qdrant_port=${CCLITE_DEMO_QDRANT_PORT:-6337}
 backend_port=${CCLITE_DEMO_BACKEND_PORT:-8000}
 image=${STACK_IMAGE:-cc-lite-stack:bookworm}
@@ -24,7 +26,8 @@ for c in "$stack-postgres" "$stack-redis" "$stack-qdrant" "$stack-backend"; do
   if docker container inspect "$c" >/dev/null 2>&1 &&
     [ "$(docker container inspect -f '{{index .Config.Labels "cclite.demo"}}' "$c")" != "${label#cclite.demo=}" ]; then
     echo "stack-up: ERROR: a container named $c exists and is not the demo's; the demo uses that name." \
-      "Run the demo on another Docker host (or rename that container)." >&2
+      "Run the demo on a stack of its own (CCLITE_STACK=NAME, e.g. CCLITE_STACK=cclite-try make demo)," \
+      "on another Docker host, or rename that container." >&2
     exit 1
   fi
 done

@@ -22,7 +22,10 @@ options:
         with no published ports and the memory limit O(drill_memory); or the dedicated drill
         server O(drill_target). PostgreSQL in host mode (C(mode=host)) gets a scratch cluster from
         the server's own binaries (C(/usr/lib/postgresql/<major>/bin)) in a temp directory on a free
-        port, socket only; Redis and Qdrant in host mode need O(drill_target).
+        port, socket only; Redis in host mode a scratch C(redis-server) from the server's own binary
+        (its C(INFO server) executable, else C(redis-server) on PATH) in a temp directory, on a Unix
+        socket only, which the RDB restore stops and starts instead of the service (refused, naming
+        the fix, when C(redis-server) is not installed); Qdrant in host mode needs O(drill_target).
       - A drill that cannot run (no image, not enough memory, no docker) fails and says why.
     type: bool
     default: false
@@ -52,8 +55,13 @@ options:
     type: dict
   drill_set:
     description:
-      - The backup set (run id) to drill - the backup whose manifest C(run_id) (or whose file
-        name's stamp) it is; V(random) picks a random backup older than the newest. Empty - O(name).
+      - The backup set (run id) to drill - this store's backup in that set (its manifest's
+        C(run_id), or for backups without one its file name's stamp), which must be good, else the
+        drill fails naming the set and what it lacks; V(random) picks a random backup older than
+        the newest. Empty - O(name).
+      - When O(name) names a file, that file is drilled and the set only recorded - C(verify.yml)
+        resolves the set over every requested store with M(cclite.backup.backup_set_info) (which
+        refuses a set that is not complete) and names each store's file of it.
       - Recorded in RV(drill).
     type: str
     default: ""

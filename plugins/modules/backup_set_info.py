@@ -53,9 +53,19 @@ options:
   set:
     description:
       - C(latest) selects the newest complete set; a run id (C(YYYYMMDD_HHMMSS), as C(list.yml)
-        shows) selects that set, which must be complete.
+        shows) selects that set, which must be complete - else the module fails naming the set
+        and what each missing store lacks.
+      - With O(purpose=verify) also C(random) - a random complete set older than the newest
+        complete one (the monthly restore drill of an older set).
     type: str
     default: latest
+  purpose:
+    description:
+      - What the set is selected for, which only changes the option names and fixes the messages
+        give (C(restore_set) or C(verify_set)) and whether O(set=random) is allowed (C(verify)).
+    type: str
+    choices: [restore, verify]
+    default: restore
   before:
     description:
       - With O(set=latest), select the newest complete set at or before this time,
@@ -184,6 +194,7 @@ def main() -> None:
         verify=dict(type="str", choices=["quick", "full"], default="quick"),
         select=dict(type="bool", default=True),
         redis_method=dict(type="str", choices=["rdb", "logical"], default="rdb"),
+        purpose=dict(type="str", choices=["restore", "verify"], default="restore"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
@@ -218,7 +229,7 @@ def main() -> None:
         listed = [s.as_dict(p["stores"]) for s in sets]
         selected, files = None, {}
         if p["select"]:
-            chosen = _sets.select(sets, p["stores"], p["set"], p["before"], where)
+            chosen = _sets.select(sets, p["stores"], p["set"], p["before"], where, p["purpose"])
             notes.extend(chosen.notes)
             selected = chosen.chosen.as_dict(p["stores"])
             files = {store: chosen.chosen.members[store].name for store in p["stores"]}

@@ -89,6 +89,9 @@ notes:
     Python's standard library does the rest; no Qdrant client package is needed.
   - The points counts are read just before each snapshot; when the collection was written to
     meanwhile, the count read afterwards is recorded too, and checks accept any count between.
+  - A sample of three points per collection is read (a scroll with a limit, before the snapshot
+    and again after its download; only points read the same both times are kept) for restore
+    drills; a sample that cannot be read is a note, not a failed backup.
   - With C(wait=false) the new snapshot is recognised as the one that was not in the list
     before; another tool creating a snapshot of the same collection at the same moment could
     be taken for it. Run one backup tool per server.
@@ -178,7 +181,11 @@ source:
       description: V(collections) (one snapshot per collection) or V(full).
       type: str
     collections:
-      description: Per collection, its points count (and C(points_count_after) when it changed during the snapshot), aliases and snapshot size.
+      description: >-
+        Per collection, its points count (and C(points_count_after) when it changed during the snapshot), aliases,
+        snapshot size, and C(sample) - the first few points (by id) as C(id) and the sha256 of their vector(s) and of
+        their payload in canonical JSON (sorted keys, no spaces), which a restore drill compares with the restored
+        points; points that changed during the snapshot are left out of it.
       type: dict
     collection_count:
       description: Number of collections.

@@ -273,10 +273,11 @@ def main() -> None:
             settings=rd_ops.Settings(p["method"], "file", p["pause_writes_ms"], 3, p["bgsave_timeout"]),
         )
         if p["drill"]:
+            scratch = rd_drill.HostScratch(request.conn)
             return _module.drill(
                 module, "redis", p["container"], rd.connection_argument_spec(),
-                lambda kept: (request.spec, rd_drill.Drill(request, rd.connection_from(kept) if kept else None)),
-                host_mode=p["mode"] == "host",
+                lambda kept: (request.spec, rd_drill.Drill(request, rd.connection_from(kept) if kept else None, scratch)),
+                host_mode=p["mode"] == "host", scratch=lambda: scratch,
             )
         return rd_restore.Restore(request).run(module.check_mode)
 

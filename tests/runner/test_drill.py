@@ -368,6 +368,51 @@ def test_a_drill_that_cannot_run_fails_the_run_and_says_why(stack: Stack, site: 
     assert drill_leftovers() == []
 
 
+def run_ids(root: str, store: str) -> list[str]:
+    """The run ids of a store's backups, oldest first."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(root, store, "*.manifest.json"))):
+        with open(path, encoding="utf-8") as handle:
+            found.append(json.load(handle).get("run_id"))
+    return found
+
+
+def test_a_drill_of_a_set_drills_its_files_and_a_set_that_is_not_complete_fails(stack: Stack, site: Site) -> None:
+    complete = run_ids(site.root, "qdrant")[-1]
+    job = site.run("backup", backup_stores=["postgresql"])  # a set of PostgreSQL only
+    assert job.status == "successful", job.stdout[-3000:]
+    partial = run_ids(site.root, "postgresql")[-1]
+    assert partial != complete and partial not in run_ids(site.root, "redis") + run_ids(site.root, "qdrant")
+
+    job = site.run("verify", verify_level="drill", verify_set=partial)
+    assert job.status == "failed" and "All backups are healthy!" not in job.stdout
+    why = ("backup set %s is not complete for postgresql, redis, qdrant: redis: no backup in the set; qdrant: no backup "
+           "in the set" % partial)
+    drills = {d["store"]: d for d in site.last_report()["drills"]}
+    assert sorted(drills) == ["postgresql", "qdrant", "redis"]
+    for drill in drills.values():  # nothing of a partial set is drilled: every drill did not run, and says why
+        assert drill["status"] == "failed" and drill["ran"] is False and not drill["passed"], drill
+        assert drill["set"] == partial and why in drill["why"], drill
+    hook = site.webhook()
+    assert hook["status"] == "failed" and any(why in e for e in hook["errors"])
+    assert drill_leftovers() == []
+
+    # a random older set needs one: the only complete set of qdrant is the newest
+    job = site.run("verify", verify_level="drill", verify_set="random", backup_stores=["qdrant"])
+    assert job.status == "failed" and "All backups are healthy!" not in job.stdout
+    drill = site.last_report()["drills"][0]
+    assert drill["ran"] is False and "verify_set=random needs a complete backup set of qdrant older than the newest" in drill["why"]
+    site.webhook()
+
+    # the older complete set: the drill restores that set's file, not the newest
+    job = site.run("verify", verify_level="drill", verify_set=complete, backup_stores=["qdrant"])
+    assert job.status == "successful" and "All backups are healthy!" in job.stdout, job.stdout[-3000:]
+    drill = site.last_report()["drills"][0]
+    assert drill["passed"] and drill["set"] == complete
+    assert drill["backup"] == sorted(os.path.basename(p) for p in glob.glob(os.path.join(site.root, "qdrant", "*.tar.gz")))[-1]
+    site.webhook()
+
+
 def test_host_mode_drills_into_a_scratch_server_from_the_servers_binaries(postgres: t.Any, tmp_path: t.Any) -> None:
     """PostgreSQL on the host (mode host): the drill starts a scratch cluster from the server's own
     binaries on a free port in a temp directory; the production server gets no database."""

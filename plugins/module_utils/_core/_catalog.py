@@ -37,7 +37,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _manife
 from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import EXTENSIONS, algorithm_of
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME, process_alive
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import LOCK_NAME, ReadersLock, process_alive
 from ansible_collections.cclite.backup.plugins.module_utils._core._retention import Keep, generations
 
 STAMP = "%Y%m%d_%H%M%S"
@@ -467,22 +467,31 @@ class Catalog:
             return PruneResult(
                 deleted, None, "no backup verifies as good: kept all %d expired backups" % len(expired), kept
             )
-        for entry in expired:
-            if entry.path == protected.path:
-                continue
-            deleted.append(entry.path)
+        readers = ReadersLock(self.directory, exclusive=True)
+        if not dry_run and not readers.acquire():  # a restore drill reads a backup of this store
+            return PruneResult(
+                deleted, protected.path, "a restore drill is reading the backups of this store: the %d expired backup(s) "
+                "are kept until the next run" % (len(expired) - (protected in expired)), kept,
+            )
+        try:
+            for entry in expired:
+                if entry.path == protected.path:
+                    continue
+                deleted.append(entry.path)
+                if not dry_run:
+                    if entry.tree:
+                        _tree.remove(entry.path)  # the directory first: a manifest without it is reported
+                    for path in (entry.path,) + tuple(entry.path + s for s in SIDECARS):
+                        if os.path.lexists(path):
+                            os.unlink(path)
+                    self.journal.remove(entry.name)
             if not dry_run:
-                if entry.tree:
-                    _tree.remove(entry.path)  # the directory first: a manifest without it is reported
-                for path in (entry.path,) + tuple(entry.path + s for s in SIDECARS):
-                    if os.path.lexists(path):
-                        os.unlink(path)
-                self.journal.remove(entry.name)
-        if not dry_run:
-            for name in self.latest_names():
-                link = os.path.join(self.directory, name)
-                if os.path.islink(link) and not os.path.exists(link):
-                    self.point_latest(protected.path)
+                for name in self.latest_names():
+                    link = os.path.join(self.directory, name)
+                    if os.path.islink(link) and not os.path.exists(link):
+                        self.point_latest(protected.path)
+        finally:
+            readers.release()
         reason = "kept %s, the newest good backup%s" % (protected.name, _held(kept))
         return PruneResult(deleted, protected.path, reason, kept)
 

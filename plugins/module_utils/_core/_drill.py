@@ -17,6 +17,9 @@ A drill never touches production. Its steps:
 4. the engine's sample check: rows, keys (values, TTLs) or points (vectors, payloads) of the
    backup compared with the target;
 5. remove the target, also on failure; a target that cannot be removed is a problem too.
+
+A drill takes no store lock (a backup of the store never waits for it): it holds the store's
+readers lock shared, which only keeps retention from deleting the backup it reads (``_lock``).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ import tempfile
 import time
 import typing as t
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
+from ansible_collections.cclite.backup.plugins.module_utils._core import _restore, _sets
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import ReadersLock
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, run
 
 LABEL = "cclite.backup.drill"
@@ -234,30 +238,47 @@ def wait_ready(store: DrillEngine, where: Where, timeout: float) -> None:
 
 
 def pick(spec: _restore.RestoreSpec, store: str, backup_set: str | None, rng: t.Any = random) -> _restore.RestoreSpec:
-    """The backup a drill restores: the named one; of ``backup_set`` (a run id) the one its
-    manifest's ``run_id`` (or its file name's stamp) names; ``random``: any but the newest."""
-    if not backup_set or backup_set == "latest":
+    """The backup a drill restores: the named one (``verify.yml`` resolves a set with
+    ``backup_set_info`` over every requested store and names each store's file of it); of
+    ``backup_set`` (a run id) this store's backup in that set (``_sets``: its manifest's
+    ``run_id``, or for backups without one its name's stamp), which must be good; ``random``:
+    any but the newest."""
+    if not backup_set or backup_set == "latest" or spec.name not in ("", "latest"):
         return spec
+
+    def cannot(why: str) -> DrillError:
+        return DrillError("the %s drill cannot run: %s" % (store, why), drill={"store": store, "set": backup_set, "ran": False, "passed": False, "why": why})
+
     entries = spec.catalog.entries()
     if backup_set == "random":
         older = entries[1:]
         if not older:
-            why = "a drill of a random older set needs a backup older than the newest, and %s has %d" % (spec.catalog.directory, len(entries))
-            raise DrillError("the %s drill cannot run: %s" % (store, why), drill={"store": store, "ran": False, "passed": False, "why": why})
+            raise cannot("a drill of a random older set needs a backup older than the newest, and %s has %d" % (spec.catalog.directory, len(entries)))
         return dataclasses.replace(spec, name=rng.choice(older).name)
-    for entry in entries:
-        if (entry.manifest or {}).get("run_id") == backup_set or "_%s." % backup_set in entry.name:
-            return dataclasses.replace(spec, name=entry.name)
-    why = "no backup of set %s in %s (it has: %s)" % (backup_set, spec.catalog.directory, ", ".join(e.name for e in entries[:5]) or "none")
-    raise DrillError("the %s drill cannot run: %s" % (store, why), drill={"store": store, "ran": False, "passed": False, "why": why})
+    members, _others = _sets.local_members(spec.catalog)
+    found = [s for s in _sets.group(members) if s.run_id == backup_set]
+    missing = found[0].missing([store]) if found else ["%s: no backup in the set" % store]
+    if missing:
+        raise cannot("backup set %s is not complete: %s (in %s; it has: %s)" % (
+            backup_set, "; ".join(missing), spec.catalog.directory, ", ".join(e.name for e in entries[:5]) or "none"))
+    return dataclasses.replace(spec, name=found[0].members[store].name)
 
 
 def run_drill(
     store_name: str, spec: _restore.RestoreSpec, store: DrillEngine, target: Throwaway, start_timeout: float = 120.0,
     run_id: str | None = None,
 ) -> dict[str, t.Any]:
-    """Steps 1 to 5; returns the module's result with ``drill``, or raises ``DrillError`` with it."""
-    spec = dataclasses.replace(pick(spec, store_name, run_id), confirm=True, safety_backup=False, keep_previous=False)
+    """Steps 1 to 5, holding the store's readers lock (so retention cannot delete the backup
+    mid-drill, and a backup of the store does not wait); returns the module's result with
+    ``drill``, or raises ``DrillError`` with it."""
+    with ReadersLock(spec.catalog.directory, timeout=spec.lock_timeout):
+        return _run_drill(store_name, spec, store, target, start_timeout, run_id)
+
+
+def _run_drill(
+    store_name: str, spec: _restore.RestoreSpec, store: DrillEngine, target: Throwaway, start_timeout: float, run_id: str | None,
+) -> dict[str, t.Any]:
+    spec = dataclasses.replace(pick(spec, store_name, run_id), confirm=True, safety_backup=False, keep_previous=False, drill=True)
     drill: dict[str, t.Any] = {
         "store": store_name, "set": run_id, "backup": spec.name, "ran": False, "passed": False, "server": None,
         "started": time.time(), "finished": None, "duration_seconds": None, "restore_seconds": None, "compared": {},

@@ -214,7 +214,7 @@ def drill(
     elif host_mode:
         raise _drill.DrillError(
             "the %s drill cannot run: the server runs on the host (mode host), a scratch %s server on this host is not "
-            "supported yet, and no dedicated drill server is set; set %s_drill_target to one (a drill never restores into "
+            "supported, and no dedicated drill server is set; set %s_drill_target to one (a drill never restores into "
             "the production server)" % (store, store, store),
             drill={"store": store, "ran": False, "passed": False, "why": "mode host without %s_drill_target" % store},
         )

@@ -17,7 +17,7 @@ restore safe, lives here:
    engine's content check; of a directory backup whose manifest lists its files, each file's
    sha256 only: the load reads the streams), and let the engine refuse what it cannot load
    (check mode stops here, with a prediction);
-5. take the store's lock;
+5. take the store's lock (not a drill: it holds the store's readers lock, see ``_lock``);
 6. the rollback point: a safety backup of the data about to be replaced, before any change,
    unless the engine keeps the replaced data itself at its swap;
 7. prepare: the engine loads the artifact into a staging place, the old data untouched;
@@ -37,6 +37,7 @@ target (an engine built on a throwaway server) and ``safety_backup=False``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -67,6 +68,9 @@ class RestoreSpec:
     file_mode: int = 0o600
     safety_series: str | None = None  # the safety copies' series; the catalog's by default
     encryption: _crypto.Key | None = None  # safety backups encrypted at rest with it (backup_local_encryption)
+    # a drill: the target is throwaway, so the flow takes no store lock (a backup of the store
+    # never waits for it); the drill holds the store's readers lock instead (``_lock.ReadersLock``)
+    drill: bool = False
 
     def safety_catalog(self) -> Catalog:
         series = self.catalog.series if self.safety_series is None else self.safety_series
@@ -263,7 +267,8 @@ class Flow:
             out["msg"] = "would restore %s into %s (check mode: file checked, nothing changed)%s" % (entry.name, plan.target, words)
             return out
         self.step = "take the lock"
-        with StoreLock(spec.catalog.directory, engine.store, "%s restore" % engine.store, spec.lock_timeout):
+        lock = contextlib.nullcontext() if spec.drill else StoreLock(spec.catalog.directory, engine.store, "%s restore" % engine.store, spec.lock_timeout)
+        with lock:
             safety_first = spec.safety_backup and plan.current and not engine.keeps_previous
             if safety_first:
                 self.step = "safety backup"

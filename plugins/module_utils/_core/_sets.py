@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import random
 import re
 import typing as t
 
@@ -194,36 +195,48 @@ def select(
     wanted: str = "latest",
     before: str = "",
     where: str = "",
+    purpose: str = "restore",
+    rng: t.Any = random,
 ) -> Selection:
-    """The set to restore: the newest complete one, the one named, or the newest complete one at
-    or before ``before``. Raises :class:`ConfigError` naming the problem and the fix."""
+    """The set to restore (or, ``purpose="verify"``, to check or drill): the newest complete one,
+    the one named, or the newest complete one at or before ``before``; to verify also
+    ``random``, a random complete set older than the newest complete one. Raises
+    :class:`ConfigError` naming the problem and the fix."""
     wanted = (wanted or "latest").strip()
     notes: list[str] = []
+    option = "verify_set" if purpose == "verify" else "restore_set"
     if not stores:
-        raise ConfigError("no store to restore: set backup_stores (or restore_stores) to postgresql, redis and/or qdrant")
+        raise ConfigError("no store to %s: set backup_stores (or restore_stores) to postgresql, redis and/or qdrant" % purpose)
     if wanted != "latest" and before:
         raise ConfigError(
-            "both restore_set=%s and restore_before=%s are given: name a set, or give a time, not both" % (wanted, before)
+            "both %s=%s and restore_before=%s are given: name a set, or give a time, not both" % (option, wanted, before)
         )
+    if wanted == "random" and purpose == "verify":
+        return Selection(random_older(sets, stores, where, rng), notes)
     if wanted != "latest":
         if not RUN_ID_RE.fullmatch(wanted):
             raise ConfigError(
-                "restore_set is %r: give 'latest' or a run id like 20261201_020000 (YYYYMMDD_HHMMSS; list.yml shows "
-                "the sets)" % wanted
+                "%s is %r: give 'latest'%s or a run id like 20261201_020000 (YYYYMMDD_HHMMSS; list.yml shows "
+                "the sets)" % (option, wanted, ", 'random'" if purpose == "verify" else "")
             )
         found = [s for s in sets if s.run_id == wanted]
         if not found:
             known = ", ".join(s.run_id for s in sets[:10]) or "none"
             raise ConfigError(
                 "there is no backup set %s%s; the sets there are (newest first): %s. Run list.yml to see them, and "
-                "pass one of them as restore_set" % (wanted, " in %s" % where if where else "", known)
+                "pass one of them as %s" % (wanted, " in %s" % where if where else "", known, option)
             )
         chosen = found[0]
         if not chosen.complete(stores):
+            fix = (
+                "Verify or drill only the stores it holds (-e '{\"backup_stores\": [...]}'), or pick another set from list.yml"
+                if purpose == "verify" else
+                "Restore only the stores it holds (-e '{\"restore_stores\": [...]}'), name a file per store "
+                "(restore_<store>_file), or pick another set from list.yml"
+            )
             raise ConfigError(
-                "backup set %s is not complete for %s: %s. Restore only the stores it holds "
-                "(-e '{\"restore_stores\": [...]}'), name a file per store (restore_<store>_file), or pick another "
-                "set from list.yml" % (wanted, ", ".join(stores), "; ".join(chosen.missing(stores)))
+                "backup set %s is not complete for %s: %s. %s"
+                % (wanted, ", ".join(stores), "; ".join(chosen.missing(stores)), fix)
             )
         return Selection(chosen, notes)
     complete = [s for s in sets if s.complete(stores)]
@@ -255,3 +268,15 @@ def select(
             % "; ".join("%s (%s)" % (s.run_id, ", ".join(s.missing(stores))) for s in newer[:3])
         )
     return Selection(chosen, notes)
+
+
+def random_older(sets: t.Sequence[BackupSet], stores: t.Sequence[str], where: str = "", rng: t.Any = random) -> BackupSet:
+    """A random complete set older than the newest complete one (the monthly drill of an older set)."""
+    complete = [s for s in sets if s.complete(stores)]
+    if len(complete) < 2:
+        raise ConfigError(
+            "verify_set=random needs a complete backup set of %s older than the newest complete one, and %s has %d "
+            "complete set(s): run backup.yml again (or wait for the next night), or give verify_set=latest"
+            % (", ".join(stores), where or "the backup root", len(complete))
+        )
+    return rng.choice(complete[1:])

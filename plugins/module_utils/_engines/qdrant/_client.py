@@ -164,6 +164,9 @@ def connection_error_message(conn: Connection, reason: t.Any) -> str:
 # -- client --------------------------------------------------------------------------------
 
 
+SAMPLE_POINTS = 3  # points per collection recorded in a backup's manifest, compared by a restore drill
+
+
 def quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
@@ -283,6 +286,18 @@ class Client:
 
     def update_aliases(self, actions: list[dict[str, t.Any]]) -> None:
         self.call("POST", "/collections/aliases", payload={"actions": actions})
+
+    def sample(self, name: str, limit: int = SAMPLE_POINTS) -> list[dict[str, t.Any]]:
+        """The first ``limit`` points of a collection (scroll order: by id), as :func:`point_digest`."""
+        reply = self.call("POST", "/collections/%s/points/scroll" % quote(name),
+                          payload={"limit": limit, "with_payload": True, "with_vector": True})
+        return [point_digest(p) for p in (reply or {}).get("points") or []]
+
+    def points(self, name: str, ids: t.Sequence[t.Any]) -> dict[t.Any, dict[str, t.Any]]:
+        """The points ``ids`` of a collection (those that exist), by id, as :func:`point_digest`."""
+        reply = self.call("POST", "/collections/%s/points" % quote(name),
+                          payload={"ids": list(ids), "with_payload": True, "with_vector": True})
+        return {p["id"]: point_digest(p) for p in reply or []}
 
     # snapshots -------------------------------------------------------------------------------
 
@@ -498,6 +513,18 @@ class ChunkStream:
                 wanted -= end - self._offset
             self._offset = end
         return b"".join(parts)
+
+
+def canonical_sha256(value: t.Any) -> str:
+    """sha256 of ``value`` in a canonical JSON form (sorted keys, no spaces, UTF-8)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def point_digest(point: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """A point of a sample: its id and the sha256 of its vector(s) and of its payload, each in
+    canonical JSON (the values themselves are never kept: a payload may hold personal data)."""
+    return {"id": point.get("id"), "vector": canonical_sha256(point.get("vector")), "payload": canonical_sha256(point.get("payload") or {})}
 
 
 def member_name(collection: str) -> str:

@@ -91,7 +91,7 @@ def summary(collections: t.Sequence[t.Mapping[str, t.Any]], server: t.Mapping[st
         "server_version": server.get("version"),
         "kind": kind,
         "collections": {
-            c["name"]: {k: c.get(k) for k in ("points_count", "points_count_after", "aliases", "size") if c.get(k) is not None}
+            c["name"]: {k: c.get(k) for k in ("points_count", "points_count_after", "aliases", "size", "sample") if c.get(k) is not None}
             for c in collections
         },
         "collection_count": len(collections),
@@ -180,13 +180,37 @@ class BundleProducer:
             self._on_server.add((scope, desc["name"]))
         return desc
 
+    def _sample(self, name: str) -> list[dict[str, t.Any]] | None:
+        """A few points of a collection (ids and sha256 of vectors and payloads) for drills; a
+        sample that cannot be read is a note, not a failed backup (a drill then says so)."""
+        try:
+            return self.client.sample(name)
+        except BackupError as exc:
+            self.notes.append("no point sample of collection %s was recorded (a drill will not compare values): %s" % (name, exc.msg))
+            return None
+
+    def _keep_sample(self, entry: dict[str, t.Any], before: list[dict[str, t.Any]] | None) -> None:
+        """Record the points read the same before the snapshot and after its download: a point
+        written to meanwhile may hold either value in the snapshot, so it is left out."""
+        if before is None:
+            return
+        after = self._sample(entry["name"])
+        if after is None:
+            return
+        entry["sample"] = [p for p in before if p in after]
+        if len(entry["sample"]) < len(before):
+            self.notes.append("collection %s: %d sampled point(s) changed during the backup and were left out of the point sample"
+                              % (entry["name"], len(before) - len(entry["sample"])))
+
     def _add_collection(self, tar: tarfile.TarFile, info: t.Mapping[str, t.Any]) -> None:
         name = info["name"]
+        before = self._sample(name)
         desc = self._snapshot(name, fixes=info is self.plan.collections[-1])
         try:
             path, size, sha256 = self._download(name, desc)
             after = self.client.count(name)
             entry = dict(info, snapshot=desc["name"], member=qd.member_name(name), sha256=sha256, size=size)
+            self._keep_sample(entry, before)
             if info.get("points_count") is not None and after != info["points_count"]:
                 entry["points_count_after"] = after  # written to meanwhile: the snapshot holds a count in between
             self._add_file(tar, entry["member"], path, size)
@@ -195,6 +219,7 @@ class BundleProducer:
             self._drop(name, desc["name"])
 
     def _add_full(self, tar: tarfile.TarFile) -> None:
+        before = {c["name"]: self._sample(c["name"]) for c in self.plan.collections}
         desc = self._snapshot(None, fixes=True)
         try:
             path, size, sha256 = self._download(None, desc)
@@ -210,6 +235,7 @@ class BundleProducer:
                 info = known.get(name) or describe_collection(self.client, name, {})
                 entry = dict(info, snapshot=inner, member=inner, container=member, size=files[inner][0], sha256=files[inner][1])
                 entry["aliases"] = sorted(a for a, c in aliases.items() if c == name)
+                self._keep_sample(entry, before.get(name))
                 self.entries.append(entry)
                 self._drop_if_listed(name, inner)
             self.full = {"name": desc["name"], "member": member, "size": size, "sha256": sha256}

@@ -36,6 +36,9 @@ class RestoreRequest:
     stop_timeout: float = 120.0
     replace_all: bool = True
     settings: Settings = dataclasses.field(default_factory=Settings)
+    # what stops and starts the server instead of the service manager (a drill's scratch
+    # redis-server: ``stop()`` and ``start()``, the latter returning once it loaded)
+    control: t.Any = None
 
 
 @dataclasses.dataclass
@@ -183,7 +186,7 @@ class Restore:
         }
         if self.req.method == "rdb":
             self.files_ = self.files(self.session)
-            if self.conn.mode == "host":
+            if self.conn.mode == "host" and self.req.control is None:
                 self._service_command("stop")  # fails now, not after the safety backup
             self.result["aof"] = {"enabled": self.files_.aof}
             self.checker = _rdb.checker_command(self.conn)
@@ -327,6 +330,10 @@ class Restore:
 
     def _stop(self, facts: t.Mapping[str, t.Any]) -> None:
         req = self.req
+        if req.control is not None:
+            req.control.stop()
+            self.actions.append("stopped the scratch redis-server")
+            return
         if self.conn.mode == "docker":
             self._docker("stop", "-t", str(int(req.stop_timeout)), self.conn.container, timeout=req.stop_timeout + 60)
             self.actions.append("stopped the container %s" % self.conn.container)
@@ -353,7 +360,10 @@ class Restore:
         self.actions.append("stopped Redis (%s)" % " ".join(self._service_command("stop").argv))
 
     def _start(self) -> None:
-        if self.conn.mode == "docker":
+        if self.req.control is not None:
+            self.req.control.start()
+            self.actions.append("started the scratch redis-server")
+        elif self.conn.mode == "docker":
             self._docker("start", self.conn.container)
             self.actions.append("started the container %s" % self.conn.container)
         else:

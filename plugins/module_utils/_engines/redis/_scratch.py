@@ -2,7 +2,7 @@
 # Copyright (c) cclite.backup contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Throwaway redis-server instances for deep checks: a free port, a temp directory, gone afterwards."""
+"""Throwaway redis-server instances for deep checks and host-mode drills: a socket in a temp directory, gone afterwards."""
 
 from __future__ import annotations
 
@@ -33,24 +33,51 @@ class ScratchServer:
         self.dir = tempfile.mkdtemp(prefix="cclite-redis-scratch-")
         self.socket = os.path.join(self.dir, "redis.sock")
         self.log = os.path.join(self.dir, "redis.log")
+        self.timeout = timeout
         self.proc: subprocess.Popen | None = None
         self.session: Session | None = None
+        self.conn = Connection(mode="host", login_unix_socket=self.socket, connect_timeout=2)
         try:
             if chunks is not None:
                 with open(os.path.join(self.dir, "dump.rdb"), "wb") as out:
                     for chunk in chunks:
                         out.write(chunk)
-            argv = [
-                self.binary, "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
-                "--dir", self.dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--logfile", self.log, "--databases", "256",
-            ]
-            self.proc = start(Command(tuple(argv), stage="redis-server"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).proc
-            self.conn = Connection(mode="host", login_unix_socket=self.socket, connect_timeout=2)
-            self.session = self._wait(self.proc, time.monotonic() + timeout)
+            self.start()
         except BaseException:
             self.close()
             raise
+
+    def start(self) -> None:
+        """Start the server on ``dump.rdb`` of its directory (if there is one) and wait for its load."""
+        argv = [
+            t.cast(str, self.binary), "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
+            "--dir", self.dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
+            "--daemonize", "no", "--logfile", self.log, "--databases", "256",
+        ]
+        self.proc = start(Command(tuple(argv), stage="redis-server"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).proc
+        self.session = self._wait(self.proc, time.monotonic() + self.timeout)
+
+    def _shutdown(self) -> None:
+        if self.session is not None:
+            try:
+                self.session.exchange([command_line(["SHUTDOWN", "NOSAVE"])], timeout=10)
+            except StageError:
+                pass  # the connection ends with the server: that is the expected outcome
+            self.session.close()
+            self.session = None
+
+    def stop(self) -> None:
+        """Stop the server without saving (a restore then puts its RDB in place and starts it)."""
+        self._shutdown()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
 
     def log_tail(self) -> str:
         try:
@@ -77,13 +104,7 @@ class ScratchServer:
             time.sleep(0.1)
 
     def close(self) -> None:
-        if self.session is not None:
-            try:
-                self.session.exchange([command_line(["SHUTDOWN", "NOSAVE"])], timeout=10)
-            except StageError:
-                pass  # the connection ends with the server: that is the expected outcome
-            self.session.close()
-            self.session = None
+        self._shutdown()
         if self.proc is not None:
             try:
                 self.proc.send_signal(signal.SIGTERM)
@@ -91,6 +112,7 @@ class ScratchServer:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+            self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "ScratchServer":

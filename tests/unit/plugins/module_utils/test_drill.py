@@ -8,7 +8,9 @@ what the run record, JSON report and metrics keep of it. Real engines: tests/run
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import random
 import stat
 import typing as t
@@ -16,9 +18,10 @@ import typing as t
 import pytest
 
 from ansible_collections.cclite.backup.plugins.filter.results import run_results
-from ansible_collections.cclite.backup.plugins.module_utils._core import _drill
+from ansible_collections.cclite.backup.plugins.module_utils._core import _drill, _restore
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, RestoreError
+from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
 from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
 from ansible_collections.cclite.backup.tests.unit.plugins.module_utils.test_restore import FakeEngine, backup, spec_for
 
@@ -130,14 +133,24 @@ def test_pick_a_set_a_random_older_backup_or_the_newest(catalog):
     assert _drill.pick(spec, "postgresql", stamp).name == newest.name
     picked = {_drill.pick(spec, "postgresql", "random", random.Random(seed)).name for seed in range(20)}
     assert picked == {old.name, older.name}  # never the newest
-    with pytest.raises(_drill.DrillError, match="no backup of set 19990101_000000"):
+    with pytest.raises(_drill.DrillError) as exc:
         _drill.pick(spec, "postgresql", "19990101_000000")
+    assert "the postgresql drill cannot run: backup set 19990101_000000 is not complete: postgresql: no backup in the set" in exc.value.msg
+    assert exc.value.details["drill"]["ran"] is False and exc.value.details["drill"]["set"] == "19990101_000000"
+    # a file named (verify.yml names each store's file of the set it resolved) is drilled, the set recorded
+    assert _drill.pick(dataclasses.replace(spec, name=old.name), "postgresql", "20260301_020000").name == old.name
     manifest = older.path + ".manifest.json"  # a set's run id, as backup runs write it into every manifest
     with open(manifest, encoding="utf-8") as handle:
         data = json.load(handle)
     with open(manifest, "w", encoding="utf-8") as handle:
         json.dump(dict(data, run_id="20260301_020000"), handle)
     assert _drill.pick(spec, "postgresql", "20260301_020000").name == older.name
+    # a backup of the set that is not good (its size differs from its manifest's) is no backup of the set
+    with open(older.path, "ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(_drill.DrillError) as exc:
+        _drill.pick(spec, "postgresql", "20260301_020000")
+    assert "backup set 20260301_020000 is not complete: postgresql: %s is bad" % older.name in exc.value.msg
 
 
 def test_sizes_and_available_memory(tmp_path):
@@ -201,3 +214,36 @@ def test_the_run_record_report_and_metrics_keep_the_drill():
     assert samples[("cclite_backup_drill_last_status", labels)] == 0.0
     assert samples[("cclite_backup_drill_last_success_timestamp_seconds", labels)] == 160.0  # the last success stays
     assert "cclite_backup_drill_duration_seconds" in _report.render_metrics(samples)
+
+
+class LockProbe(FakeEngine):
+    """A restore engine that, while its load runs, tries what a backup and retention of the store would."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        super().__init__()
+        self.catalog = catalog
+        self.seen: dict[str, t.Any] = {}
+
+    def prepare(self, entry: t.Any) -> None:
+        with StoreLock(self.catalog.directory, "postgresql", "postgresql backup", timeout=0):  # a backup does not wait
+            self.seen["backup lock"] = "free"
+        self.seen["pruned"] = self.catalog.prune(1, lambda e: True)
+        super().prepare(entry)
+
+
+def test_a_drill_holds_no_store_lock_and_retention_keeps_what_it_reads(catalog):
+    old = backup(catalog, 5, 3)
+    backup(catalog, 0, 7, latest=True)
+    engine = LockProbe(catalog)
+    out = _drill.run_drill("postgresql", spec_for(catalog, name=old.name), FakeStore(engine), FakeTarget(), 5)
+    assert out["drill"]["passed"] and out["drill"]["backup"] == old.name
+    assert engine.seen["backup lock"] == "free"
+    pruned = engine.seen["pruned"]
+    assert pruned.deleted == [] and "a restore drill is reading the backups of this store" in pruned.reason
+    assert os.path.exists(old.path)
+    # once the drill is over, retention deletes the expired backup
+    assert catalog.prune(1, lambda e: True).deleted == [old.path] and not os.path.exists(old.path)
+    # a real restore still takes the store's lock: a backup waits for it
+    with StoreLock(catalog.directory, "postgresql", "postgresql backup", timeout=0):
+        with pytest.raises(RestoreError, match="step 'take the lock': another cclite.backup run holds the postgresql lock"):
+            _restore.Flow(spec_for(catalog, lock_timeout=0), FakeEngine()).run(False)

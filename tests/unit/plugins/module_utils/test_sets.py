@@ -10,6 +10,7 @@ import datetime
 import gzip
 import hashlib
 import os
+import random
 
 import pytest
 
@@ -111,6 +112,30 @@ def test_named_set_and_unknown_or_incomplete_set(tmp_path):
         _sets.select(sets, STORES, "20261203_020000")
     assert "not complete" in exc.value.msg and "redis: no backup in the set" in exc.value.msg
     assert "restore_stores" in exc.value.msg
+    with pytest.raises(ConfigError) as exc:  # verify.yml -e verify_set=...: a drill of a partial set fails
+        _sets.select(sets, STORES, "20261203_020000", purpose="verify")
+    assert exc.value.msg.startswith("backup set 20261203_020000 is not complete for postgresql, redis, qdrant: "
+                                    "redis: no backup in the set; qdrant: no backup in the set. ")
+    assert "backup_stores" in exc.value.msg and "restore_" not in exc.value.msg
+    assert _sets.select(sets, ["postgresql"], "20261203_020000", purpose="verify").chosen.run_id == "20261203_020000"
+
+
+def test_random_older_complete_set_for_a_drill(tmp_path):
+    root = str(tmp_path)
+    for run in ("20261201_020000", "20261202_020000", "20261203_020000"):
+        for store in STORES:
+            put(root, store, run[:-2] + "30", run)
+    put(root, "postgresql", "20261204_020030", "20261204_020000")  # newest, not complete
+    _members, sets, _others = sets_of(root)
+    picked = {_sets.select(sets, STORES, "random", purpose="verify", rng=random.Random(seed)).chosen.run_id for seed in range(30)}
+    assert picked == {"20261201_020000", "20261202_020000"}  # never the newest complete set, never an incomplete one
+    with pytest.raises(ConfigError) as exc:
+        _sets.select(sets, STORES, "random")  # restore_set takes no random
+    assert "restore_set is 'random'" in exc.value.msg
+    _members, sets, _others = sets_of(str(tmp_path / "empty"))
+    with pytest.raises(ConfigError) as exc:
+        _sets.select(sets, STORES, "random", purpose="verify")
+    assert "verify_set=random needs a complete backup set of postgresql, redis, qdrant older than the newest" in exc.value.msg
 
 
 def test_before_selects_newest_complete_set_at_or_before(tmp_path):

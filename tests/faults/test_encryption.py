@@ -22,7 +22,7 @@ import zlib
 
 import pytest
 
-from tests.faults.conftest import Postgres
+from tests.faults.conftest import REDIS_PASSWORD, Postgres, Redis
 from tests.faults.harness import ArgvWatch, run
 from tests.throwaway_postgres import free_port
 
@@ -31,7 +31,6 @@ WRONG = "faults-wrong-key-00000-" + "Zq8v2LmR4tYp6WnX0bCs3dFh"
 MAGIC = b"cclite.backup/aead-v1\n"
 SECRET_ROW = "zebra-quartz-secret-row-7f3a"
 SECRET_VALUE = "glacier-violet-secret-value-91c2"
-REDIS_PASSWORD = "Faults-Enc-Redis-Secret-3b8e"
 DIGEST = "SELECT md5(string_agg(md5(t::text), '' ORDER BY id)) || ':' || count(*) FROM items t"
 
 
@@ -166,10 +165,12 @@ def test_postgresql_directory_format_with_encryption_is_refused(encapp: Postgres
 # --- Redis ------------------------------------------------------------------------------------------
 
 
-class OwnRedis:
-    """A redis-server of this module's own (the suite's counts its keys: it must not change)."""
+class OwnRedis(Redis):
+    """A redis-server of this module's own (the suite's counts its keys: it must not change);
+    its client and module arguments are the suite's."""
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # pylint: disable=super-init-not-called  # its own port and directory
+        self.keys = 0
         self.directory = tempfile.mkdtemp(prefix="cclite-faults-enc-redis-", dir="/var/tmp")
         self.port = free_port()
         conf = os.path.join(self.directory, "redis.conf")
@@ -185,15 +186,6 @@ class OwnRedis:
             except subprocess.CalledProcessError:
                 pass
             time.sleep(0.05)
-
-    def cli(self, *command: str) -> str:
-        env = dict(os.environ, REDISCLI_AUTH=REDIS_PASSWORD)
-        return subprocess.run(["redis-cli", "-p", str(self.port), *command], env=env, check=True, capture_output=True,
-                              text=True).stdout.strip()
-
-    def args(self, root: str, **extra: t.Any) -> dict[str, t.Any]:
-        return dict({"mode": "host", "login_host": "127.0.0.1", "login_port": self.port, "login_password": REDIS_PASSWORD,
-                     "backup_root": root, "lock_timeout": 120}, **extra)
 
     def close(self) -> None:
         self.proc.terminate()

@@ -468,7 +468,7 @@ def _damage(entry: Entry, how: str) -> str:
 @pytest.mark.parametrize("how", ["flip", "sha256", "content", "truncated stream"])
 def test_a_bad_artifact_found_during_the_load_changes_nothing(catalog, how):
     if how == "content":  # pg_dump did not finish: no closing line, though the file is as written
-        entry = backup(catalog, 1, 3, latest=True, sql=dump(3).split("--\n-- PostgreSQL database dump complete")[0])
+        entry = backup(catalog, 1, 3, latest=True, sql=dump(3).split("--\n-- PostgreSQL database dump complete", maxsplit=1)[0])
         problem = "the SQL does not end with pg_dump's 'dump complete' line"
     elif how == "truncated stream":  # cut, with a manifest that describes the cut file (a copy cut before it was made)
         entry = backup(catalog, 1, 3, latest=True, sql=dump(3) * 50)

@@ -18,9 +18,9 @@ description:
     transaction, and check the whole file while it loads (stream, sha256 against the manifest,
     pg_dump's closing line; a directory backup's files each against their sha256, read beside
     C(pg_restore -j)) - the file is read once; compare every table's row count with the
-    manifest; swap: refuse new connections to the current database, end its sessions, and
-    rename it to C(<database>__pre_restore_<stamp>) and the new one into its place in one
-    transaction; run ANALYZE. A file that fails its checks, or any failure before the swap,
+    manifest, with ANALYZE of the new database beside the count (its statistics move with it);
+    swap: refuse new connections to the current database, end its sessions, and rename it to
+    C(<database>__pre_restore_<stamp>) and the new one into its place in one transaction. A file that fails its checks, or any failure before the swap,
     drops the new database and leaves the current one serving, untouched; with O(name=latest)
     a newest backup that fails its checks is passed over for the next one (said in RV(notes))."
   - "The replaced database itself is the rollback point: it keeps connections disabled, so it

@@ -257,11 +257,11 @@ class Restore:
     """The PostgreSQL steps of the shared restore flow (``_restore``).
 
     prepare: load the dump into a new database in one transaction. measure: every table's row
-    count there, before the swap. swap: refuse new connections to the current database, end
-    the open ones, and rename it aside and the new one into its place in one transaction; the
+    count there, with ANALYZE beside it, before the swap. swap: refuse new connections to the
+    current database, end the open ones, and rename it aside and the new one into its place in one transaction; the
     renamed database keeps connections disabled, so it holds every write acknowledged before
-    the swap and nothing after it: it is the rollback point, no dump needed. finish: ANALYZE,
-    then drop the replaced database unless ``keep_previous``; with it, the replaced databases
+    the swap and nothing after it: it is the rollback point, no dump needed. finish: drop the
+    replaced database unless ``keep_previous``; with it, the replaced databases
     of earlier restores beyond ``keep_previous_count`` are dropped, oldest first.
 
     The load reads the whole artifact (psql is fed the checked stream; a directory's files are
@@ -339,7 +339,13 @@ class Restore:
         load_entry(self.conn, self.staging, entry, self.req.jobs, check)
 
     def measure(self, entry: Entry) -> list[_restore.Count] | None:
-        counts = self.result["tables"] = pg.count_rows(self.conn, self.staging)
+        """Every table's row count in the staging database, with its ANALYZE beside it (two
+        sessions: the statistics move with the database at the swap, so the restored data
+        serves with them from the first query, and no ANALYZE runs after the swap)."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            analyzed = pool.submit(pg.analyze, self.conn, self.staging)
+            counts = self.result["tables"] = pg.count_rows(self.conn, self.staging)
+            analyzed.result()
         expected = (entry.manifest or {}).get("source", {}).get("tables")
         if expected is None:
             return None
@@ -358,7 +364,6 @@ class Restore:
         )
 
     def finish(self, keep: bool) -> None:
-        pg.analyze(self.conn, self.req.database)
         if self.swapped:
             if keep:
                 self.result["previous_database"] = self.previous

@@ -279,7 +279,7 @@ class Restore:
         self.stamp = local_now().strftime("%Y%m%d%H%M%S")
         self.staging = pg.scratch_name(req.database, "restore")
         self.previous = pg.scratch_name(req.database, "pre_restore_%s" % self.stamp)
-        if req.keep_previous_count < 1:
+        if req.spec.keep_previous and req.keep_previous_count < 1:
             raise ConfigError(
                 "keep_previous_count is %d: give 1 or more replaced databases to keep (postgresql_backup_restore_keep_previous_count), "
                 "or set keep_previous false to keep none; nothing was changed" % req.keep_previous_count

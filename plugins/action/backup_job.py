@@ -33,9 +33,9 @@ display = Display()
 
 # what async_status adds to the module's own result
 ASYNC_KEYS = ("ansible_job_id", "started", "finished", "results_file", "erased", "_ansible_parsed")
-# the first polls come quickly, so a short job costs little more than a synchronous one (a poll
-# is one shell round trip, no module process)
-FIRST_POLLS = (0.05, 0.05, 0.1, 0.1, 0.2, 0.4, 0.8)
+# the first polls come quickly and slow down gently (a poll is one shell round trip, no module
+# process): a short job's task ends at most about a third of its time after the module ended
+FIRST_POLLS = (0.05, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
 ABSENT = "absent"  # what a status read prints when the job's results file is gone
 NO_LIMIT = 30 * 24 * 3600  # async_wrapper's limit for timeout 0: a month
 ALIVE = ".alive"  # the heartbeat beside a job's progress file

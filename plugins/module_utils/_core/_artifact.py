@@ -413,17 +413,19 @@ class ArtifactReader:
     ``size`` are set once the content has been read to the end.
     """
 
-    def __init__(self, path: str, algorithm: str | None = None, key: _crypto.Key | None = None) -> None:
+    def __init__(self, path: str, algorithm: str | None = None, key: _crypto.Key | None = None,
+                 handle: t.BinaryIO | None = None) -> None:
         self.path = path
         self.algorithm = algorithm or algorithm_of(path)
         self.key = key  # of an encrypted artifact; None: the module's configured key
+        self.handle = handle  # read this (a file still being written, see _tree) instead of opening path
         self.sha256 = ""
         self.size = 0
         self.content_size = 0  # decompressed bytes
 
     def _raw(self, digest: t.Any) -> t.Iterator[bytes]:
         try:
-            with open(self.path, "rb") as handle:
+            with contextlib.nullcontext(self.handle) if self.handle is not None else open(self.path, "rb") as handle:
                 for chunk in read_chunks(handle):
                     digest.update(chunk)
                     self.size += len(chunk)

@@ -42,7 +42,7 @@ import zlib
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import Child, Command, start
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Child, Command, start, widen_pipes
 
 CHUNK = 1024 * 1024
 EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}
@@ -345,15 +345,18 @@ def write_artifact(
         compressor = compression.compressor()
         if isinstance(source, Command):
             stages.append(start(source))
+            widen_pipes(stages[-1])
             upstream: t.Any = stages[0].proc.stdout
             if compressor is not None:
                 stages.append(start(compressor, stdin=upstream))
                 upstream.close()  # the compressor owns the read end now
                 upstream = stages[-1].proc.stdout
+                widen_pipes(stages[-1])
         else:
             if compressor is None:
                 raise ConfigError("a Python data source needs a compressor; use gzip or zstd")
             stages.append(start(compressor, stdin=subprocess.PIPE))
+            widen_pipes(stages[-1])
             sink = stages[0].proc.stdin
             if sink is None:
                 raise StageError("the compressor has no input pipe")
@@ -486,6 +489,7 @@ class ArtifactReader:
         if not shutil.which("zstd"):
             raise ConfigError("reading %s needs the zstd program on the managed host: install zstd" % self.path)
         stage = start(Command(("zstd", "-d", "-c", "-q"), stage="zstd"), stdin=subprocess.PIPE)
+        widen_pipes(stage)
         errors: list[BaseException] = []
         sink = stage.proc.stdin
         if sink is None or stage.proc.stdout is None:

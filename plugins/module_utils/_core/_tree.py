@@ -143,7 +143,8 @@ class Growing:
     POLL = 0.05
 
     def __init__(self, path: str) -> None:
-        self.handle = open(path, "rb", buffering=0)  # pylint: disable=consider-using-with  closed by close()
+        # closed by close(), or by the scan that reads it
+        self.handle = open(path, "rb", buffering=0)  # pylint: disable=consider-using-with
         self.done = threading.Event()
 
     def read(self, size: int = -1) -> bytes:

@@ -211,18 +211,27 @@ class Scanner:
         self.directory = directory
         self.consumer_for = consumer_for
         self.decompress = decompress
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers or (os.cpu_count() or 1)))
+        threads = max(1, workers or (os.cpu_count() or 1))
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads)
         self.futures: dict[str, concurrent.futures.Future[FileScan]] = {}
         self.growing: dict[str, Growing] = {}
+        self.following: set[str] = set()  # followed files whose read has not ended (each holds an open file)
+        self.most_followed = 2 * threads
 
     def follow(self, name: str) -> None:
         """Start reading ``name``, which the writer is still writing; ``submit`` (or ``finish``)
-        says when it has closed it. Until then the reader waits at its end for more."""
-        if name not in self.futures:
-            growing = Growing(os.path.join(self.directory, name))
-            self.growing[name] = growing
-            consumer = self.consumer_for(name) if self.consumer_for else None
-            self.futures[name] = self.pool.submit(_scan_file, self.directory, name, consumer, self.decompress, growing)
+        says when it has closed it. Until then the reader waits at its end for more. While
+        ``most_followed`` files are being followed, ``name`` is not: it is read once finished."""
+        if name in self.futures:
+            return
+        self.following = {n for n in self.following if not self.futures[n].done()}
+        if len(self.following) >= self.most_followed:
+            return
+        growing = Growing(os.path.join(self.directory, name))
+        self.growing[name] = growing
+        self.following.add(name)
+        consumer = self.consumer_for(name) if self.consumer_for else None
+        self.futures[name] = self.pool.submit(_scan_file, self.directory, name, consumer, self.decompress, growing)
 
     def submit(self, name: str) -> None:
         """``name`` is finished: read it (to its end, when it is being followed)."""

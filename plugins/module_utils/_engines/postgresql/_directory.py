@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _tree
@@ -34,6 +35,7 @@ END = b"\\.\n\n\n"  # what pg_dump writes after a table's last row in a director
 TABLE_DATA = re.compile(r"^(\d+); \d+ \d+ TABLE DATA (.*)$")
 FINISHED = re.compile(rb"^pg_dump: finished item (\d+) TABLE DATA ", re.MULTILINE)
 POLL = 0.05
+LISTING_SHARE = 20  # the time between two listings of the dump directory, in listings' time
 
 
 def check_mode(conn: pg.Connection) -> None:
@@ -149,16 +151,19 @@ class DirectoryDump:
                            "--file=" + tmp)
         suffix = ".dat.gz" if self.level else ".dat"
         with start(type(cmd)(argv, cmd.env, cmd.secret_env, cmd.stage, cmd.inner), stdout=subprocess.DEVNULL) as child:
-            offset, pending = 0, b""
+            offset, pending, next_listing = 0, b"", 0.0
             while True:
                 try:
                     child.proc.wait(POLL)
                 except subprocess.TimeoutExpired:
                     pass
                 ended = child.proc.returncode is not None
-                if not ended:
+                if not ended and time.monotonic() >= next_listing:
+                    # a directory of thousands of tables: its listing is looked at less often
+                    listed = time.monotonic()
                     for name in data_files(tmp):
                         scanner.follow(name)
+                    next_listing = time.monotonic() + max(POLL, LISTING_SHARE * (time.monotonic() - listed))
                 data = child.stderr_from(offset)
                 while data:
                     offset += len(data)

@@ -114,6 +114,27 @@ def test_a_followed_file_whose_writer_stops_early_is_reported_cut(tmp_path):
         scanner.follow("5.dat.gz")  # never submitted nor finished: the exit ends it
 
 
+def test_no_more_files_are_followed_at_once_than_twice_the_threads(tmp_path):
+    """Each followed file holds an open file: beyond twice the threads, a file is read once
+    it is finished, as without following; a followed file whose read has ended frees its place."""
+    path = str(tmp_path / "d")
+    os.makedirs(path)
+    whole = gzip.compress(b"1\trow\n" * 10 + b"\\.\n\n\n")
+    for number in range(1, 6):
+        with open(os.path.join(path, "%d.dat.gz" % number), "wb") as out:
+            out.write(whole)
+    with _tree.Scanner(path, _directory.DirectoryContent().consumer_for, 1) as scanner:
+        for number in range(1, 6):
+            scanner.follow("%d.dat.gz" % number)
+        assert sorted(scanner.growing) == ["1.dat.gz", "2.dat.gz"]
+        scanner.submit("1.dat.gz")
+        scanner.futures["1.dat.gz"].result(timeout=10)
+        scanner.follow("3.dat.gz")
+        assert sorted(scanner.growing) == ["1.dat.gz", "2.dat.gz", "3.dat.gz"]
+        scanned = scanner.finish(["%d.dat.gz" % n for n in range(1, 6)])
+    assert [f.stats for f in scanned.files] == [{"rows": 10}] * 5 and scanned.stream is None
+
+
 def test_table_names_from_the_listing():
     listing = (";\n; Archive created at ...\n3346; 0 16384 TABLE DATA public t1 postgres\n"
                "3347; 0 16389 TABLE DATA public we ird app owner\n214; 1259 16384 TABLE public t1 postgres\n")

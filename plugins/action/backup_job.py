@@ -15,7 +15,6 @@ nothing, kills its pipeline and ends.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shlex
@@ -25,6 +24,7 @@ import typing as t
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
+from ansible.vars.clean import remove_internal_keys
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _controller
 from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
@@ -33,8 +33,10 @@ display = Display()
 
 # what async_status adds to the module's own result
 ASYNC_KEYS = ("ansible_job_id", "started", "finished", "results_file", "erased", "_ansible_parsed")
-# the first polls come quickly, so a short job costs little more than a synchronous one
-FIRST_POLLS = (0.1, 0.2, 0.4, 0.8)
+# the first polls come quickly and slow down gently (a poll is one shell round trip, no module
+# process): a short job's task ends at most about a third of its time after the module ended
+FIRST_POLLS = (0.05, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
+ABSENT = "absent"  # what a status read prints when the job's results file is gone
 NO_LIMIT = 30 * 24 * 3600  # async_wrapper's limit for timeout 0: a month
 ALIVE = ".alive"  # the heartbeat beside a job's progress file
 TOUCH_EVERY = 5.0  # seconds between touches of the heartbeats (the module allows 120 without one)
@@ -82,18 +84,18 @@ class ActionModule(ActionBase):
                 job = self._start(args, task_vars)
                 if mode == "start" or not job.get("ansible_job_id"):
                     return job if not job.get("ansible_job_id") else dict(result, changed=True, job=job)
-                return self._wait(job, args, host, task_vars)
+                return self._wait(job, args, host)
             if mode == "wait":
                 if not args["job"]:
                     raise AnsibleActionFail("job is required with mode wait: pass the result of a mode start task's job")
-                return self._wait(args["job"], args, host, task_vars)
+                return self._wait(args["job"], args, host)
             if mode == "ready":
-                return self._until(args, task_vars, "held")
+                return self._until(args, "held")
             if args["release"]:
                 holds = [shlex.quote(j["progress_file"] + ".hold") for j in args["jobs"] if j.get("progress_file")]
                 if holds:
                     self._shell("rm -f " + " ".join(holds))
-            return self._until(args, task_vars, "point_fixed")
+            return self._until(args, "point_fixed")
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
 
@@ -128,25 +130,37 @@ class ActionModule(ActionBase):
 
     # polling ----------------------------------------------------------------------------------
 
-    def _status(self, job: t.Mapping[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
-        poll = {"jid": job["ansible_job_id"], "_async_dir": os.path.dirname(job["results_file"])}
-        return self._execute_module(module_name="ansible.legacy.async_status", module_args=poll, task_vars=task_vars)
-
-    def _progress(self, job: t.Mapping[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any] | None:
-        """The module's status file, or None (not written yet, or gone: the module ended)."""
-        if not job.get("progress_file"):
-            return None
-        read = self._execute_module(module_name="ansible.legacy.slurp", module_args={"src": job["progress_file"]}, task_vars=task_vars)
-        if read.get("failed") or "content" not in read:
-            return None
+    def _status(self, job: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+        """The job's status as ansible.legacy.async_status gives it, in one shell round trip (no module
+        process per poll): async_wrapper renames the results file into place whole."""
+        jid, path = job["ansible_job_id"], job["results_file"]
+        read = self._low_level_execute_command("cat %s 2>/dev/null || echo %s" % (shlex.quote(path), ABSENT))
+        text = (read.get("stdout") or "").strip()
+        if read.get("rc") != 0:
+            return {"failed": True, "msg": "could not read the job's status: %s" % (read.get("stderr") or text), "ansible_job_id": jid}
+        if text == ABSENT:
+            return {"failed": True, "msg": "could not find job", "ansible_job_id": jid, "started": True, "finished": True}
         try:
-            return json.loads(base64.b64decode(read["content"]))
+            found = json.loads(text)
+            running = "started" in found and not found.get("finished")
         except ValueError:
-            return None  # caught half-way through a rename on a filesystem without atomic renames
+            running = True  # not written yet
+        if running:  # async_wrapper's marker; the module's own result has no "started"
+            return {"ansible_job_id": jid, "results_file": path, "started": True, "finished": False}
+        # the module's result, parsed as _execute_module parses a module's output
+        data = self._parse_returned_data({"stdout": text}, "legacy")
+        data.pop("_ansible_suppress_tmpdir_delete", None)
+        remove_internal_keys(data)
+        for key in ("stdout", "stderr"):
+            if key in data and key + "_lines" not in data:
+                data[key + "_lines"] = (data.get(key) or "").splitlines()
+        if self._discovered_interpreter_key:
+            data.setdefault("ansible_facts", {})[self._discovered_interpreter_key] = self._discovered_interpreter
+        return dict(data, ansible_job_id=jid, finished=True)
 
-    def _cleanup(self, job: t.Mapping[str, t.Any], task_vars: dict[str, t.Any]) -> None:
-        poll = {"jid": job["ansible_job_id"], "mode": "cleanup", "_async_dir": os.path.dirname(job["results_file"])}
-        self._execute_module(module_name="ansible.legacy.async_status", module_args=poll, task_vars=task_vars)
+    def _progress(self, job: t.Mapping[str, t.Any]) -> dict[str, t.Any] | None:
+        """The module's status file, or None (not written yet, or gone: the module ended)."""
+        return self._statuses([job])[0] if job.get("progress_file") else None
 
     # the heartbeat ----------------------------------------------------------------------------
 
@@ -185,7 +199,7 @@ class ActionModule(ActionBase):
                 return
             time.sleep(min(STEP, left))
 
-    def _wait(self, job: t.Mapping[str, t.Any], args: dict[str, t.Any], host: str, task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+    def _wait(self, job: t.Mapping[str, t.Any], args: dict[str, t.Any], host: str) -> dict[str, t.Any]:
         """Poll until the module ends, a progress line every ``interval`` once it ran ``quiet``
         seconds; return the module's own result."""
         started = float(job.get("started") or time.time())
@@ -194,19 +208,19 @@ class ActionModule(ActionBase):
         kept = [job] + [j for j in args["jobs"] if j.get("ansible_job_id") != job.get("ansible_job_id")]  # a consistent set's
         while True:
             self._beat(kept)
-            status = self._status(job, task_vars)
+            status = self._status(job)
             if status.get("finished") or status.get("failed"):  # failed unfinished: the job file is gone
                 break
             if time.time() - started >= args["quiet"]:
-                progress = self._progress(job, task_vars)
+                progress = self._progress(job)
                 if progress is not None:
                     display.display(_report.progress_line(host, progress))
                     shown += 1
             self._beat(kept, FIRST_POLLS[polls] if polls < len(FIRST_POLLS) else args["interval"])
             polls += 1
-        self._cleanup(job, task_vars)
-        if job.get("progress_file"):  # the heartbeat; a killed module could not remove its status file
-            self._shell("rm -f %s%s" % (self._alive([job]), " " + shlex.quote(job["progress_file"]) if status.get("failed") else ""))
+        # the job's results file (async_status's cleanup), its heartbeat, and the status file a killed module could not remove
+        self._shell("rm -f %s" % " ".join([shlex.quote(job["results_file"])] + ([self._alive([job])] if job.get("progress_file") else [])
+                                          + ([shlex.quote(job["progress_file"])] if job.get("progress_file") and status.get("failed") else [])))
         out = {k: v for k, v in status.items() if k not in ASYNC_KEYS}
         for key in ("stdout", "stderr"):
             if not out.get(key):
@@ -235,7 +249,7 @@ class ActionModule(ActionBase):
                 out.append(None)
         return out
 
-    def _until(self, args: dict[str, t.Any], task_vars: dict[str, t.Any], flag: str) -> dict[str, t.Any]:
+    def _until(self, args: dict[str, t.Any], flag: str) -> dict[str, t.Any]:
         """Wait until every job's status file says ``flag`` (held: ready for the pause;
         point_fixed: its point in time is fixed) or the job ended; say when each did."""
         pending = {j["ansible_job_id"]: j for j in args["jobs"] if j.get("ansible_job_id")}
@@ -251,7 +265,7 @@ class ActionModule(ActionBase):
                 if progress is not None and progress.get(flag):
                     points[jid] = {"store": progress.get("store"), "target": progress.get("target"), "at": progress.get("point_fixed_at")}
                     del pending[jid]
-                elif progress is None and polls % 10 == 9 and self._status(job, task_vars).get("finished"):
+                elif progress is None and polls % 10 == 9 and self._status(job).get("finished"):
                     ended.append(jid)  # it ended (or failed) before saying so: its own wait reports how
                     del pending[jid]
             if pending:

@@ -27,12 +27,17 @@ description:
     the file is not reachable (a server elsewhere), it comes over the replication protocol
     (C(redis-cli --rdb) to a temp file) instead. If another save replaced the file while it was
     copied, the backup is taken again.
+  - In O(mode=host) with the server's C(dir) on this host, the RDB is streamed while the save
+    writes it (the save child's temp file, read as it grows, into the compressor and into
+    C(redis-check-rdb) reading the stream), so the save and the compression overlap; once the
+    save has ended, the file Redis renamed into place must be the file that was read (same
+    inode), else the backup is taken again from the finished file.
   - With O(method=logical), for managed Redis that blocks C(SYNC) and C(BGSAVE), every key is
     read with C(SCAN), C(DUMP) and its absolute expiry into
     C(<backup_root>/redis/redis_backup_YYYYMMDD_HHMMSS.keys.gz), streamed, one batch of keys in
     memory at a time. See the notes for the format and what it does not guarantee.
   - While the RDB is copied, C(redis-check-rdb) reads the same file where Redis wrote it (in the
-    container in O(mode=docker)), in parallel; it must pass, and find exactly the keys counted at
+    container in O(mode=docker)), or the stream as it is copied (above), in parallel; it must pass, and find exactly the keys counted at
     the fork. The artifact is written to a temp file and checked as it is written (the bytes
     that go to the file, whose sha256 is recorded, are decompressed on their way - stream
     integrity, whose CRC covers every byte, the RDB's header and end marker; or the logical
@@ -267,7 +272,8 @@ source:
       returned: always
       type: float
     save_seconds:
-      description: Seconds from BGSAVE to the end of the save.
+      description: Seconds from BGSAVE to the end of the save (when the RDB is streamed while the save
+        writes it, to when the end was seen, within a few MB of copying).
       returned: always
       type: float
     sample:

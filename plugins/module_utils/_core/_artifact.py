@@ -42,7 +42,7 @@ import zlib
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _progress
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError, VerifyError
-from ansible_collections.cclite.backup.plugins.module_utils._core._process import Child, Command, start
+from ansible_collections.cclite.backup.plugins.module_utils._core._process import Child, Command, start, widen_pipes
 
 CHUNK = 1024 * 1024
 EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}
@@ -345,15 +345,18 @@ def write_artifact(
         compressor = compression.compressor()
         if isinstance(source, Command):
             stages.append(start(source))
+            widen_pipes(stages[-1])
             upstream: t.Any = stages[0].proc.stdout
             if compressor is not None:
                 stages.append(start(compressor, stdin=upstream))
                 upstream.close()  # the compressor owns the read end now
                 upstream = stages[-1].proc.stdout
+                widen_pipes(stages[-1])
         else:
             if compressor is None:
                 raise ConfigError("a Python data source needs a compressor; use gzip or zstd")
             stages.append(start(compressor, stdin=subprocess.PIPE))
+            widen_pipes(stages[-1])
             sink = stages[0].proc.stdin
             if sink is None:
                 raise StageError("the compressor has no input pipe")
@@ -413,17 +416,19 @@ class ArtifactReader:
     ``size`` are set once the content has been read to the end.
     """
 
-    def __init__(self, path: str, algorithm: str | None = None, key: _crypto.Key | None = None) -> None:
+    def __init__(self, path: str, algorithm: str | None = None, key: _crypto.Key | None = None,
+                 handle: t.BinaryIO | None = None) -> None:
         self.path = path
         self.algorithm = algorithm or algorithm_of(path)
         self.key = key  # of an encrypted artifact; None: the module's configured key
+        self.handle = handle  # read this (a file still being written, see _tree) instead of opening path
         self.sha256 = ""
         self.size = 0
         self.content_size = 0  # decompressed bytes
 
     def _raw(self, digest: t.Any) -> t.Iterator[bytes]:
         try:
-            with open(self.path, "rb") as handle:
+            with contextlib.nullcontext(self.handle) if self.handle is not None else open(self.path, "rb") as handle:
                 for chunk in read_chunks(handle):
                     digest.update(chunk)
                     self.size += len(chunk)
@@ -484,6 +489,7 @@ class ArtifactReader:
         if not shutil.which("zstd"):
             raise ConfigError("reading %s needs the zstd program on the managed host: install zstd" % self.path)
         stage = start(Command(("zstd", "-d", "-c", "-q"), stage="zstd"), stdin=subprocess.PIPE)
+        widen_pipes(stage)
         errors: list[BaseException] = []
         sink = stage.proc.stdin
         if sink is None or stage.proc.stdout is None:

@@ -32,6 +32,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _artifact
@@ -133,10 +134,43 @@ class Scan:
         return "; ".join("%s: %s" % (f.name, f.content) for f in bad[:5]) if bad else None
 
 
-def _scan_file(directory: str, name: str, consumer: Consumer | None, decompress: bool = True) -> FileScan:
+class Growing:
+    """A file its writer still appends to, read to the end the writer gives it: ``read`` waits
+    for more data until :attr:`done` is set (the writer has closed the file), then reads what
+    is left. Its reads are large enough for the decompression and hashing to run in big
+    pieces, not in the writer's small ones."""
+
+    POLL = 0.05
+
+    def __init__(self, path: str) -> None:
+        # closed by close(), or by the scan that reads it
+        self.handle = open(path, "rb", buffering=0)  # pylint: disable=consider-using-with
+        self.done = threading.Event()
+
+    def read(self, size: int = -1) -> bytes:
+        size = size if size > 0 else _artifact.CHUNK
+        parts: list[bytes] = []
+        got = 0
+        while True:
+            finished = self.done.is_set()  # before reading: what was written before it is read now
+            data = self.handle.read(size - got)
+            if data:
+                parts.append(data)
+                got += len(data)
+            if finished or got >= size // 4:
+                return b"".join(parts)
+            self.done.wait(self.POLL)
+
+    def close(self) -> None:
+        self.done.set()
+        self.handle.close()
+
+
+def _scan_file(directory: str, name: str, consumer: Consumer | None, decompress: bool = True,
+               growing: Growing | None = None) -> FileScan:
     found = FileScan(name)
     path = os.path.join(directory, name)
-    reader = ArtifactReader(path, "gzip" if decompress and name.endswith(".gz") else "none")
+    reader = ArtifactReader(path, "gzip" if decompress and name.endswith(".gz") else "none", handle=growing)  # type: ignore[arg-type]
     try:
         for chunk in reader.chunks():
             if consumer is not None:
@@ -145,6 +179,9 @@ def _scan_file(directory: str, name: str, consumer: Consumer | None, decompress:
         found.stream = exc.msg
         found.size = os.path.getsize(path) if os.path.exists(path) else 0
         return found
+    finally:
+        if growing is not None:
+            growing.handle.close()
     found.size, found.sha256, found.content_size = reader.size, reader.sha256, reader.content_size
     if consumer is not None:
         found.content = consumer.result()
@@ -163,24 +200,51 @@ def scan(
 
 
 class Scanner:
-    """:func:`scan`, file by file as the writer finishes them: ``submit`` a finished file while
-    the others are still being written, then ``finish`` with the full list (the files not
-    submitted are read then)."""
+    """:func:`scan`, file by file as the writer writes them: ``follow`` a file the writer has
+    begun (it is read as it grows), ``submit`` a file the writer has finished while the others
+    are still being written, then ``finish`` with the full list (the files not submitted are
+    read then). Reading a file while it is written spares a second pass over the biggest
+    table once the dump has ended: its check then ends with the dump."""
 
     def __init__(self, directory: str, consumer_for: t.Callable[[str], Consumer | None] | None = None, workers: int = 0,
                  decompress: bool = True) -> None:
         self.directory = directory
         self.consumer_for = consumer_for
         self.decompress = decompress
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers or (os.cpu_count() or 1)))
+        threads = max(1, workers or (os.cpu_count() or 1))
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads)
         self.futures: dict[str, concurrent.futures.Future[FileScan]] = {}
+        self.growing: dict[str, Growing] = {}
+        self.following: set[str] = set()  # followed files whose read has not ended (each holds an open file)
+        self.most_followed = 2 * threads
+
+    def follow(self, name: str) -> None:
+        """Start reading ``name``, which the writer is still writing; ``submit`` (or ``finish``)
+        says when it has closed it. Until then the reader waits at its end for more. While
+        ``most_followed`` files are being followed, ``name`` is not: it is read once finished."""
+        if name in self.futures:
+            return
+        self.following = {n for n in self.following if not self.futures[n].done()}
+        if len(self.following) >= self.most_followed:
+            return
+        growing = Growing(os.path.join(self.directory, name))
+        self.growing[name] = growing
+        self.following.add(name)
+        consumer = self.consumer_for(name) if self.consumer_for else None
+        self.futures[name] = self.pool.submit(_scan_file, self.directory, name, consumer, self.decompress, growing)
 
     def submit(self, name: str) -> None:
-        if name not in self.futures:
+        """``name`` is finished: read it (to its end, when it is being followed)."""
+        if name in self.growing:
+            self.growing[name].done.set()
+        elif name not in self.futures:
             consumer = self.consumer_for(name) if self.consumer_for else None
             self.futures[name] = self.pool.submit(_scan_file, self.directory, name, consumer, self.decompress)
 
     def finish(self, listed: t.Sequence[str]) -> Scan:
+        """The writer has ended: every file is complete."""
+        for growing in self.growing.values():
+            growing.done.set()
         for name in listed:
             self.submit(name)
         extra = set(self.futures) - set(listed)
@@ -194,7 +258,11 @@ class Scanner:
     def __exit__(self, *exc: object) -> None:
         for future in self.futures.values():
             future.cancel()
+        for growing in self.growing.values():
+            growing.done.set()  # a followed file ends where it is: its reader stops waiting
         self.pool.shutdown(wait=True)
+        for growing in self.growing.values():
+            growing.close()
 
 
 def compare(expected: t.Sequence[t.Mapping[str, t.Any]], present: t.Sequence[str], scanned: Scan | None = None) -> list[str]:

@@ -5,10 +5,11 @@
 """PostgreSQL's directory format: ``pg_dump -Fd -j N`` into a tree backup, ``pg_restore -j N`` out of it.
 
 pg_dump writes ``toc.dat`` and one gzip-compressed data file per table (``<id>.dat.gz``) into
-the hidden temp directory ``_tree`` describes, with N processes. Then every file is read once,
-in N threads: its sha256, whether its gzip stream decompresses to its end, and for a data file
-that it ends with COPY's ``\\.`` line and how many rows it holds; ``pg_restore -l`` maps the data
-files to their tables. Only then is the manifest written and the directory renamed into place.
+the hidden temp directory ``_tree`` describes, with N processes. Every file is read once, in
+N threads, each data file while pg_dump writes it: its sha256, whether its gzip stream
+decompresses to its end, and for a data file that it ends with COPY's ``\\.`` line and how many
+rows it holds; ``pg_restore -l`` maps the data files to their tables. Only then is the manifest
+written and the directory renamed into place.
 The tools run on the managed host (``mode: host``): pg_dump writes the directory itself, so it
 must run where the backup directory is.
 """
@@ -34,6 +35,7 @@ END = b"\\.\n\n\n"  # what pg_dump writes after a table's last row in a director
 TABLE_DATA = re.compile(r"^(\d+); \d+ \d+ TABLE DATA (.*)$")
 FINISHED = re.compile(rb"^pg_dump: finished item (\d+) TABLE DATA ", re.MULTILINE)
 POLL = 0.05
+LISTING_SHARE = 20  # the time between two listings of the dump directory, in listings' time
 
 
 def check_mode(conn: pg.Connection) -> None:
@@ -93,6 +95,14 @@ class Content(pg.DumpComplete):
     tree = DirectoryContent()
 
 
+def data_files(directory: str) -> list[str]:
+    """The table data files pg_dump has begun to write in ``directory`` so far."""
+    try:
+        return sorted(entry.name for entry in os.scandir(directory) if DATA_FILE.fullmatch(entry.name) and entry.is_file())
+    except OSError:
+        return []
+
+
 def table_names(listing: str) -> dict[str, str]:
     """Data file name -> ``schema.table``, from ``pg_restore -l`` (``<id>; <oid> <oid> TABLE DATA
     <schema> <table> <owner>``; a schema with a space in its name is read wrongly)."""
@@ -131,17 +141,29 @@ class DirectoryDump:
         raise NotImplementedError("a directory dump is written by write(), not streamed")
 
     def _run_dump(self, tmp: str, scanner: _tree.Scanner) -> None:
-        """pg_dump; each table's data file is handed to ``scanner`` as soon as pg_dump says it
-        is finished (``--verbose``: "finished item N TABLE DATA"), so the check overlaps the dump."""
+        """pg_dump; each table's data file is read by ``scanner`` while pg_dump writes it (a new
+        file in the directory is followed as it grows), and is complete once pg_dump says it is
+        finished (``--verbose``: "finished item N TABLE DATA") or has exited, so the check ends
+        with the dump instead of reading the biggest table again after it."""
         cmd = self.dump.start()
         # ConsistentDump asks for a plain dump; pg_dump takes the last --format it is given
         argv = cmd.argv + ("--format=directory", "--jobs=%d" % self.jobs, "--compress=%d" % self.level, "--verbose",
                            "--file=" + tmp)
         suffix = ".dat.gz" if self.level else ".dat"
         with start(type(cmd)(argv, cmd.env, cmd.secret_env, cmd.stage, cmd.inner), stdout=subprocess.DEVNULL) as child:
-            offset, pending = 0, b""
+            offset, pending, next_listing = 0, b"", 0.0
             while True:
-                ended = child.proc.poll() is not None
+                try:
+                    child.proc.wait(POLL)
+                except subprocess.TimeoutExpired:
+                    pass
+                ended = child.proc.returncode is not None
+                if not ended and time.monotonic() >= next_listing:
+                    # a directory of thousands of tables: its listing is looked at less often
+                    listed = time.monotonic()
+                    for name in data_files(tmp):
+                        scanner.follow(name)
+                    next_listing = time.monotonic() + max(POLL, LISTING_SHARE * (time.monotonic() - listed))
                 data = child.stderr_from(offset)
                 while data:
                     offset += len(data)
@@ -152,7 +174,6 @@ class DirectoryDump:
                     scanner.submit(match.group(1).decode("ascii") + suffix)
                 if ended:
                     break
-                time.sleep(POLL)
             child.check()
 
     def write(self, dest: str, commit: t.Callable[[str, Written], None]) -> Written:

@@ -19,7 +19,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core import _ops
 from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _compare, _logical, _rdb, _scratch, _snapshot
-from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Source
+from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import CHUNK, ArtifactReader, Source
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import REDIS, Catalog, Entry, Layout
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, StageError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import Command, run
@@ -100,14 +100,31 @@ def totals(databases: t.Mapping[str, t.Mapping[str, int]]) -> tuple[int, int]:
     return sum(d.get("keys", 0) for d in databases.values()), sum(d.get("expires", 0) for d in databases.values())
 
 
+class FollowLost(rd.RdbReplaced):
+    """The RDB renamed into place is not the temp file read while Redis wrote it: take the
+    backup again, copying the finished file."""
+
+
 class RdbProducer:
     """BGSAVE (keys counted with writes paused at the fork), then the RDB file through the writer;
-    or, for a server elsewhere, ``redis-cli --rdb`` to a temp file first."""
+    or, for a server elsewhere, ``redis-cli --rdb`` to a temp file first.
+
+    On the server's own host (mode host, transfer file), with ``follow``, the RDB is copied
+    while the save writes it: the save child's temp file is read as it grows, into the
+    compressor and into ``redis-check-rdb`` (reading stdin), until the save has ended; then
+    the file renamed into place must be the one that was read (same inode), or the backup is
+    taken again without following. The save and the compression then overlap instead of
+    running one after the other.
+    """
 
     def __init__(
         self, session: rd.Session, conn: rd.Connection, settings: Settings, facts: t.Mapping[str, t.Any],
-        transfer: str, path: str | None, tmp_dir: str,
+        transfer: str, path: str | None, tmp_dir: str, follow: bool = True,
     ) -> None:
+        self.follow = follow
+        self.failed: BaseException | None = None  # what the copy in the writer's thread raised
+        self.stream_check: _rdb.RdbCheck | None = None
+        self.followed: tuple[tuple[int, int], tuple[int, int]] | None = None  # (read, renamed into place)
         self.session = session
         self.conn = conn
         self.settings = settings
@@ -124,11 +141,17 @@ class RdbProducer:
         if self.transfer == "replication":
             return self._replicate()
         v7 = rd.version_tuple(self.facts["redis_version"]) >= (7,)
-        self.snapshot = _snapshot.bgsave(
+        path = t.cast(str, self.path)  # plan_transfer gives "file" a path
+        follow = self.follow and self.conn.mode == "host"
+        before = _snapshot.temp_rdbs(os.path.dirname(path)) if follow else set()
+        self.snapshot = _snapshot.start_bgsave(
             self.session, self.conn, pause_ms=self.settings.pause_ms, sample_keys=self.settings.sample_keys,
             timeout=self.settings.bgsave_timeout, v7=v7,
         )
-        path = t.cast(str, self.path)  # plan_transfer gives "file" a path
+        handle = _snapshot.open_temp_rdb(self.session, os.path.dirname(path), before) if follow else None
+        if handle is not None:
+            return self._follow(handle, path)
+        _snapshot.wait_bgsave(self.session, self.conn, self.snapshot, self.settings.bgsave_timeout)
         try:
             self.header = _snapshot.read_header(self.conn, path)
         except OSError as exc:
@@ -137,6 +160,41 @@ class RdbProducer:
         if self.conn.mode == "docker":
             return self.conn.tool(["cat", path], stage="cat")
         return Command(("cat", path), stage="cat")
+
+    def _follow(self, handle: t.Any, path: str) -> Source:
+        """The copy while the save writes (class docstring), run by the writer in its thread."""
+        checker = _rdb.checker_command(self.conn)
+        self.stream_check = _rdb.RdbCheck(checker if checker[0] is not None else None)
+        self.stream_check.begin()  # here: a child started in the writer's thread would die with it
+        check, snap = self.stream_check, t.cast(_snapshot.Snapshot, self.snapshot)
+
+        def source(sink: t.BinaryIO) -> None:
+            def copy(most: int = -1) -> bool:
+                """Up to ``most`` chunks of what is there (-1: all): the save is looked at in between."""
+                moved = 0
+                while moved != most:
+                    data = handle.read(CHUNK)
+                    if not data:
+                        break
+                    if len(self.header) < 9:
+                        self.header = (self.header + data[:9])[:9]
+                    check.feed(data)
+                    sink.write(data)
+                    moved += 1
+                return moved > 0
+
+            try:
+                _snapshot.wait_bgsave(self.session, self.conn, snap, self.settings.bgsave_timeout, tick=lambda: copy(4))
+                copy()  # what the save wrote after our last look
+                read, renamed = os.fstat(handle.fileno()), os.stat(path)
+                self.followed = ((read.st_dev, read.st_ino), (renamed.st_dev, renamed.st_ino))
+            except BaseException as exc:
+                self.failed = exc
+                raise
+            finally:
+                handle.close()
+
+        return source
 
     def _replicate(self) -> Source:
         databases = rd.parse_keyspace(self.session.info("keyspace"))
@@ -167,11 +225,20 @@ class RdbProducer:
             now = _snapshot.rdb_saves(self.session)
             if now != snap.saves:
                 raise rd.RdbReplaced("another save (rdb_saves %s, ours %s) replaced the RDB while it was copied" % (now, snap.saves))
+        if self.followed is not None and self.followed[0] != self.followed[1]:
+            raise FollowLost("the RDB renamed into place is not the temp file read while Redis wrote it")
         version = rd.rdb_version(self.header)
         if version is None:
             raise StageError("the copied file is not an RDB (it starts with %r)" % self.header)
         keys, expires = totals(snap.databases)
-        checked, problem = self.check.result(self.settings.bgsave_timeout) if self.check else (None, None)
+        if self.stream_check is not None:
+            problem = self.stream_check.result()
+            checked = None if self.stream_check.structure_only else {
+                "keys": self.stream_check.keys, "expires": self.stream_check.expires,
+                "already_expired": self.stream_check.already_expired}
+            checked = {k: v for k, v in checked.items() if v is not None} if checked is not None else None
+        else:
+            checked, problem = self.check.result(self.settings.bgsave_timeout) if self.check else (None, None)
         if problem:
             raise StageError("the RDB Redis wrote did not pass redis-check-rdb: %s" % problem, stage="redis-check-rdb")
         if checked is None:
@@ -202,6 +269,8 @@ class RdbProducer:
     def close(self) -> None:
         if self.check is not None:
             self.check.close()
+        if self.stream_check is not None and self.stream_check.child is not None:
+            self.stream_check.child.close()
         if self.tmp and os.path.exists(self.tmp):
             os.unlink(self.tmp)
 
@@ -279,18 +348,24 @@ def make(
     found = versions(conn, facts)
     # the free-space check of a first backup starts from the memory the data takes
     spec = dataclasses.replace(spec, estimate=lambda: int(facts["used_memory"]) or None)
+    follow = True
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         if settings.method == "logical":
             producer: _ops.Producer = LogicalProducer(conn, facts)
         else:
-            producer = RdbProducer(session, conn, settings, facts, transfer, path, spec.catalog.directory)
+            producer = RdbProducer(session, conn, settings, facts, transfer, path, spec.catalog.directory, follow)
         try:
             return _ops.make_backup(spec, producer, found)
-        except rd.RdbReplaced as exc:
+        except StageError as exc:  # the copy in the writer's thread reaches here as "the data source failed"
+            failed = getattr(producer, "failed", None)
+            replaced = exc if isinstance(exc, rd.RdbReplaced) else failed if isinstance(failed, rd.RdbReplaced) else None
+            if replaced is None:
+                raise
+            follow = follow and not isinstance(replaced, FollowLost)
             if attempt == SAVE_ATTEMPTS:
                 raise StageError(
                     "%s, %d times in a row: the server saves very often (save rules, replicas syncing); run the "
-                    "backup again later or relax the save rules" % (exc.msg, SAVE_ATTEMPTS)
+                    "backup again later or relax the save rules" % (replaced.msg, SAVE_ATTEMPTS)
                 ) from exc
     raise AssertionError("unreachable")
 

@@ -62,6 +62,12 @@ class RdbCheck:
             return
         weakref.finalize(self, self.child.kill)
 
+    def begin(self) -> None:
+        """Start redis-check-rdb now (else at the first chunk): from the thread whose end may end
+        it (``_process``), when the chunks come from another one."""
+        if self.command is not None and self.child is None:
+            self._start(self.command)
+
     def feed(self, chunk: bytes) -> None:
         if len(self.head) < 9:
             self.head = (self.head + chunk[:9])[:9]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import time
 import typing as t
 
@@ -34,6 +35,9 @@ class Snapshot:
     seconds: float = 0.0
 
 
+# how often the end of our save is looked for: the copy waits for it, and INFO persistence is
+# a cheap call (a save of a few GB polled 50 times a second costs the server nothing noticeable)
+SAVE_POLL = 0.02
 BUSY_REPLIES = ("already in progress", "Another child process is active", "can't BGSAVE right now")
 
 
@@ -183,6 +187,14 @@ def bgsave(
     ``rdb_bgsave_in_progress`` is 0 again; ``rdb_last_bgsave_status`` then says how it went.
     If ``rdb_saves`` moved further, a later save has replaced the file: :class:`RdbReplaced`.
     """
+    snap = start_bgsave(session, conn, pause_ms=pause_ms, sample_keys=sample_keys, timeout=timeout, v7=v7)
+    return wait_bgsave(session, conn, snap, timeout)
+
+
+def start_bgsave(
+    session: Session, conn: Connection, *, pause_ms: int = 1000, sample_keys: int = 3, timeout: float = 3600.0, v7: bool = True,
+) -> Snapshot:
+    """The first half of :func:`bgsave`: our save has started (forked); :func:`wait_bgsave` waits for it."""
     deadline = time.monotonic() + timeout
     _progress.hold()  # a consistent set: wait here until the application is paused
     while True:
@@ -190,7 +202,15 @@ def bgsave(
         snap = _start_save(session, conn, pause_ms, sample_keys, v7)
         if snap is not None:
             _progress.point_fixed()  # forked: the RDB holds the data of this instant
-            break
+            return snap
+
+
+def wait_bgsave(
+    session: Session, conn: Connection, snap: Snapshot, timeout: float = 3600.0, tick: t.Callable[[], bool] | None = None,
+) -> Snapshot:
+    """The second half of :func:`bgsave`. Between two looks, ``tick`` (when given) does some
+    work and says whether it did any; when it did not, the next look waits :data:`SAVE_POLL`."""
+    deadline = snap.started + timeout
     while True:
         p = session.info("persistence")
         saves = int(p["rdb_saves"]) if "rdb_saves" in p else None
@@ -208,7 +228,37 @@ def bgsave(
             raise save_failed(
                 conn, "the background save did not finish within %g seconds; it was left running" % timeout, p
             )
-        time.sleep(Session.TICK)
+        if tick is None or not tick():
+            time.sleep(SAVE_POLL)
+
+
+TEMP_RDB = re.compile(r"temp-\d+\.rdb")  # what a Redis save child writes before renaming it onto dbfilename
+
+
+def temp_rdbs(directory: str) -> set[str]:
+    """The save children's temp files in Redis' dir (empty when it cannot be listed)."""
+    try:
+        return {name for name in os.listdir(directory) if TEMP_RDB.fullmatch(name)}
+    except OSError:
+        return set()
+
+
+def open_temp_rdb(session: Session, directory: str, before: t.AbstractSet[str], wait: float = 2.0) -> t.Any:
+    """The temp file our save's child is writing, opened for reading (``None``: not found,
+    because the save already ended, or more than one is new, or it cannot be read). Only one
+    save runs at a time, so the one temp file that appeared since ``before`` is ours; the
+    caller still checks that the file renamed into place is the one it read."""
+    deadline = time.monotonic() + wait
+    while True:
+        new = temp_rdbs(directory) - set(before)
+        if len(new) == 1:
+            try:
+                return open(os.path.join(directory, new.pop()), "rb", buffering=0)  # pylint: disable=consider-using-with
+            except OSError:
+                return None
+        if new or time.monotonic() > deadline or session.info("persistence").get("rdb_bgsave_in_progress") != "1":
+            return None
+        time.sleep(0.005)
 
 
 def rdb_saves(session: Session) -> int | None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, StageError
 from ansible_collections.cclite.backup.plugins.module_utils._core._process import (
     GUARD,
+    PIPE_SIZE,
     REDACTED,
     Command,
     Target,
@@ -25,7 +27,10 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._process impor
     run,
     start,
     tail,
+    widen_pipes,
 )
+
+F_GETPIPE_SZ = 1032
 
 SECRET = "hunter2-but-longer"
 
@@ -252,3 +257,15 @@ def test_a_command_in_a_container_dies_with_a_killed_writer(tmp_path):
         assert [n for n in os.listdir(tmp_path) if not n.startswith(".")] == []
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def test_widen_pipes_gives_a_data_pipe_a_whole_chunk_of_room():
+    with start(Command(("cat",), stage="cat"), stdin=subprocess.PIPE) as child:
+        assert fcntl.fcntl(child.proc.stdout.fileno(), F_GETPIPE_SZ) < PIPE_SIZE  # the kernel's default
+        widen_pipes(child)
+        for handle in (child.proc.stdin, child.proc.stdout):
+            assert fcntl.fcntl(handle.fileno(), F_GETPIPE_SZ) >= PIPE_SIZE
+        child.proc.stdin.write(b"x" * 1000)
+        child.proc.stdin.close()
+        assert child.proc.stdout.read() == b"x" * 1000
+        child.check()

@@ -207,6 +207,52 @@ def test_replication_transfer(server, tmp_path):
     assert report["healthy"], report["problems"]
 
 
+def slow_save(session: rd.Session, keys: int = 3000, delay_us: int = 100) -> None:
+    """Enough keys, each saved ``delay_us`` late (rdb-key-save-delay), for a save that lasts a while."""
+    session.pipeline([("SET", "slow:%d" % i, "v" * 64) for i in range(keys)])
+    session.call("CONFIG", "SET", "rdb-key-save-delay", delay_us)
+
+
+@needs_redis
+def test_the_rdb_is_copied_while_redis_writes_it(server, tmp_path):
+    """On the server's host the save child's temp file is read as it grows; the file renamed
+    into place is the one read, redis-check-rdb read the whole stream, the backup verifies."""
+    root = str(tmp_path / "b")
+    with server.session() as session:
+        slow_save(session)
+        facts = rd.server_facts(session)
+        transfer, path = ops.plan_transfer(session, server.conn, "file")
+        producer = ops.RdbProducer(session, server.conn, ops.Settings(), facts, transfer, path, root)
+        out = _ops.make_backup(spec_for(root, server.conn), producer, {"server": facts["redis_version"], "tool": "-"})
+        session.call("CONFIG", "SET", "rdb-key-save-delay", 0)
+    assert producer.followed is not None and producer.followed[0] == producer.followed[1]
+    assert out["source"]["keys"] == 3009 and out["source"]["rdb_check"]["keys"] == 3009
+    with open(path, "rb") as rdb, gzip.open(out["artifact"]["path"]) as copy:
+        assert copy.read() == rdb.read()
+    report = ops.info(ops.catalog(root), Rules(min_size_bytes=1), "full", server.conn, "rdb")
+    assert report["healthy"], report["problems"]
+
+
+@needs_redis
+def test_a_followed_file_that_is_not_the_one_renamed_into_place_is_taken_again(server, tmp_path, monkeypatch):
+    """The file read while the save ran is not the RDB renamed into place (here: another file):
+    the backup is taken again, copying the finished RDB, and nothing of the first try is kept."""
+    root = str(tmp_path / "b")
+    other = tmp_path / "other.rdb"
+    with server.session() as session:
+        slow_save(session)
+        _snapshot.bgsave(session, server.conn, timeout=30)
+        shutil.copy(os.path.join(server.data, "dump.rdb"), other)
+        opened = []
+        monkeypatch.setattr(_snapshot, "open_temp_rdb", lambda *a, **k: opened.append(1) or open(other, "rb", buffering=0))
+        out = ops.backup(ops.BackupRequest(server.conn, spec_for(root, server.conn)), check_mode=False)
+        session.call("CONFIG", "SET", "rdb-key-save-delay", 0)
+    assert opened == [1]  # followed once, then not again
+    assert out["source"]["keys"] == 3009 and out["source"]["rdb_check"]["keys"] == 3009
+    assert sorted(n for n in os.listdir(os.path.join(root, "redis")) if n.startswith("redis_backup_")) == [
+        out["artifact"]["name"], out["artifact"]["name"] + ".manifest.json"]
+
+
 @needs_redis
 def test_a_save_that_replaced_ours_is_detected(server, tmp_path):
     with server.session() as session:

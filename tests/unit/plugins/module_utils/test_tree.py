@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 
 import pytest
 
@@ -67,6 +68,71 @@ def test_scan_counts_rows_and_catches_a_cut_file(tmp_path):
     with open(os.path.join(path, "3346.dat.gz"), "r+b") as handle:
         handle.truncate(10)
     assert _tree.scan(path).stream
+
+
+def test_a_followed_file_is_read_while_it_grows_and_ends_where_its_writer_ends(tmp_path, monkeypatch):
+    """A data file followed from its first bytes: read while the writer appends (several reads
+    before the writer has finished), complete once submitted, same rows and sha256 as a scan."""
+    monkeypatch.setattr(_tree.Growing, "POLL", 0.01)
+    path = str(tmp_path / "d")
+    os.makedirs(path)
+    name = "3346.dat.gz"
+    whole = gzip.compress(b"".join(b"%d\trow %d\n" % (i, i * 7) for i in range(200000)) + b"\\.\n\n\n")
+    reads: list[int] = []
+    with open(os.path.join(path, name), "wb", buffering=0) as out:
+        with _tree.Scanner(path, _directory.DirectoryContent().consumer_for, 2) as scanner:
+            scanner.follow(name)
+            growing = scanner.growing[name]
+            real_read = growing.handle.read
+            growing.handle = type("Spy", (), {"read": lambda self, n: reads.append(n) or real_read(n), "close": growing.handle.close})()
+            for start in range(0, len(whole), 4096):
+                out.write(whole[start:start + 4096])
+                if start % (64 * 4096) == 0:
+                    time.sleep(0.02)
+            before = len(reads)
+            scanner.submit(name)
+            followed = scanner.finish([name])
+    assert before > 1  # it read while the file was being written
+    again = _tree.scan(path, _directory.DirectoryContent().consumer_for)
+    assert followed.files[0].stats == {"rows": 200000} == again.files[0].stats
+    assert followed.files[0].sha256 == again.files[0].sha256 == hashlib.sha256(whole).hexdigest()
+    assert followed.stream is None and followed.content is None
+
+
+def test_a_followed_file_whose_writer_stops_early_is_reported_cut(tmp_path):
+    """The writer ends (finish) with the file half written: the follower stops waiting and the
+    gzip stream is reported cut; closing the scanner never hangs on a follower."""
+    path = str(tmp_path / "d")
+    os.makedirs(path)
+    whole = gzip.compress(b"1\trow\n" * 50000 + b"\\.\n\n\n")
+    with open(os.path.join(path, "5.dat.gz"), "wb") as out:
+        out.write(whole[: len(whole) // 2])
+    with _tree.Scanner(path, _directory.DirectoryContent().consumer_for, 1) as scanner:
+        scanner.follow("5.dat.gz")
+        assert scanner.finish(["5.dat.gz"]).stream
+    with _tree.Scanner(path, None, 1) as scanner:
+        scanner.follow("5.dat.gz")  # never submitted nor finished: the exit ends it
+
+
+def test_no_more_files_are_followed_at_once_than_twice_the_threads(tmp_path):
+    """Each followed file holds an open file: beyond twice the threads, a file is read once
+    it is finished, as without following; a followed file whose read has ended frees its place."""
+    path = str(tmp_path / "d")
+    os.makedirs(path)
+    whole = gzip.compress(b"1\trow\n" * 10 + b"\\.\n\n\n")
+    for number in range(1, 6):
+        with open(os.path.join(path, "%d.dat.gz" % number), "wb") as out:
+            out.write(whole)
+    with _tree.Scanner(path, _directory.DirectoryContent().consumer_for, 1) as scanner:
+        for number in range(1, 6):
+            scanner.follow("%d.dat.gz" % number)
+        assert sorted(scanner.growing) == ["1.dat.gz", "2.dat.gz"]
+        scanner.submit("1.dat.gz")
+        scanner.futures["1.dat.gz"].result(timeout=10)
+        scanner.follow("3.dat.gz")
+        assert sorted(scanner.growing) == ["1.dat.gz", "2.dat.gz", "3.dat.gz"]
+        scanned = scanner.finish(["%d.dat.gz" % n for n in range(1, 6)])
+    assert [f.stats for f in scanned.files] == [{"rows": 10}] * 5 and scanned.stream is None
 
 
 def test_table_names_from_the_listing():

@@ -13,18 +13,21 @@ version_added: 0.1.0
 description:
   - Restores a backup made by M(cclite.backup.postgresql_backup) (or by the guide's scripts)
     into a database, so that a failure at any step leaves the current data as it was.
-  - "The steps (the shared restore flow): refuse without O(confirm); read the whole file
-    (stream, sha256 against the manifest, pg_dump's closing line) before any change; load the
-    dump into a new database in one transaction; compare every table's row count with the
-    manifest; swap: refuse new connections to the current database, end its sessions, and
-    rename it to C(<database>__pre_restore_<stamp>) and the new one into its place in one
-    transaction; run ANALYZE. A failure before the swap drops the new database and leaves the
-    current one serving, untouched."
+  - "The steps (the shared restore flow): refuse without O(confirm); check the manifest (there,
+    readable, the file's size) and the encryption key; load the dump into a new database in one
+    transaction, and check the whole file while it loads (stream, sha256 against the manifest,
+    pg_dump's closing line; a directory backup's files each against their sha256, read beside
+    C(pg_restore -j)) - the file is read once; compare every table's row count with the
+    manifest, with ANALYZE of the new database beside the count (its statistics move with it);
+    swap: refuse new connections to the current database, end its sessions, and rename it to
+    C(<database>__pre_restore_<stamp>) and the new one into its place in one transaction. A file that fails its checks, or any failure before the swap,
+    drops the new database and leaves the current one serving, untouched; with O(name=latest)
+    a newest backup that fails its checks is passed over for the next one (said in RV(notes))."
   - "The replaced database itself is the rollback point: it keeps connections disabled, so it
-    holds every write acknowledged before the swap and nothing after it. With O(safety_backup)
-    it is dumped into C(<backup_root>/postgresql/safety/) after the swap (it does not move
-    C(latest)), so the dump holds the same data and its time is not spent before the swap.
-    Then it is dropped, or kept with O(keep_previous)."
+    holds every write acknowledged before the swap and nothing after it. It is kept by default
+    (O(keep_previous)); of the replaced databases kept for the same database, only the newest
+    O(keep_previous_count) remain after a successful restore. With O(safety_backup) it is also
+    dumped into C(<backup_root>/postgresql/safety/) after the swap (it does not move C(latest))."
   - Names are file names in the store's directory, C(safety/<name>) for a safety backup, or
     C(latest), which is the newest backup of the catalog that reads back good (the C(latest)
     link is only compared with it; a difference is reported in RV(notes)). Names that leave
@@ -75,21 +78,30 @@ options:
     default: false
   safety_backup:
     description:
-      - Dump the replaced database into the safety directory after the swap, so that the
-        restore can be rolled back with C(safety/<name>) once the replaced database is dropped.
-      - The default stays V(true) because O(keep_previous) defaults to V(false) - without either,
-        nothing of the replaced data would remain. The fast restore is O(keep_previous=true) with
-        O(safety_backup=false) - no dump at all, the kept database is the way back (it needs the
-        disk space of the old database until you drop it).
+      - Also dump the replaced database into the safety directory after the swap, so that the
+        restore can be rolled back with C(safety/<name>) even once the replaced database is
+        dropped (or from another server). It adds the time of a C(pg_dump) with compression of
+        the old database to the restore.
+      - Off by default - the kept database (O(keep_previous)) is the way back. With both off,
+        nothing of the replaced data remains once the restore succeeded.
     type: bool
-    default: true
+    default: false
   keep_previous:
     description:
       - Keep the replaced database, renamed to C(<database>__pre_restore_<stamp>) with
-        connections disabled, instead of dropping it once the restore succeeded. It is kept
-        whatever this says when a step after the swap fails.
+        connections disabled, instead of dropping it once the restore succeeded. It needs the
+        disk space of the old database until it is dropped (see O(keep_previous_count)). It is
+        kept whatever this says when a step after the swap fails.
     type: bool
-    default: false
+    default: true
+  keep_previous_count:
+    description:
+      - With O(keep_previous), how many replaced databases of the same database to keep,
+        the newest (the one this restore replaced counts). After a successful restore, older
+        C(<database>__pre_restore_<stamp>) databases are dropped, oldest first, and named in
+        RV(dropped_previous); nothing is dropped when the restore fails.
+    type: int
+    default: 1
 notes:
   - Applications connected to the database are disconnected at the swap; stop them first, as
     the guide's disaster-recovery scenarios say.
@@ -147,6 +159,11 @@ previous_database:
   description: Name of the kept old database, with O(keep_previous) or when a step after the swap failed.
   returned: always
   type: str
+dropped_previous:
+  description: The replaced databases of earlier restores dropped to keep O(keep_previous_count), oldest first.
+  returned: success
+  type: list
+  elements: str
 rollback:
   description:
     - Where the replaced data is and how to go back to it (C(where), C(how), and C(artifact) for
@@ -183,8 +200,9 @@ def main() -> None:
         database=dict(type="str", required=True),
         name=dict(type="str", default="latest"),
         confirm=dict(type="bool", default=False),
-        safety_backup=dict(type="bool", default=True),
-        keep_previous=dict(type="bool", default=False),
+        safety_backup=dict(type="bool", default=False),
+        keep_previous=dict(type="bool", default=True),
+        keep_previous_count=dict(type="int", default=1),
         jobs=dict(type="int", default=2),
     )
     argument_spec.update(pg.connection_argument_spec())
@@ -204,7 +222,8 @@ def main() -> None:
                 lambda kept: (spec, pg_drill.Drill(pg.connection_from(p), p["database"], spec, pg.connection_from(kept) if kept else None)),
                 host_mode=p["mode"] == "host", scratch=lambda: pg_drill.HostScratch(pg.connection_from(p)),
             )
-        request = pg_ops.RestoreRequest(conn=pg.connection_from(p), database=p["database"], spec=spec, jobs=p["jobs"])
+        request = pg_ops.RestoreRequest(conn=pg.connection_from(p), database=p["database"], spec=spec, jobs=p["jobs"],
+                                        keep_previous_count=p["keep_previous_count"])
         return pg_ops.Restore(request).run(module.check_mode)
 
     _module.run(module, action, ("postgresql", "restore", module.params["database"]))

@@ -137,7 +137,7 @@ def test_postgresql_encrypted_backup_verify_and_restore(encapp: Postgres, tmp_pa
     assert "passed over" not in missing.text  # never the older plaintext backup instead
     assert encapp.psql("SELECT count(*) FROM items", database="encapp") == "10001"
 
-    restored = run("postgresql_restore", dict(restore, encrypt=True, encryption_key=KEY))
+    restored = run("postgresql_restore", dict(restore, encrypt=True, encryption_key=KEY, safety_backup=True))  # the dump on request
     assert not restored.failed, restored.text
     assert restored.data["restored_from"]["name"] == os.path.basename(path)
     assert encapp.psql(DIGEST, database="encapp") == before

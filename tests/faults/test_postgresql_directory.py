@@ -120,7 +120,7 @@ def test_a_damaged_file_is_caught(dirapp: Postgres, tmp_path: t.Any, damage: str
     report = checked.data["backups"][0]["verification"]
     assert report["state"] == "bad", report
     assert any(os.path.basename(victim) in p or "9999.dat.gz" in p for p in report["problems"]), report
-    # and a restore refuses it before touching the database
+    # and a restore refuses it (found while its files load into the staging database): the database untouched
     before = digests(dirapp, "dirapp")
     refused = run("postgresql_restore", dict(plain(dirapp, root, jobs=2), confirm=True, name=os.path.basename(path)))
     assert refused.failed and "nothing was changed" in refused.data["msg"], refused.text

@@ -67,7 +67,7 @@ def test_backup_verify_restore_with_encryption_at_rest(encdemo: Postgres, tmp_pa
     assert keyless.status == "failed" and "no key is configured: set backup_s3_encryption_key" in keyless.stdout, keyless.stdout[-3000:]
 
     encdemo.psql("DELETE FROM items WHERE id > 100; UPDATE items SET body = 'gone' WHERE id = 1", database="encdemo")
-    job = run_playbook(inventory, "restore", {"restore_confirm": True})
+    job = run_playbook(inventory, "restore", {"restore_confirm": True, "postgresql_backup_restore_safety_backup": True})
     assert (job.status, job.rc) == ("successful", 0), job.stdout[-3000:]
     assert encdemo.psql("SELECT count(*) FROM items", database="encdemo") == "3001"
     assert encdemo.psql("SELECT body FROM items WHERE id = 9001", database="encdemo") == SECRET_ROW

@@ -53,14 +53,19 @@ def test_catalog_and_manifests(host, users):
     assert host.file("/srv/backups/postgresql/" + backups[0]).mode == 0o600
 
 
-def test_safety_backup_holds_the_wiped_data(host):
+def test_the_replaced_database_is_kept_with_the_wiped_data(host):
+    """The defaults: no safety dump, the replaced database kept (connections disabled) as the way back."""
     name = host.backend.get_hostname()
-    safety = host.run("ls /srv/backups/postgresql/safety").stdout.split()
-    artifacts = [f for f in safety if f.startswith("postgres_safety_operator_demo_") and not f.endswith(".json")]
-    assert len(artifacts) == 1, safety
-    manifest = json.loads(host.file("/srv/backups/postgresql/safety/%s.manifest.json" % artifacts[0]).content_string)
-    assert manifest["kind"] == "safety"
-    assert manifest["source"]["tables"] == {"public.users": 10}
+    safety = host.run("ls /srv/backups/postgresql/safety 2>/dev/null").stdout.split()
+    assert not [f for f in safety if f.startswith("postgres_safety_")], safety
+    kept = psql(host, "postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'operator\\_demo\\_\\_pre\\_restore\\_%'").split()
+    assert len(kept) == 1, kept
+    assert psql(host, "postgres", "SELECT datallowconn FROM pg_database WHERE datname = '%s'" % kept[0]) == "f"
+    psql(host, "postgres", 'ALTER DATABASE "%s" ALLOW_CONNECTIONS true' % kept[0])
+    try:
+        assert psql(host, kept[0], "SELECT count(*) FROM users") == "10"  # the wiped data it replaced
+    finally:
+        psql(host, "postgres", 'ALTER DATABASE "%s" ALLOW_CONNECTIONS false' % kept[0])
     if name == "cclite-postgresql-2":
-        # analytics was dropped: nothing to save, restored from nothing
-        assert not [f for f in safety if "analytics" in f]
+        # analytics was dropped: nothing to keep, restored from nothing
+        assert psql(host, "postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'analytics\\_\\_pre\\_restore%'") == "0"

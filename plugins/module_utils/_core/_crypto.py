@@ -206,6 +206,18 @@ def check_key(key: Key | None, expected_id: str, what: str) -> Key:
     return key
 
 
+def check_file_key(path: str, key: Key | None = None) -> None:
+    """Read only the header of the file at ``path``: when it is encrypted, fail (``WrongKey``)
+    unless ``key`` (by default the configured one) is the one it was encrypted with."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEADER)
+    except OSError as exc:
+        raise VerifyError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
+    if sealed(head):
+        check_key(key if key is not None else configured(), parse_header(head)[0], path)
+
+
 class Decryptor:
     """Decrypts a stream made by :class:`Encryptor`; ``finish`` checks that it was complete."""
 

@@ -16,7 +16,12 @@ restore safe, lives here:
    wrong key stops here, never falls back to an older backup; stream, sha256 against the manifest, the
    engine's content check; of a directory backup whose manifest lists its files, each file's
    sha256 only: the load reads the streams), and let the engine refuse what it cannot load
-   (check mode stops here, with a prediction);
+   (check mode stops here, with a prediction). An engine whose load reads the whole artifact
+   into a staging place (``checks_while_loading``) gets only the cheap checks here (the
+   manifest there and readable, its size, the key) in a real restore: the full read is its
+   load, in step 7, checked as it streams (``_verify.LoadCheck``), and the verdict comes
+   before the compare and the swap; a backup that fails it is refused in the same words, its
+   staging undone, and for ``latest`` the next one is loaded;
 5. take the store's lock (not a drill: it holds the store's readers lock, see ``_lock``);
 6. the rollback point: a safety backup of the data about to be replaced, before any change,
    unless the engine keeps the replaced data itself at its swap;
@@ -48,7 +53,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._artifact impo
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Catalog, Entry
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, VerifyError
 from ansible_collections.cclite.backup.plugins.module_utils._core._lock import StoreLock
-from ansible_collections.cclite.backup.plugins.module_utils._core._verify import ContentCheck, Report, check_data
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import ContentCheck, LoadCheck, Report, check_data
 
 SAFETY = "safety/"
 WHY_NOT_SWAPPED = "the backup's data was not put in place"
@@ -133,6 +138,9 @@ class Engine(t.Protocol):
     store: str  # the lock's store name
     staged: bool  # prepare() loads into a staging place, measured before the swap
     keeps_previous: bool  # swap() keeps the replaced data itself as the rollback point
+    # prepare() reads the whole artifact into a staging place through the ``LoadCheck`` it is
+    # given: the full check runs during the load instead of before it (a real restore only)
+    checks_while_loading: bool
 
     def plan(self) -> Plan: ...
 
@@ -142,7 +150,7 @@ class Engine(t.Protocol):
 
     def safety_backup(self, spec: RestoreSpec) -> dict[str, t.Any]: ...
 
-    def prepare(self, entry: Entry) -> None: ...
+    def prepare(self, entry: Entry, check: LoadCheck | None = None) -> None: ...
 
     def swap(self, entry: Entry) -> RollbackPoint | None: ...
 
@@ -172,18 +180,44 @@ def compare(counts: t.Iterable[Count]) -> list[str]:
     return problems
 
 
+def refuse(report: Report) -> Report:
+    """A backup whose checks found problems is not restored: say so, in the same words wherever it is found."""
+    if report.problems:
+        raise VerifyError(
+            "refusing to restore %s, nothing was changed: %s" % (report.name, "; ".join(report.problems)),
+            report=report.as_dict(),
+        )
+    return report
+
+
 def full_read(entry: Entry, check: ContentCheck | None) -> Report:
     """Read the whole artifact before any change; a corrupt file stops the restore here."""
     report = Report(entry.name, entry.path)
     if entry.manifest_error:  # unreadable, or gone while the journal says the collection made it
         report.failed("manifest", entry.manifest_error)
     check_data(report, entry, check, reread=False)
-    if report.problems:
-        raise VerifyError(
-            "refusing to restore %s, nothing was changed: %s" % (entry.name, "; ".join(report.problems)),
-            report=report.as_dict(),
-        )
-    return report
+    return refuse(report)
+
+
+def cheap_check(entry: Entry) -> Report:
+    """What can be checked before any change without reading the data, when the full read runs
+    during the load: the manifest is there and readable, its size is the file's, the key to
+    decrypt it is configured."""
+    report = Report(entry.name, entry.path)
+    if entry.manifest_error:
+        report.failed("manifest", entry.manifest_error)
+    elif entry.manifest is not None:
+        expected = entry.manifest.get("artifact", {}).get("size")
+        if expected != entry.size:
+            report.failed("manifest", "size %d differs from the manifest's %s: the file was changed or cut" % (entry.size, expected))
+    if not entry.tree:
+        try:
+            _crypto.check_file_key(entry.path)
+        except _crypto.WrongKey as exc:
+            report.failed("key", exc.msg)
+        except BackupError as exc:
+            report.failed("stream", exc.msg)
+    return refuse(report)
 
 
 def link_target(catalog: Catalog) -> str | None:
@@ -204,26 +238,58 @@ def candidates(spec: RestoreSpec) -> tuple[list[Entry], bool]:
     return entries, True
 
 
+def passed_over(exc: VerifyError, latest: bool, skipped: list[str]) -> None:
+    """A backup that does not read back good: for ``latest``, noted and passed over; else the error."""
+    if not latest or (exc.details.get("report") or {}).get("checks", {}).get("key") == "failed":
+        raise exc  # a missing or wrong key is no reason to restore an older backup instead
+    skipped.append(exc.msg)
+
+
+def chosen(spec: RestoreSpec, entry: Entry, latest: bool, skipped: list[str], notes: list[str]) -> None:
+    """The notes on the backup restored: newer ones passed over, a ``latest`` link pointing elsewhere."""
+    if skipped:
+        notes.append("newer backups do not read back good and were passed over: %s" % "; ".join(skipped))
+    link = link_target(spec.catalog) if latest else entry.name
+    if link not in (None, entry.name):
+        notes.append("the latest link points to %s, but the newest good backup is %s: restored %s" % (link, entry.name, entry.name))
+
+
+def none_good(spec: RestoreSpec, skipped: list[str]) -> VerifyError:
+    return VerifyError("refusing to restore latest: no backup in %s reads back good: %s" % (spec.catalog.directory, "; ".join(skipped)))
+
+
 def choose(spec: RestoreSpec, engine: Engine, entries: list[Entry], latest: bool, notes: list[str]) -> tuple[Entry, t.Any]:
     """Step 4: the first backup that reads back whole; for ``latest``, the newest good one."""
-    skipped = []
+    skipped: list[str] = []
     for entry in entries:
         _progress.phase("read the whole backup", entry.size)
         check = engine.content()
         try:
             full_read(entry, check)
         except VerifyError as exc:
-            if not latest or (exc.details.get("report") or {}).get("checks", {}).get("key") == "failed":
-                raise  # a missing or wrong key is no reason to restore an older backup instead
-            skipped.append(exc.msg)
+            passed_over(exc, latest, skipped)
             continue
-        if skipped:
-            notes.append("newer backups do not read back good and were passed over: %s" % "; ".join(skipped))
-        link = link_target(spec.catalog) if latest else entry.name
-        if link not in (None, entry.name):
-            notes.append("the latest link points to %s, but the newest good backup is %s: restored %s" % (link, entry.name, entry.name))
+        chosen(spec, entry, latest, skipped, notes)
         return entry, check
-    raise VerifyError("refusing to restore latest: no backup in %s reads back good: %s" % (spec.catalog.directory, "; ".join(skipped)))
+    raise none_good(spec, skipped)
+
+
+def cheap_choose(spec: RestoreSpec, entries: list[Entry], latest: bool, skipped: list[str]) -> list[Entry]:
+    """Step 4 of an engine that checks while loading: the backups that pass the cheap checks,
+    newest first (the full check of each runs during its load)."""
+    found = []
+    for entry in entries:
+        try:
+            cheap_check(entry)
+        except VerifyError as exc:
+            passed_over(exc, latest, skipped)
+            continue
+        found.append(entry)
+        if not latest:
+            break
+    if not found:
+        raise none_good(spec, skipped)
+    return found
 
 
 class Flow:
@@ -259,7 +325,14 @@ class Flow:
                 % (spec.name if latest else entries[0].name, plan.target), worded=True,
             )
         self.step = "read the whole backup"
-        entry, check = choose(spec, engine, entries, latest, plan.notes)
+        streaming = engine.checks_while_loading and not check_mode
+        skipped: list[str] = []
+        if streaming:  # the full read runs during the load (step 7), its verdict before the compare and the swap
+            entries = cheap_choose(spec, entries, latest, skipped)
+            entry, check = entries[0], engine.content()
+        else:
+            entry, check = choose(spec, engine, entries, latest, plan.notes)
+            entries = [entry]
         words = engine.accept(entry, check)
         out: dict[str, t.Any] = dict({"restored_from": entry.as_dict()}, **plan.result)
         out.update(safety_backup=None, rollback=None, notes=plan.notes, changed=True)
@@ -280,7 +353,8 @@ class Flow:
                 # a run that ended stops the load (its processes killed) and the restore before its swap
                 with _controller.Watch(heartbeat=_controller.heartbeat_of(_progress.alive_file())) as watch:
                     try:
-                        engine.prepare(entry)
+                        entry = self._load(entries, latest, skipped) if streaming else self._prepare(entry)
+                        out["restored_from"] = entry.as_dict()
                         if engine.staged:
                             self._compare(entry)
                     except BaseException:
@@ -309,6 +383,37 @@ class Flow:
         out["rollback"] = dataclasses.asdict(self.rollback) if self.rollback else None
         out["msg"] = self._message(entry)
         return out
+
+    def _prepare(self, entry: Entry) -> Entry:
+        self.engine.prepare(entry)
+        return entry
+
+    def _load(self, entries: list[Entry], latest: bool, skipped: list[str]) -> Entry:
+        """Step 7 with the full check of the artifact running as it loads; its verdict comes
+        before anything else. A backup that fails it is refused (its staging undone, nothing
+        changed), and for ``latest`` the next one that passed the cheap checks is loaded."""
+        plan = t.cast(Plan, self.plan)
+        for entry in entries:
+            self.step = "prepare"
+            check = LoadCheck(entry, self.engine.content())
+            check.start()
+            try:
+                self.engine.prepare(entry, check)
+            except BackupError:
+                if not check.verdict().problems:
+                    raise  # the artifact is good: the load itself failed
+            report = check.verdict()
+            if not report.problems:
+                chosen(self.spec, entry, latest, skipped, plan.notes)
+                return entry
+            self.engine.undo(False)  # the staging of a backup that is refused
+            try:
+                refuse(report)
+            except VerifyError as exc:
+                self.step = "read the whole backup"  # refused like a backup read before the load: nothing was changed
+                passed_over(exc, latest, skipped)
+        self.step = "read the whole backup"
+        raise none_good(self.spec, skipped)
 
     def _compare(self, entry: Entry) -> None:
         self.step = "compare with the manifest"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import threading
 import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _tree
@@ -141,12 +142,21 @@ def check_data(report: Report, entry: Entry, content: ContentCheck | None = None
         for chunk in reader.chunks():
             if content is not None:
                 content.feed(chunk)
-    except _crypto.WrongKey as exc:  # not a damaged backup: the key to read it is missing or another
-        report.failed("key", exc.msg)
-        return
     except BackupError as exc:
-        report.failed("stream", exc.msg)
+        read_failed(report, exc)
         return
+    judge(report, entry, reader, content)
+
+
+def read_failed(report: Report, exc: BackupError) -> None:
+    if isinstance(exc, _crypto.WrongKey):  # not a damaged backup: the key to read it is missing or another
+        report.failed("key", exc.msg)
+    else:
+        report.failed("stream", exc.msg)
+
+
+def judge(report: Report, entry: Entry, reader: ArtifactReader, content: ContentCheck | None) -> None:
+    """The verdict on an artifact read to its end by ``reader``: sha256, emptiness, content."""
     report.passed("stream")
     report.content_size = reader.content_size
     report.sha256, report.size = reader.sha256, reader.size
@@ -209,6 +219,69 @@ def check_tree_data(report: Report, entry: Entry, content: TreeContent | None, r
         report.failed("content", problem)
     else:
         report.passed("content")
+
+
+class LoadCheck:
+    """The full check of an artifact, run while a restore loads it into a staging place.
+
+    A plain artifact: the load reads :meth:`chunks` (decrypted, decompressed, its stored bytes
+    hashed, every chunk fed to the content check); :meth:`verdict` reads what the load left
+    unread (a load that stopped part way) and judges as :func:`check_data` does. A tree: every
+    file's sha256 against the manifest (:func:`check_tree_data` with ``reread=False``), in a
+    thread started by :meth:`start`, while the load reads the files (the page cache makes the
+    second read cheap).
+    """
+
+    def __init__(self, entry: Entry, content: ContentCheck | None) -> None:
+        self.entry = entry
+        self.content = content
+        self.report = Report(entry.name, entry.path)
+        self._reader = ArtifactReader(entry.path, entry.algorithm)
+        self._stream: t.Iterator[bytes] | None = None
+        self._read = False  # the plain artifact was read to its end, or failed to read
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.entry.tree:
+            self._thread = threading.Thread(target=self._check_tree, name="cclite-load-check", daemon=True)
+            self._thread.start()
+
+    def _check_tree(self) -> None:
+        try:
+            check_tree_data(self.report, self.entry, getattr(self.content, "tree", None), reread=False)
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # a verdict, never a lost thread
+            self.report.failed("stream", "%s: %s" % (type(exc).__name__, exc))
+
+    def chunks(self) -> t.Iterator[bytes]:
+        """The decompressed content, for the load; each chunk also goes to the checks."""
+        if self._stream is None:
+            self._stream = self._checked()
+        return self._stream
+
+    def _checked(self) -> t.Iterator[bytes]:
+        try:
+            for chunk in self._reader.chunks():
+                if self.content is not None:
+                    self.content.feed(chunk)
+                yield chunk
+        except BackupError as exc:
+            self._read = True
+            read_failed(self.report, exc)
+            raise
+        self._read = True
+        judge(self.report, self.entry, self._reader, self.content)
+
+    def verdict(self) -> Report:
+        """Once the load ended, however: the checks' report (read to the end first)."""
+        if self._thread is not None:
+            self._thread.join()
+        elif not self._read:
+            try:
+                for _chunk in self.chunks():
+                    pass
+            except BackupError:
+                pass  # recorded in the report
+        return self.report
 
 
 def verify(

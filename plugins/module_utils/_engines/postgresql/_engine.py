@@ -22,7 +22,7 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._artifact impo
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog, Entry, local_now
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError
 from ansible_collections.cclite.backup.plugins.module_utils._core._options import ToolOptions
-from ansible_collections.cclite.backup.plugins.module_utils._core._verify import Report, Rules
+from ansible_collections.cclite.backup.plugins.module_utils._core._verify import LoadCheck, Report, Rules
 
 FORMAT = "plain"
 FORMATS = (FORMAT, _directory.FORMAT)
@@ -235,12 +235,13 @@ def deep_check(conn: pg.Connection, database: str, jobs: int = 0) -> t.Callable[
     return check
 
 
-def load_entry(conn: pg.Connection, database: str, entry: Entry, jobs: int = 0) -> None:
-    """Load a backup into ``database``: psql for a plain dump, pg_restore -j for a directory."""
+def load_entry(conn: pg.Connection, database: str, entry: Entry, jobs: int = 0, check: LoadCheck | None = None) -> None:
+    """Load a backup into ``database``: psql for a plain dump, pg_restore -j for a directory.
+    With ``check``, a plain dump is read through it, so the full check runs as it loads."""
     if entry.tree:
         _directory.load(conn, database, entry.path, jobs or min(8, os.cpu_count() or 1))
     else:
-        pg.load(conn, database, ArtifactReader(entry.path).chunks())
+        pg.load(conn, database, check.chunks() if check is not None else ArtifactReader(entry.path).chunks())
 
 
 @dataclasses.dataclass
@@ -249,22 +250,28 @@ class RestoreRequest:
     database: str
     spec: _restore.RestoreSpec
     jobs: int = 2  # pg_restore's processes, for a directory dump
+    keep_previous_count: int = 1  # with keep_previous: replaced databases of this database kept, the newest
 
 
 class Restore:
     """The PostgreSQL steps of the shared restore flow (``_restore``).
 
     prepare: load the dump into a new database in one transaction. measure: every table's row
-    count there, before the swap. swap: refuse new connections to the current database, end
-    the open ones, and rename it aside and the new one into its place in one transaction; the
+    count there, with ANALYZE beside it, before the swap. swap: refuse new connections to the
+    current database, end the open ones, and rename it aside and the new one into its place in one transaction; the
     renamed database keeps connections disabled, so it holds every write acknowledged before
-    the swap and nothing after it: it is the rollback point, no dump needed. finish: ANALYZE,
-    then drop the replaced database unless ``keep_previous``.
+    the swap and nothing after it: it is the rollback point, no dump needed. finish: drop the
+    replaced database unless ``keep_previous``; with it, the replaced databases
+    of earlier restores beyond ``keep_previous_count`` are dropped, oldest first.
+
+    The load reads the whole artifact (psql is fed the checked stream; a directory's files are
+    hashed in a thread while pg_restore reads them), so the full check runs during it.
     """
 
     store = POSTGRESQL.store
     staged = True
     keeps_previous = True
+    checks_while_loading = True
 
     def __init__(self, req: RestoreRequest) -> None:
         self.req = req
@@ -272,6 +279,12 @@ class Restore:
         self.stamp = local_now().strftime("%Y%m%d%H%M%S")
         self.staging = pg.scratch_name(req.database, "restore")
         self.previous = pg.scratch_name(req.database, "pre_restore_%s" % self.stamp)
+        if req.spec.keep_previous and req.keep_previous_count < 1:
+            raise ConfigError(
+                "keep_previous_count is %d: give 1 or more replaced databases to keep (postgresql_backup_restore_keep_previous_count), "
+                "or set keep_previous false to keep none; nothing was changed" % req.keep_previous_count
+            )
+        self.notes: list[str] = []
         self.current: dict[str, str] | None = None
         self.swapped = self.prepared = False
         self.result: dict[str, t.Any] = {}
@@ -283,8 +296,11 @@ class Restore:
         facts = pg.server_facts(self.conn, self.req.database)
         self.current = facts.database
         self.server = facts.version
-        self.result = {"database": self.req.database, "server_version": facts.version, "previous_database": None, "tables": None}
-        return _restore.Plan("%s on %s" % (self.req.database, self.conn.describe()), facts.database is not None, self.result)
+        self.result = {"database": self.req.database, "server_version": facts.version, "previous_database": None, "tables": None,
+                       "dropped_previous": []}
+        plan = _restore.Plan("%s on %s" % (self.req.database, self.conn.describe()), facts.database is not None, self.result)
+        self.notes = plan.notes
+        return plan
 
     def content(self) -> pg.DumpComplete:
         return _directory.Content()
@@ -309,14 +325,27 @@ class Restore:
             if self.swapped:
                 allow_connections(self.conn, database, False)
 
-    def prepare(self, entry: Entry) -> None:
+    def prepare(self, entry: Entry, check: LoadCheck | None = None) -> None:
         self.prepared = True  # from here on, the staging database is this run's (under the lock)
+        if self.current is not None:  # two restores in one second: the later one's kept name is a second on
+            taken = set(kept_databases(self.conn, self.req.database))
+            stamp = datetime.datetime.strptime(self.stamp, "%Y%m%d%H%M%S")
+            while self.previous in taken:
+                stamp += datetime.timedelta(seconds=1)
+                self.stamp = stamp.strftime("%Y%m%d%H%M%S")
+                self.previous = pg.scratch_name(self.req.database, "pre_restore_%s" % self.stamp)
         pg.drop_database(self.conn, self.staging)  # left by a run that was killed
         pg.create_database(self.conn, self.staging, self.current)
-        load_entry(self.conn, self.staging, entry, self.req.jobs)
+        load_entry(self.conn, self.staging, entry, self.req.jobs, check)
 
     def measure(self, entry: Entry) -> list[_restore.Count] | None:
-        counts = self.result["tables"] = pg.count_rows(self.conn, self.staging)
+        """Every table's row count in the staging database, with its ANALYZE beside it (two
+        sessions: the statistics move with the database at the swap, so the restored data
+        serves with them from the first query, and no ANALYZE runs after the swap)."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            analyzed = pool.submit(pg.analyze, self.conn, self.staging)
+            counts = self.result["tables"] = pg.count_rows(self.conn, self.staging)
+            analyzed.result()
         expected = (entry.manifest or {}).get("source", {}).get("tables")
         if expected is None:
             return None
@@ -335,12 +364,27 @@ class Restore:
         )
 
     def finish(self, keep: bool) -> None:
-        pg.analyze(self.conn, self.req.database)
         if self.swapped:
             if keep:
                 self.result["previous_database"] = self.previous
             else:
                 pg.drop_database(self.conn, self.previous)
+        if keep:
+            self.prune()
+
+    def prune(self) -> None:
+        """After success: of the replaced databases kept for this database, drop those beyond
+        ``keep_previous_count``, oldest first (the one this restore kept is the newest). A
+        drop that fails is a note: the restore itself succeeded."""
+        older = [name for name in kept_databases(self.conn, self.req.database) if name != self.previous]
+        room = self.req.keep_previous_count - (1 if self.swapped else 0)
+        for name in older[max(room, 0):]:
+            try:
+                pg.drop_database(self.conn, name)
+            except BackupError as exc:
+                self.notes.append("could not drop the replaced database %s kept by an earlier restore: %s" % (name, exc.msg))
+                continue
+            self.result["dropped_previous"].append(name)
 
     def undo(self, swapped: bool) -> str:
         if swapped:
@@ -354,6 +398,18 @@ class Restore:
     def summary(self) -> str:
         tables = self.result["tables"] or {}
         return "%d tables, %d rows" % (len(tables), sum(tables.values()))
+
+
+KEPT_STAMP = re.compile(r"[0-9]{14}")
+
+
+def kept_databases(conn: pg.Connection, database: str) -> list[str]:
+    """The replaced databases restores kept for ``database`` (``<database>__pre_restore_<stamp>``), newest first."""
+    prefix = pg.scratch_name(database, "pre_restore_%s" % ("0" * 14))[:-14]
+    names = pg.query(conn, "SELECT datname FROM pg_database WHERE left(datname, length(:'prefix')) = :'prefix';",
+                     variables=[("prefix", prefix)])
+    found = [n for n in names if n.startswith(prefix) and KEPT_STAMP.fullmatch(n[len(prefix):])]
+    return sorted(found, key=lambda n: n[len(prefix):], reverse=True)
 
 
 def allow_connections(conn: pg.Connection, database: str, allow: bool) -> None:

@@ -367,6 +367,7 @@ class PitrRestore:
     store = "postgresql"
     staged = True
     keeps_previous = True
+    checks_while_loading = False  # the base backup is read whole before any change
 
     def __init__(self, server: Server, target: Target_, root: str, settings: str, stamp: str) -> None:
         self.server = server

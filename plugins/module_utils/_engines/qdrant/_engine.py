@@ -481,6 +481,7 @@ class Restore:
     store = QDRANT.store
     staged = False
     keeps_previous = False
+    checks_while_loading = False  # it loads in place: the artifact is read whole before any change
 
     def __init__(self, req: RestoreRequest) -> None:
         self.req = req

@@ -366,3 +366,19 @@ def test_the_file_option_says_why():
 )
 def test_other_dump_options_pass(options):
     pg_ops.check_dump_options(options)
+
+
+def test_a_restore_keeping_fewer_than_one_replaced_database_is_refused(tmp_path):
+    from ansible_collections.cclite.backup.plugins.module_utils._core._restore import RestoreSpec
+
+    spec = RestoreSpec(pg_ops.catalog(str(tmp_path)), "latest", True, safety_backup=False, keep_previous=True)
+    with pytest.raises(ConfigError, match=r"keep_previous_count is 0: give 1 or more .*or set keep_previous false to keep none; nothing was changed"):
+        pg_ops.Restore(pg_ops.RestoreRequest(pg.Connection(mode="host"), "app", spec, keep_previous_count=0))
+    spec.keep_previous = False  # nothing is kept: the count does not matter
+    pg_ops.Restore(pg_ops.RestoreRequest(pg.Connection(mode="host"), "app", spec, keep_previous_count=0))
+
+
+def test_the_kept_databases_of_one_database_newest_first(fake_program):
+    fake_program("psql", "cat >/dev/null; printf '%s\\n' app__pre_restore_20250101000000 app__pre_restore_20260101000000 "
+                         "app__pre_restore_x app__pre_restore_202601010000001 app__restore")
+    assert pg_ops.kept_databases(pg.Connection(mode="host"), "app") == ["app__pre_restore_20260101000000", "app__pre_restore_20250101000000"]

@@ -20,7 +20,7 @@ import typing as t
 import pytest
 
 from ansible_collections.cclite.backup.plugins.module_utils._core import _manifest
-from ansible_collections.cclite.backup.plugins.module_utils._core import _restore
+from ansible_collections.cclite.backup.plugins.module_utils._core import _artifact, _restore, _verify
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import Compression, Written
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import POSTGRESQL, Catalog, Entry
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, ConfigError, RestoreError, StageError, VerifyError
@@ -40,12 +40,12 @@ def dump(rows: int) -> str:
     )
 
 
-def backup(catalog: Catalog, days: float, rows: int, latest: bool = False) -> Entry:
-    """A backup made ``days`` ago holding ``rows`` users, with its manifest."""
+def backup(catalog: Catalog, days: float, rows: int, latest: bool = False, sql: str | None = None) -> Entry:
+    """A backup made ``days`` ago holding ``rows`` users (or ``sql``), with its manifest."""
     catalog.ensure()
     stamp = datetime.datetime.now().astimezone().replace(microsecond=0) - datetime.timedelta(days=days)
     path = os.path.join(catalog.directory, catalog.file_name(stamp, ".gz"))
-    data = gzip.compress(dump(rows).encode())
+    data = gzip.compress((dump(rows) if sql is None else sql).encode())
     with open(path, "wb") as handle:
         handle.write(data)
     written = Written(path, len(data), hashlib.sha256(data).hexdigest(), stamp, stamp)
@@ -64,15 +64,18 @@ class FakeEngine:
 
     store = "postgresql"
 
-    def __init__(self, staged: bool = True, keeps_previous: bool = True, fail: str = "", measured: dict | None = None) -> None:
+    def __init__(self, staged: bool = True, keeps_previous: bool = True, fail: str = "", measured: dict | None = None,
+                 checks_while_loading: bool = False) -> None:
         self.staged = staged
         self.keeps_previous = keeps_previous
+        self.checks_while_loading = checks_while_loading
         self.fail = fail
         self.measured = measured  # what the load really gives, when not the backup's rows
         self.live: dict[str, int] = dict(OLD)
         self.staging: dict[str, int] | None = None
         self.kept: dict[str, int] | None = None
         self.calls: list[str] = []
+        self.loaded: list[str] = []  # the backups a checking load read
         self.result: dict[str, t.Any] = {"tables": None}
 
     def _step(self, name: str) -> None:
@@ -97,9 +100,15 @@ class FakeEngine:
         producer = FakeProducer(sql=dump(source["public.users"]), stats={"tables": dict(source)})
         return make_backup(spec.safety_spec("plain", DumpComplete), producer, {})["artifact"]
 
-    def prepare(self, entry: Entry) -> None:
+    def prepare(self, entry: Entry, check: _verify.LoadCheck | None = None) -> None:
         self._step("prepare")
-        self.staging = dict(self.measured or entry.manifest["source"]["tables"])
+        if check is not None:  # the load reads the artifact through the check, as PostgreSQL's psql does
+            self.staging = {}
+            self.loaded.append(entry.name)
+            sql = b"".join(check.chunks())
+            self.staging = {"public.users": sql.count(b"\tu")}
+        else:
+            self.staging = dict(self.measured or entry.manifest["source"]["tables"])
         if self.fail == "prepare-late":  # the load failed part way: staging holds something
             raise StageError("psql failed with exit status 3")
 
@@ -405,3 +414,120 @@ def test_compare_words_every_kind_of_difference():
 
 def test_every_failure_is_a_backup_error():
     assert issubclass(RestoreError, BackupError)
+
+
+# --- the full check during the load (an engine that loads the whole artifact into staging) -----
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    """Every time the artifact's stored bytes are read from the start."""
+    opened: list[str] = []
+    original = _artifact.read_chunks
+
+    def counting(handle: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Iterator[bytes]:
+        opened.append(os.path.basename(handle.name))
+        return original(handle, *args, **kwargs)
+
+    monkeypatch.setattr(_artifact, "read_chunks", counting)
+    return opened
+
+
+def test_a_checking_load_reads_the_artifact_once_and_checks_it_before_the_swap(catalog, monkeypatch):
+    entry = backup(catalog, 1, 3, latest=True)
+    reads = _count_reads(monkeypatch)
+    engine = FakeEngine(checks_while_loading=True)
+    out = _restore.restore(spec_for(catalog, safety_backup=False, keep_previous=True), engine, check_mode=False)
+    assert reads == [entry.name]  # one read: the load's
+    assert engine.calls == ["plan", "accept", "prepare", "measure", "swap", "finish"]
+    assert engine.live == {"public.users": 3} and engine.kept == OLD and out["restored_from"]["name"] == entry.name
+
+
+def test_check_mode_of_a_checking_engine_still_reads_the_whole_file(catalog, monkeypatch):
+    entry = backup(catalog, 1, 3, latest=True)
+    reads = _count_reads(monkeypatch)
+    engine = FakeEngine(checks_while_loading=True)
+    _restore.restore(spec_for(catalog, confirm=False), engine, check_mode=True)
+    assert reads == [entry.name] and engine.calls == ["plan", "accept"] and engine.live == OLD
+
+
+def _damage(entry: Entry, how: str) -> str:
+    """Damage ``entry`` so that only a full read finds it; returns the words of the problem."""
+    if how == "flip":  # the same size, other bytes: the gzip stream or the sha256 says so
+        with open(entry.path, "r+b") as handle:
+            handle.seek(entry.size // 2)
+            handle.write(b"\xff\xff\xff")
+        return r"(gzip stream is corrupt|sha256 [0-9a-f]{64} differs from the manifest's)"
+    if how == "sha256":  # a whole gzip stream, the same size, but not the bytes the manifest describes (its mtime)
+        with open(entry.path, "r+b") as handle:
+            handle.seek(4)
+            handle.write(b"\x01\x02\x03\x04")
+        return "sha256 [0-9a-f]{64} differs from the manifest's %s" % entry.manifest["artifact"]["sha256"]
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["flip", "sha256", "content", "truncated stream"])
+def test_a_bad_artifact_found_during_the_load_changes_nothing(catalog, how):
+    if how == "content":  # pg_dump did not finish: no closing line, though the file is as written
+        entry = backup(catalog, 1, 3, latest=True, sql=dump(3).split("--\n-- PostgreSQL database dump complete", maxsplit=1)[0])
+        problem = "the SQL does not end with pg_dump's 'dump complete' line"
+    elif how == "truncated stream":  # cut, with a manifest that describes the cut file (a copy cut before it was made)
+        entry = backup(catalog, 1, 3, latest=True, sql=dump(3) * 50)
+        with open(entry.path, "rb") as handle:
+            data = handle.read()[: entry.size - 40]
+        with open(entry.path, "wb") as handle:
+            handle.write(data)
+        written = Written(entry.path, len(data), hashlib.sha256(data).hexdigest(), entry.created, entry.created)
+        _manifest.write(entry.path, _manifest.build("postgresql", written, Compression("gzip", 6, 1), fmt="plain",
+                                                    source={"tables": {"public.users": 150}}))
+        entry = catalog.resolve(entry.name)
+        problem = "the gzip stream ends early; the file is truncated"
+    else:
+        entry = backup(catalog, 1, 3, latest=True)
+        problem = _damage(entry, how)
+    engine = FakeEngine(checks_while_loading=True)
+    with pytest.raises(VerifyError, match=r"^refusing to restore %s, nothing was changed: %s: .*%s" % (entry.name, entry.name, problem)) as err:
+        _restore.restore(spec_for(catalog, entry.name), engine, check_mode=False)
+    assert err.value.msg.count("nothing was changed") == 1
+    assert engine.loaded == [entry.name] or how == "truncated stream"  # found while loading, not before
+    assert "prepare" in engine.calls and engine.calls[-1] == "undo" and "swap" not in engine.calls
+    assert engine.live == OLD and engine.staging is None  # the old data serves, the staging is gone
+
+
+def test_the_cheap_checks_still_come_before_any_change(catalog):
+    entry = backup(catalog, 1, 3, latest=True)
+    with open(entry.path, "r+b") as handle:
+        handle.truncate(30)
+    engine = FakeEngine(checks_while_loading=True)
+    with pytest.raises(VerifyError, match=r"^refusing to restore %s, nothing was changed: .*size 30 differs from the manifest's" % entry.name):
+        _restore.restore(spec_for(catalog, entry.name), engine, check_mode=False)
+    assert "prepare" not in engine.calls and engine.live == OLD and engine.staging is None
+
+
+def test_latest_passes_over_a_backup_found_bad_during_its_load(catalog):
+    good = backup(catalog, 2, 2)
+    bad = backup(catalog, 1, 3, latest=True)
+    _damage(bad, "sha256")
+    engine = FakeEngine(checks_while_loading=True)
+    out = _restore.restore(spec_for(catalog, safety_backup=False, keep_previous=True), engine, check_mode=False)
+    assert engine.loaded == [bad.name, good.name]
+    assert out["restored_from"]["name"] == good.name and engine.live == {"public.users": 2} and engine.kept == OLD
+    assert out["notes"][0].startswith("newer backups do not read back good and were passed over: refusing to restore %s, nothing was changed: "
+                                      "%s: sha256" % (bad.name, bad.name))
+    assert engine.staging is None
+
+
+def test_latest_with_no_good_backup_changes_nothing(catalog):
+    bad = backup(catalog, 1, 3, latest=True)
+    _damage(bad, "sha256")
+    engine = FakeEngine(checks_while_loading=True)
+    with pytest.raises(VerifyError, match=r"^refusing to restore latest: no backup in .* reads back good: refusing to restore %s" % bad.name):
+        _restore.restore(spec_for(catalog), engine, check_mode=False)
+    assert engine.live == OLD and engine.staging is None and "swap" not in engine.calls
+
+
+def test_a_load_that_fails_on_a_good_artifact_is_a_load_failure(catalog):
+    backup(catalog, 1, 3, latest=True)
+    engine = FakeEngine(checks_while_loading=True, fail="prepare")
+    with pytest.raises(RestoreError, match=r"failed at step 'prepare': prepare broke\. Nothing was changed: the fake store holds the data it had"):
+        _restore.restore(spec_for(catalog), engine, check_mode=False)
+    assert engine.live == OLD and engine.staging is None

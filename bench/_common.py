@@ -313,8 +313,11 @@ class PeakRss:
 
     NEEDLE = re.compile(rb"AnsiballZ_(\w+?)\.py")
 
-    def __init__(self) -> None:
+    def __init__(self, remote_tmp: str = "") -> None:
         self.root_pid = 0  # set to the playbook's pid: only its descendants count (other jobs may run modules too)
+        # a module run in the background (the backup_job action: async_wrapper) leaves the playbook's
+        # process tree when it daemonizes; it is known by the run's own remote temp dir in its command line
+        self.remote_tmp = remote_tmp.encode()
         self.peak_kb: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -326,10 +329,11 @@ class PeakRss:
                     continue
                 try:
                     with open("/proc/%s/cmdline" % pid, "rb") as f:
-                        found = self.NEEDLE.search(f.read())
+                        cmdline = f.read()
+                    found = self.NEEDLE.search(cmdline)
                     if not found:
                         continue
-                    if not self._descends(int(pid)):
+                    if not (self.remote_tmp and self.remote_tmp in cmdline) and not self._descends(int(pid)):
                         continue
                     module = found.group(1).decode()
                     with open("/proc/%s/status" % pid) as f:
@@ -376,9 +380,11 @@ def run_playbook(name: str, work: str, hosts: dict[str, dict], extra: dict, fork
             host: dict({"ansible_connection": "local", "ansible_python_interpreter": sys.executable}, **hostvars)
             for host, hostvars in hosts.items()}}}, f)
     extra_file = private_file(work, "extra-%s.json" % name.split(".")[0], json.dumps(extra))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_STDOUT_CALLBACK="json")
+    remote_tmp = tempfile.mkdtemp(prefix="cclite-bench-rtmp-")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_REMOTE_TMP=remote_tmp)
     start = time.monotonic()
-    with PeakRss() as peak, subprocess.Popen(
+    with PeakRss(remote_tmp) as peak, subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, "-f", str(forks),
          os.path.join(ROOT, "playbooks", name), "-e", "@" + extra_file],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -387,6 +393,7 @@ def run_playbook(name: str, work: str, hosts: dict[str, dict], extra: dict, fork
         stdout, stderr = proc.communicate()
     wall = time.monotonic() - start
     os.unlink(extra_file)
+    shutil.rmtree(remote_tmp, ignore_errors=True)
     if proc.returncode != 0:
         raise PlaybookFailed("%s failed (rc %d):\n%s%s" % (name, proc.returncode, stdout[-3000:], stderr[-2000:]))
     return wall, peak.peaks_mb(), stdout

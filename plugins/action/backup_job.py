@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import time
 import typing as t
@@ -36,8 +37,8 @@ ASYNC_KEYS = ("ansible_job_id", "started", "finished", "results_file", "erased",
 # the first polls come quickly and slow down gently (a poll is one shell round trip, no module
 # process): a short job's task ends at most about a third of its time after the module ended
 FIRST_POLLS = (0.05, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
-ABSENT = "absent"  # what a status read prints when the job's results file is gone
-NO_LIMIT = 30 * 24 * 3600  # async_wrapper's limit for timeout 0: a month
+ABSENT = "absent"  # what a status read prints when the job's folder is gone
+RUNNING = "running"  # ... and while the module runs (its output not in place yet)
 ALIVE = ".alive"  # the heartbeat beside a job's progress file
 TOUCH_EVERY = 5.0  # seconds between touches of the heartbeats (the module allows 120 without one)
 STEP = 0.1  # seconds between looks at ansible-playbook while waiting
@@ -114,41 +115,72 @@ class ActionModule(ActionBase):
                 shlex.quote(os.path.dirname(alive)), shlex.quote(json.dumps(self._identity(), sort_keys=True)), shlex.quote(alive),
                 " && : > " + shlex.quote(hold) if args["hold"] else ""))
             self._touched = time.monotonic()
-        saved = self._task.async_val
-        # async_wrapper's limit; it has no "none" (0 would kill the job at its first check)
-        self._task.async_val = args["timeout"] or NO_LIMIT
         try:
-            job = self._execute_module(module_name=args["module"], module_args=module_args, task_vars=task_vars, wrap_async=True)
-        finally:
-            self._task.async_val = saved
-        if job.get("failed") or not job.get("ansible_job_id"):
+            job = self._launch(args["module"], module_args, task_vars, args["timeout"])
+        except Exception:
             if args["progress_file"]:
                 self._shell("rm -f %s" % self._alive([args]))
-            return job
-        return {"ansible_job_id": job["ansible_job_id"], "results_file": job.get("results_file"),
-                "progress_file": args["progress_file"], "started": time.time()}
+            raise
+        return dict(job, progress_file=args["progress_file"], started=time.time())
+
+    def _launch(self, module: str, module_args: dict[str, t.Any], task_vars: dict[str, t.Any], timeout: int) -> dict[str, t.Any]:
+        """Start the module detached from this connection, as ``async`` would, in one shell round trip.
+
+        async_wrapper (what ``async`` runs) is a module itself: building and starting it costs
+        about half a second per job before the module begins. Here the module's file goes to
+        the task's remote temp dir and a background ``sh`` runs it there with its output in
+        files of that dir (``out`` renamed into place once it ended, ``err``, ``rc``); the dir is
+        the job's until :meth:`_wait` read the result and removed it.
+        """
+        if self._connection.always_pipeline_modules:
+            raise AnsibleActionFail("backup_job runs its module as a file on a POSIX host; the %s connection cannot (Windows)"
+                                    % self._connection.transport)
+        folder = self._connection._shell.tmpdir or self._make_tmp_path()
+        self._update_module_args(module, module_args, task_vars)
+        built, local_path = self._configure_module(module_name=module, module_args=module_args, task_vars=task_vars)
+        if built.module_style != "new" or not built.shebang:
+            raise AnsibleActionFail("backup_job runs cclite.backup modules (new-style Python); %s is not one" % module)
+        self._used_interpreter = built.shebang
+        path = self._connection._shell.join_path(folder, "AnsiballZ_" + self._connection._shell.get_remote_filename(local_path))
+        self._transfer_data(path, built.b_module_data)
+        self._fixup_perms2([folder, path], self._get_remote_user())
+        q = shlex.quote
+        command = " ".join(filter(None, [self._compute_environment_string(), "timeout -s KILL %d" % timeout if timeout else "",
+                                         built.shebang[2:].strip(), q(path)]))
+        job = "%s > %s.part 2> %s; echo $? > %s; mv %s.part %s" % (
+            command, q(folder + "/out"), q(folder + "/err"), q(folder + "/rc"), q(folder + "/out"), q(folder + "/out"))
+        # nohup and no terminal: the job outlives this command, the SSH session or docker exec;
+        # a shell's background job ignores SIGINT, and the worker's own session keeps a kill of
+        # ansible-playbook's process group away from it (the heartbeat tells it the run ended)
+        self._shell("( nohup /bin/sh -c %s < /dev/null > /dev/null 2>&1 & )" % q(job))
+        self._connection._shell.tmpdir = None  # the job's from now on: removed by _wait, not by this task
+        return {"ansible_job_id": "j%d" % secrets.randbelow(10**12), "results_file": folder + "/out",
+                "profile": built.serialization_profile, "cleanup": self._should_remove_tmp_path(folder)}
 
     # polling ----------------------------------------------------------------------------------
 
     def _status(self, job: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-        """The job's status as ansible.legacy.async_status gives it, in one shell round trip (no module
-        process per poll): async_wrapper renames the results file into place whole."""
+        """The job's status as ansible.legacy.async_status gives it, in one shell round trip while it
+        runs (no module process per poll): its ``out`` appears whole once the module ended."""
         jid, path = job["ansible_job_id"], job["results_file"]
-        read = self._low_level_execute_command("cat %s 2>/dev/null || echo %s" % (shlex.quote(path), ABSENT))
+        q = shlex.quote
+        read = self._low_level_execute_command("cat %s 2>/dev/null || { test -d %s && echo %s || echo %s; }"
+                                               % (q(path), q(os.path.dirname(path)), RUNNING, ABSENT))
         text = (read.get("stdout") or "").strip()
         if read.get("rc") != 0:
             return {"failed": True, "msg": "could not read the job's status: %s" % (read.get("stderr") or text), "ansible_job_id": jid}
         if text == ABSENT:
             return {"failed": True, "msg": "could not find job", "ansible_job_id": jid, "started": True, "finished": True}
-        try:
-            found = json.loads(text)
-            running = "started" in found and not found.get("finished")
-        except ValueError:
-            running = True  # not written yet
-        if running:  # async_wrapper's marker; the module's own result has no "started"
+        if text == RUNNING:
             return {"ansible_job_id": jid, "results_file": path, "started": True, "finished": False}
         # the module's result, parsed as _execute_module parses a module's output
-        data = self._parse_returned_data({"stdout": text}, "legacy")
+        returned: dict[str, t.Any] = {"stdout": text}
+        if not text.startswith("{"):  # no result: what it said on stderr, and its exit status, tell why
+            folder = os.path.dirname(path)
+            said = self._low_level_execute_command("cat %s 2>/dev/null || echo; tail -c 20000 %s" % (q(folder + "/rc"), q(folder + "/err")))
+            rc, _sep, err = (said.get("stdout") or "").partition("\n")
+            returned.update(rc=int(rc) if rc.strip().lstrip("-").isdigit() else None, stderr=err)
+        data = self._parse_returned_data(returned, job.get("profile") or "legacy")
         data.pop("_ansible_suppress_tmpdir_delete", None)
         remove_internal_keys(data)
         for key in ("stdout", "stderr"):
@@ -218,9 +250,12 @@ class ActionModule(ActionBase):
                     shown += 1
             self._beat(kept, FIRST_POLLS[polls] if polls < len(FIRST_POLLS) else args["interval"])
             polls += 1
-        # the job's results file (async_status's cleanup), its heartbeat, and the status file a killed module could not remove
-        self._shell("rm -f %s" % " ".join([shlex.quote(job["results_file"])] + ([self._alive([job])] if job.get("progress_file") else [])
-                                          + ([shlex.quote(job["progress_file"])] if job.get("progress_file") and status.get("failed") else [])))
+        # the job's folder (its module, output and exit status), its heartbeat, and the status file a killed module could not remove
+        gone = [shlex.quote(os.path.dirname(job["results_file"]))] if job.get("cleanup", True) else []
+        gone += [self._alive([job])] if job.get("progress_file") else []
+        gone += [shlex.quote(job["progress_file"])] if job.get("progress_file") and status.get("failed") else []
+        if gone:
+            self._shell("rm -rf %s" % " ".join(gone))
         out = {k: v for k, v in status.items() if k not in ASYNC_KEYS}
         for key in ("stdout", "stderr"):
             if not out.get(key):

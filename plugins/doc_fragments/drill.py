@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Matches _module.drill_argument_spec().
+    # Matches _module_restore.drill_argument_spec().
     DOCUMENTATION = r"""
 options:
   drill:

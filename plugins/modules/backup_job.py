@@ -108,9 +108,11 @@ options:
     type: int
     default: 0
 notes:
-  - The job runs on the managed host under C(async_wrapper), as a task with C(async) does; its
-    result file in the async directory (C(~/.ansible_async)) is removed once read. A job whose
-    playbook is interrupted keeps running to its end.
+  - The job runs on the managed host in the background, as a task with C(async) does, but without
+    C(async_wrapper) (a module process of its own per job): a background C(sh) (C(nohup)) runs the
+    module file from the task's remote temp directory, with its output in files there; the
+    directory is removed once the result is read. A job whose run ended sees its heartbeat go
+    (see the README's fault guarantees), publishes nothing and ends. POSIX hosts only.
   - The status file holds numbers and names only (never a secret), is mode 0600 and is removed
     by the module when it ends.
 seealso:

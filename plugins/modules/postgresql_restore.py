@@ -189,7 +189,7 @@ drill:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module, _module_restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _client as pg
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _drill as pg_drill
 from ansible_collections.cclite.backup.plugins.module_utils._engines.postgresql import _engine as pg_ops
@@ -210,14 +210,14 @@ def main() -> None:
     argument_spec.update(_module.encryption_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
-    argument_spec.update(_module.drill_argument_spec())
+    argument_spec.update(_module_restore.drill_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
-        spec = _module.restore_spec_from(p, pg_ops.catalog(p["backup_root"], p["series"]), safety_series=p["database"])
+        spec = _module_restore.spec_from(p, pg_ops.catalog(p["backup_root"], p["series"]), safety_series=p["database"])
         if p["drill"]:
-            return _module.drill(
+            return _module_restore.drill(
                 module, "postgresql", p["container"], pg.connection_argument_spec(),
                 lambda kept: (spec, pg_drill.Drill(pg.connection_from(p), p["database"], spec, pg.connection_from(kept) if kept else None)),
                 host_mode=p["mode"] == "host", scratch=lambda: pg_drill.HostScratch(pg.connection_from(p)),

@@ -175,7 +175,7 @@ drill:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module, _module_restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _client as qd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _drill as qd_drill
 from ansible_collections.cclite.backup.plugins.module_utils._engines.qdrant import _engine as qd_ops
@@ -194,15 +194,15 @@ def main() -> None:
     argument_spec.update(_module.encryption_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
-    argument_spec.update(_module.drill_argument_spec())
+    argument_spec.update(_module_restore.drill_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
-        spec = _module.restore_spec_from(p, qd_ops.catalog(p["backup_root"], p["series"]))
+        spec = _module_restore.spec_from(p, qd_ops.catalog(p["backup_root"], p["series"]))
         request = qd_ops.RestoreRequest(conn=qd.connection_from(p), spec=spec, collections=p["collections"])
         if p["drill"]:
-            return _module.drill(
+            return _module_restore.drill(
                 module, "qdrant", "", qd.connection_argument_spec(),
                 lambda kept: (spec, qd_drill.Drill(request, p["drill_port"], qd.connection_from(kept) if kept else None)),
             )

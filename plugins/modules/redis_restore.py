@@ -230,7 +230,7 @@ drill:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cclite.backup.plugins.module_utils._core import _module
+from ansible_collections.cclite.backup.plugins.module_utils._core import _module, _module_restore
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _client as rd
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _drill as rd_drill
 from ansible_collections.cclite.backup.plugins.module_utils._engines.redis import _engine as rd_ops
@@ -256,14 +256,14 @@ def main() -> None:
     argument_spec.update(_module.encryption_argument_spec())
     argument_spec.update(_module.compression_argument_spec())
     argument_spec.update(_module.progress_argument_spec())
-    argument_spec.update(_module.drill_argument_spec())
+    argument_spec.update(_module_restore.drill_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def action() -> dict:
         p = module.params
         request = rd_restore.RestoreRequest(
             conn=rd.connection_from(p),
-            spec=_module.restore_spec_from(p, rd_ops.catalog(p["backup_root"], p["method"], p["series"])),
+            spec=_module_restore.spec_from(p, rd_ops.catalog(p["backup_root"], p["method"], p["series"])),
             method=p["method"],
             service=p["service"],
             service_manager=p["service_manager"],
@@ -274,7 +274,7 @@ def main() -> None:
         )
         if p["drill"]:
             scratch = rd_drill.HostScratch(request.conn)
-            return _module.drill(
+            return _module_restore.drill(
                 module, "redis", p["container"], rd.connection_argument_spec(),
                 lambda kept: (request.spec, rd_drill.Drill(request, rd.connection_from(kept) if kept else None, scratch)),
                 host_mode=p["mode"] == "host", scratch=lambda: scratch,

@@ -22,8 +22,8 @@ place and moves ``latest`` after the run exited -9. Two signs tell that the run 
   SSH this fires when the session closes; a worker that outlives its ansible-playbook keeps an
   SSH session open, so on a remote host the run's end is seen only once the worker ends.
 - the *heartbeat* (:class:`Heartbeat`): a module run in the background (``async``, as the
-  ``cclite.backup.backup_job`` action runs every backup and restore of the roles) is daemonized
-  by async_wrapper and has neither sign above. The action creates ``<progress_file>.alive``
+  ``cclite.backup.backup_job`` action runs every backup and restore of the roles) is detached
+  (a ``nohup`` shell in the background) and has neither sign above. The action creates ``<progress_file>.alive``
   (0600) before it starts the module and touches it at each poll; its own worker, which survives
   the kill like any, watches its ansible-playbook (its parent) and removes the file once that
   ended. The module watches the file when it existed at its start: gone means the run ended;

@@ -34,9 +34,11 @@ display = Display()
 
 # what async_status adds to the module's own result
 ASYNC_KEYS = ("ansible_job_id", "started", "finished", "results_file", "erased", "_ansible_parsed")
-# the first polls come quickly and slow down gently (a poll is one shell round trip, no module
-# process): a short job's task ends at most about a third of its time after the module ended
-FIRST_POLLS = (0.05, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
+# a poll is one shell round trip that waits on the host up to WAIT seconds for the module's
+# output, looking every LOOK seconds: the task ends within LOOK of the module, at about one
+# round trip per WAIT (no module process per poll)
+WAIT = 0.5
+LOOK = 0.05
 ABSENT = "absent"  # what a status read prints when the job's folder is gone
 RUNNING = "running"  # ... and while the module runs (its output not in place yet)
 ALIVE = ".alive"  # the heartbeat beside a job's progress file
@@ -159,13 +161,17 @@ class ActionModule(ActionBase):
 
     # polling ----------------------------------------------------------------------------------
 
-    def _status(self, job: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    def _status(self, job: t.Mapping[str, t.Any], wait: float = 0.0) -> dict[str, t.Any]:
         """The job's status as ansible.legacy.async_status gives it, in one shell round trip while it
-        runs (no module process per poll): its ``out`` appears whole once the module ended."""
+        runs (no module process per poll): its ``out`` appears whole once the module ended; the
+        host waits up to ``wait`` seconds for it."""
         jid, path = job["ansible_job_id"], job["results_file"]
         q = shlex.quote
-        read = self._low_level_execute_command("cat %s 2>/dev/null || { test -d %s && echo %s || echo %s; }"
-                                               % (q(path), q(os.path.dirname(path)), RUNNING, ABSENT))
+        folder = q(os.path.dirname(path))
+        looks = "i=0; while [ ! -e %s ] && [ -d %s ] && [ $i -lt %d ]; do sleep %s; i=$((i+1)); done; " % (
+            q(path), folder, int(wait / LOOK), LOOK) if wait > 0 else ""
+        read = self._low_level_execute_command("%scat %s 2>/dev/null || { test -d %s && echo %s || echo %s; }"
+                                               % (looks, q(path), folder, RUNNING, ABSENT))
         text = (read.get("stdout") or "").strip()
         if read.get("rc") != 0:
             return {"failed": True, "msg": "could not read the job's status: %s" % (read.get("stderr") or text), "ansible_job_id": jid}
@@ -235,21 +241,20 @@ class ActionModule(ActionBase):
         """Poll until the module ends, a progress line every ``interval`` once it ran ``quiet``
         seconds; return the module's own result."""
         started = float(job.get("started") or time.time())
-        polls = 0
         shown = 0
+        line_due = started + args["quiet"]
         kept = [job] + [j for j in args["jobs"] if j.get("ansible_job_id") != job.get("ansible_job_id")]  # a consistent set's
         while True:
             self._beat(kept)
-            status = self._status(job)
+            status = self._status(job, min(WAIT, max(LOOK, line_due - time.time())))
             if status.get("finished") or status.get("failed"):  # failed unfinished: the job file is gone
                 break
-            if time.time() - started >= args["quiet"]:
+            if time.time() >= line_due:
+                line_due = time.time() + args["interval"]
                 progress = self._progress(job)
                 if progress is not None:
                     display.display(_report.progress_line(host, progress))
                     shown += 1
-            self._beat(kept, FIRST_POLLS[polls] if polls < len(FIRST_POLLS) else args["interval"])
-            polls += 1
         # the job's folder (its module, output and exit status), its heartbeat, and the status file a killed module could not remove
         gone = [shlex.quote(os.path.dirname(job["results_file"]))] if job.get("cleanup", True) else []
         gone += [self._alive([job])] if job.get("progress_file") else []

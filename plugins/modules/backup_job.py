@@ -109,7 +109,7 @@ options:
     default: 0
 notes:
   - The job runs on the managed host in the background, as a task with C(async) does, but without
-    C(async_wrapper) (a module process of its own per job): a background C(sh) (C(nohup)) runs the
+    C(async_wrapper) (a module process of its own per job). A background C(sh) (C(nohup)) runs the
     module file from the task's remote temp directory, with its output in files there; the
     directory is removed once the result is read. A job whose run ended sees its heartbeat go
     (see the README's fault guarantees), publishes nothing and ends. POSIX hosts only.

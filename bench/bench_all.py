@@ -119,9 +119,12 @@ class Bench:
             "postgresql_backup_login_host": "127.0.0.1", "postgresql_backup_login_port": self.pg.port,
             "postgresql_backup_login_password": PG_PASSWORD, "postgresql_backup_databases": [db],
         }
+        # the file to restore is named as an operator names it (restore-db.sh --postgres NAME):
+        # restore_<store>_file, which also skips resolving a backup set
+        file = settings.pop("restore_file", None)
         extra.update({"postgresql_backup_" + k: v for k, v in settings.items()})
         if name == "restore.yml":
-            extra["restore_confirm"] = True
+            extra.update({"restore_confirm": True}, **({"restore_postgresql_file": file} if file else {}))
         wall, peaks, _out = run_playbook(name, root, {"localhost": {}}, extra)
         self.peak(data, peaks)
         return wall, peaks
@@ -338,9 +341,10 @@ class Bench:
         extra = {"backup_root": root, "backup_stores": ["redis"], "redis_backup_mode": "host",
                  "redis_backup_login_port": server.port, "redis_backup_login_password": REDIS_PASSWORD,
                  "redis_backup_service": server.service, "redis_backup_service_manager": "sysv"}
+        file = settings.pop("restore_file", None)  # named as for PostgreSQL
         extra.update({"redis_backup_" + k: v for k, v in settings.items()})
         if name == "restore.yml":
-            extra["restore_confirm"] = True
+            extra.update({"restore_confirm": True}, **({"restore_redis_file": file} if file else {}))
         wall, peaks, _out = run_playbook(name, root, {"localhost": {}}, extra)
         self.peak(data, peaks)
         return wall

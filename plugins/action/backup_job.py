@@ -130,9 +130,10 @@ class ActionModule(ActionBase):
 
         async_wrapper (what ``async`` runs) is a module itself: building and starting it costs
         about half a second per job before the module begins. Here the module's file goes to
-        the task's remote temp dir and a background ``sh`` runs it there with its output in
-        files of that dir (``out`` renamed into place once it ended, ``err``, ``rc``); the dir is
-        the job's until :meth:`_wait` read the result and removed it.
+        the task's remote temp dir and a background ``sh`` runs it, its output in a private
+        folder that the user it runs as makes (with ``become`` to another user, that user could
+        not write the temp dir): ``out``, renamed into place once the module ended, ``err`` and
+        ``rc``. Both are the job's until :meth:`_wait` read the result and removed them.
         """
         if self._connection.always_pipeline_modules:
             raise AnsibleActionFail("backup_job runs its module as a file on a POSIX host; the %s connection cannot (Windows)"
@@ -149,15 +150,15 @@ class ActionModule(ActionBase):
         q = shlex.quote
         command = " ".join(filter(None, [self._compute_environment_string(), "timeout -s KILL %d" % timeout if timeout else "",
                                          built.shebang[2:].strip(), q(path)]))
-        job = "%s > %s.part 2> %s; echo $? > %s; mv %s.part %s" % (
-            command, q(folder + "/out"), q(folder + "/err"), q(folder + "/rc"), q(folder + "/out"), q(folder + "/out"))
+        job = '%s > "$1/out.part" 2> "$1/err"; echo $? > "$1/rc"; mv "$1/out.part" "$1/out"' % command
         # nohup and no terminal: the job outlives this command, the SSH session or docker exec;
         # a shell's background job ignores SIGINT, and the worker's own session keeps a kill of
         # ansible-playbook's process group away from it (the heartbeat tells it the run ended)
-        self._shell("( nohup /bin/sh -c %s < /dev/null > /dev/null 2>&1 & )" % q(job))
+        said = self._shell('d=$(mktemp -d "${TMPDIR:-/tmp}/cclite-job.XXXXXX") && echo "$d" && '
+                           '( nohup /bin/sh -c %s cclite-job "$d" < /dev/null > /dev/null 2>&1 & )' % q(job))
         self._connection._shell.tmpdir = None  # the job's from now on: removed by _wait, not by this task
-        return {"ansible_job_id": "j%d" % secrets.randbelow(10**12), "results_file": folder + "/out",
-                "profile": built.serialization_profile, "cleanup": self._should_remove_tmp_path(folder)}
+        return {"ansible_job_id": "j%d" % secrets.randbelow(10**12), "results_file": said.strip().splitlines()[-1] + "/out",
+                "profile": built.serialization_profile, "tmpdir": folder if self._should_remove_tmp_path(folder) else ""}
 
     # polling ----------------------------------------------------------------------------------
 
@@ -255,12 +256,14 @@ class ActionModule(ActionBase):
                 if progress is not None:
                     display.display(_report.progress_line(host, progress))
                     shown += 1
-        # the job's folder (its module, output and exit status), its heartbeat, and the status file a killed module could not remove
-        gone = [shlex.quote(os.path.dirname(job["results_file"]))] if job.get("cleanup", True) else []
-        gone += [self._alive([job])] if job.get("progress_file") else []
+        # the job's output folder, its heartbeat, the status file a killed module could not remove,
+        # and the temp dir with the module's file (made as the connection's user: removed as it)
+        gone = [shlex.quote(os.path.dirname(job["results_file"]))] + ([self._alive([job])] if job.get("progress_file") else [])
         gone += [shlex.quote(job["progress_file"])] if job.get("progress_file") and status.get("failed") else []
-        if gone:
-            self._shell("rm -rf %s" % " ".join(gone))
+        tmpdir = [shlex.quote(job["tmpdir"])] if job.get("tmpdir") else []
+        self._shell("rm -rf %s" % " ".join(gone + (tmpdir if not self._connection.become else [])))
+        if tmpdir and self._connection.become:
+            self._low_level_execute_command("rm -rf %s" % tmpdir[0], sudoable=False)
         out = {k: v for k, v in status.items() if k not in ASYNC_KEYS}
         for key in ("stdout", "stderr"):
             if not out.get(key):

@@ -91,7 +91,9 @@ options:
     elements: dict
     default: []
   interval:
-    description: Seconds between polls (and progress lines) once the job has run a second or two.
+    description:
+      - Seconds between progress lines. The end of the job is seen within 50 ms whatever this is
+        (each poll waits on the host up to half a second for the module's result).
     type: float
     default: 2.0
   quiet:

@@ -368,10 +368,28 @@ class PlaybookFailed(RuntimeError):
     pass
 
 
-def run_playbook(name: str, work: str, hosts: dict[str, dict], extra: dict, forks: int = 5) -> tuple[float, dict, str]:
+def checkout(ref: str, parent: str) -> str:
+    """The collection at git ``ref`` in a folder under ``parent``, runnable by :func:`run_playbook`
+    (its ``.collections`` names it cclite.backup, the other collections are this checkout's)."""
+    tree = os.path.join(parent, "tree-" + ref)
+    os.makedirs(tree)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+    namespaces = os.path.join(tree, ".collections", "ansible_collections")
+    os.makedirs(os.path.join(namespaces, "cclite"))
+    os.symlink(tree, os.path.join(namespaces, "cclite", "backup"))
+    for name in os.listdir(os.path.join(ROOT, ".collections", "ansible_collections")):
+        if name != "cclite":
+            os.symlink(os.path.join(ROOT, ".collections", "ansible_collections", name), os.path.join(namespaces, name))
+    return tree
+
+
+def run_playbook(name: str, work: str, hosts: dict[str, dict], extra: dict, forks: int = 5,
+                 tree: str = ROOT) -> tuple[float, dict, str]:
     """Run playbooks/NAME against local-connection ``hosts`` (host vars each); wall time, peak RSS per module, output.
 
     The extra vars (which carry passwords) go through a 0600 file (``-e @file``), never argv.
+    ``tree`` is the checkout whose playbooks and collection run (another one: see :func:`checkout`).
     """
     os.makedirs(work, exist_ok=True)
     inventory = os.path.join(work, "inventory.json")
@@ -381,12 +399,12 @@ def run_playbook(name: str, work: str, hosts: dict[str, dict], extra: dict, fork
             for host, hostvars in hosts.items()}}}, f)
     extra_file = private_file(work, "extra-%s.json" % name.split(".")[0], json.dumps(extra))
     remote_tmp = tempfile.mkdtemp(prefix="cclite-bench-rtmp-")
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_STDOUT_CALLBACK="json",
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(tree, ".collections"), ANSIBLE_STDOUT_CALLBACK="json",
                ANSIBLE_REMOTE_TMP=remote_tmp)
     start = time.monotonic()
     with PeakRss(remote_tmp) as peak, subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, "-f", str(forks),
-         os.path.join(ROOT, "playbooks", name), "-e", "@" + extra_file],
+         os.path.join(tree, "playbooks", name), "-e", "@" + extra_file],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     ) as proc:
         peak.root_pid = proc.pid

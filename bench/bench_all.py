@@ -376,10 +376,12 @@ class Bench:
             print("  populating %d keys (small server: %d)..." % (self.args.redis_keys, self.args.redis_small_keys), flush=True)
             big.populate(self.args.redis_keys, 128)
             small.populate(self.args.redis_small_keys, 128)
-            redis_cli(big.port, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
             env = dict(os.environ, REDISCLI_AUTH=REDIS_PASSWORD)
             raw_b, pb_b, raw_r, pb_r = [], [], [], []
             for number in range(self.args.rounds):
+                # set every round: the raw restore below restarts the server, which forgets a CONFIG SET
+                # (rounds after the first then waited the default 5 s before the transfer began)
+                redis_cli(big.port, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
                 raw = os.path.join(self.work, "raw.rdb")
                 raw_b.append(timed("redis-cli -p %d --rdb %s >/dev/null 2>&1 && gzip -6 < %s > %s.gz" % (big.port, raw, raw, raw), env=env))
                 os.unlink(raw)

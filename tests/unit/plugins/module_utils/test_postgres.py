@@ -21,6 +21,49 @@ from ansible_collections.cclite.backup.plugins.module_utils._core._process impor
 PASSWORD = "pa55-w0rd-that-must-not-leak"
 
 
+@pytest.fixture(autouse=True)
+def no_pg_wrapper(monkeypatch):
+    """The commands these tests expect name the tool as given, whatever this machine has installed."""
+    monkeypatch.setattr(pg, "PG_WRAPPER", "/nonexistent/pg_wrapper")
+    pg.host_tool.cache_clear()
+    yield
+    pg.host_tool.cache_clear()
+
+
+def test_host_tool_skips_debians_wrapper_only_when_it_has_one_version_to_pick(tmp_path, monkeypatch):
+    wrapper, lib, path = tmp_path / "pg_wrapper", tmp_path / "lib", tmp_path / "bin"
+    wrapper.write_text("#!/bin/sh\n")
+    wrapper.chmod(0o755)
+    path.mkdir()
+    (path / "psql").symlink_to(wrapper)
+    (path / "pg_dump").write_text("#!/bin/sh\n")  # not the wrapper: a build of its own
+    (path / "pg_dump").chmod(0o755)
+    for version in ("15",):
+        (lib / version / "bin").mkdir(parents=True)
+        for tool in ("psql", "pg_dump"):
+            (lib / version / "bin" / tool).write_text("#!/bin/sh\n")
+            (lib / version / "bin" / tool).chmod(0o755)
+    monkeypatch.setattr(pg, "PG_WRAPPER", str(wrapper))
+    monkeypatch.setattr(pg, "PG_LIB", str(lib))
+    monkeypatch.setenv("PATH", str(path))
+    monkeypatch.delenv("PGCLUSTER", raising=False)
+
+    def tool(name):
+        pg.host_tool.cache_clear()
+        return pg.host_tool(name)
+
+    assert tool("psql") == str(lib / "15" / "bin" / "psql")
+    assert pg.Connection(mode="host").command("psql", ["-X"]).argv == (str(lib / "15" / "bin" / "psql"), "-X")
+    assert pg.Connection(mode="docker").command("psql", ["-X"]).argv[-2:] == ("psql", "-X")  # the container's own
+    assert tool("pg_dump") == "pg_dump"  # what PATH finds first is not the wrapper
+    assert tool("pg_restore") == "pg_restore"  # not on PATH: the error names it as before
+    monkeypatch.setenv("PGCLUSTER", "15/main")
+    assert tool("psql") == "psql"  # the wrapper decides
+    monkeypatch.delenv("PGCLUSTER")
+    (lib / "16" / "bin").mkdir(parents=True)
+    assert tool("psql") == "psql"  # two versions: the wrapper picks
+
+
 def test_docker_command_passes_the_password_by_name_only():
     conn = pg.Connection(mode="docker", container="cc-lite-postgres", login_password=PASSWORD)
     cmd = conn.command("pg_dump", ["--format=plain", "--no-password"], "app")

@@ -44,6 +44,7 @@ RUNNING = "running"  # ... and while the module runs (its output not in place ye
 ALIVE = ".alive"  # the heartbeat beside a job's progress file
 TOUCH_EVERY = 5.0  # seconds between touches of the heartbeats (the module allows 120 without one)
 STEP = 0.1  # seconds between looks at ansible-playbook while waiting
+KILLED = 137  # the exit status of a job that ``timeout -s KILL`` ended
 
 
 class RunEnded(AnsibleActionFail):
@@ -158,7 +159,8 @@ class ActionModule(ActionBase):
                            '( nohup /bin/sh -c %s cclite-job "$d" < /dev/null > /dev/null 2>&1 & )' % q(job))
         self._connection._shell.tmpdir = None  # the job's from now on: removed by _wait, not by this task
         return {"ansible_job_id": "j%d" % secrets.randbelow(10**12), "results_file": said.strip().splitlines()[-1] + "/out",
-                "profile": built.serialization_profile, "tmpdir": folder if self._should_remove_tmp_path(folder) else ""}
+                "profile": built.serialization_profile, "tmpdir": folder if self._should_remove_tmp_path(folder) else "",
+                "timeout": timeout, "module": module}
 
     # polling ----------------------------------------------------------------------------------
 
@@ -187,6 +189,11 @@ class ActionModule(ActionBase):
             said = self._low_level_execute_command("cat %s 2>/dev/null || echo; tail -c 20000 %s" % (q(folder + "/rc"), q(folder + "/err")))
             rc, _sep, err = (said.get("stdout") or "").partition("\n")
             returned.update(rc=int(rc) if rc.strip().lstrip("-").isdigit() else None, stderr=err)
+            if job.get("timeout") and returned["rc"] == KILLED:  # timeout -s KILL: 128 + 9
+                return {"failed": True, "finished": True, "ansible_job_id": jid, "rc": KILLED, "stderr": err,
+                        "msg": "%s ran longer than the job's timeout of %d s and was killed: it published nothing (the "
+                               "module removes its temp files at its next start); give it more time (timeout), or 0 "
+                               "for no limit" % (job.get("module") or "the module", job["timeout"])}
         data = self._parse_returned_data(returned, job.get("profile") or "legacy")
         data.pop("_ansible_suppress_tmpdir_delete", None)
         remove_internal_keys(data)

@@ -104,7 +104,7 @@ options:
     description:
       - With O(mode=run) or O(mode=start), seconds after which the background job is killed
         (the module's own clean-up of temp files then runs at its next start); V(0) gives it a
-        month.
+        month. The task then fails saying the job ran longer than its timeout (C(rc) 137).
       - With O(mode=ready) and O(mode=fixed), seconds to wait at most; the jobs still waited for
         are in RV(waiting).
     type: int

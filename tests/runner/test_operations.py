@@ -234,3 +234,16 @@ def test_list_runs_with_extra_vars_only(site: Site) -> None:
     job = site.run("list")
     assert (job.status, job.rc) == ("successful", 0), job.stdout[-3000:]
     assert re.search(r"postgresql \(.*\): \d+ backup\(s\)", job.stdout)
+
+
+def test_a_job_killed_at_its_timeout_says_so(site: Site, tmp_path) -> None:
+    # backup_job's timeout kills the module (timeout -s KILL): the task fails naming the timeout,
+    # not as a module that printed nothing
+    job = site.run("../tests/runner/playbooks/job_timeout", backup_root=str(tmp_path))
+
+    assert (job.status, job.rc) == ("successful", 0), job.stdout[-3000:]
+    [shown] = [r["msg"] for r in job.module_results("ansible.builtin.debug") if r.get("msg", "").startswith("JOB-TIMEOUT ")]
+    said = json.loads(shown[len("JOB-TIMEOUT "):])
+    assert said.get("failed") is True and said.get("rc") == 137, said
+    assert said["msg"].startswith("ansible.builtin.command ran longer than the job's timeout of 1 s and was killed"), said
+    assert "MODULE FAILURE" not in job.stdout, job.stdout[-3000:]

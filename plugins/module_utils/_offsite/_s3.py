@@ -126,10 +126,6 @@ def same_checksum(reported: str | None, expected: str) -> bool:
     return "-" not in reported and reported == expected.split("-", 1)[0]
 
 
-def from_b64_sha256(value: str) -> str:
-    return base64.b64decode(value.split("-", 1)[0]).hex()
-
-
 HOST_RESERVED = ("postgresql", "redis", "qdrant", "logs")
 
 

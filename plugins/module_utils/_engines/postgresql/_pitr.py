@@ -20,7 +20,6 @@ succeeds, and put back if the swapped server does not come up).
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import subprocess
@@ -535,10 +534,6 @@ def restore(spec: _restore.RestoreSpec, engine: PitrRestore, check_mode: bool) -
     out = _restore.restore(spec, engine, check_mode)
     out["target"] = engine.target.describe()
     return out
-
-
-def settings_json(wal: str, s3: t.Mapping[str, t.Any] | None, level: int) -> str:
-    return json.dumps({"wal_dir": wal, "s3": dict(s3) if s3 else None, "compression_level": level}, indent=1, sort_keys=True)
 
 
 def configure_archiving(server: Server, wal: str, restart: bool) -> dict[str, t.Any]:

@@ -19,13 +19,24 @@ ends, so a child started in a worker thread must end before that thread does.
   reader, so it dies of SIGPIPE at its next write.
 No child renames a file into place: ``_artifact.write_artifact`` does, in the module process,
 after every stage exited 0. A killed module leaves at most a hidden ``.partial`` file.
+
+The ``preexec_fn`` that sets ``PR_SET_PDEATHSIG`` makes every start run the interpreter's
+``os.register_at_fork`` hooks, ``before`` and ``after_in_parent`` each from its own copy of the
+list. A module registering hooks when it is first imported, in another thread, between the two
+copies, gets its ``after_in_parent`` without its ``before``: ``concurrent.futures.thread``'s
+then releases the lock that thread's own ``ThreadPoolExecutor.submit`` holds, and the submit
+fails with "release unlocked lock" (a directory restore's first thread pool is made in the
+thread checking the files while the load starts its processes). So the standard modules that
+register fork hooks are imported here, before any thread or child exists.
 """
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # pylint: disable=unused-import  # its fork hooks, registered before any fork: see above
 import ctypes
 import dataclasses
 import fcntl
+import logging  # pylint: disable=unused-import  # its fork hooks too
 import os
 import shutil
 import signal

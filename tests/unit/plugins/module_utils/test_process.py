@@ -269,3 +269,20 @@ def test_widen_pipes_gives_a_data_pipe_a_whole_chunk_of_room():
         child.proc.stdin.close()
         assert child.proc.stdout.read() == b"x" * 1000
         child.check()
+
+
+def test_the_standard_modules_with_fork_hooks_are_imported_with_it():
+    # A module that registers os.register_at_fork hooks on its first import, in one thread
+    # while another starts a child with a preexec_fn, can get its after-fork hook run without
+    # its before hook: concurrent.futures.thread then releases the lock a ThreadPoolExecutor
+    # .submit of the importing thread holds ("release unlocked lock", seen once in CI in a
+    # directory restore). Importing _process (which every module starting a child does, before
+    # any thread) registers them first.
+    probe = (
+        "import sys\n"
+        "from ansible_collections.cclite.backup.plugins.module_utils._core import _process\n"
+        "print(sorted(m for m in ('concurrent.futures.thread', 'logging') if m in sys.modules))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True).stdout
+    assert out.split("\n")[0] == "['concurrent.futures.thread', 'logging']"

@@ -33,6 +33,32 @@ options:
     default: 600
 """
 
+    # Matches the size rules and mode of _module.adopt_argument_spec() (the catalog's options are DOCUMENTATION).
+    ADOPT = r"""
+options:
+  min_size_bytes:
+    description: A backup smaller than this is not adopted (it is probably empty).
+    type: int
+    default: 1024
+  size_drop_ratio:
+    description:
+      - A backup smaller than this share of the median size of the five before it is not adopted
+        (a sharp drop usually means lost data).
+    type: float
+    default: 0.5
+  fail_on_problems:
+    description:
+      - Fail when a legacy backup does not pass, listing every problem (the manifests of the
+        backups that passed are still written).
+      - By default the module succeeds and lists them in RV(failed_adoption) and RV(problems).
+    type: bool
+    default: false
+  file_mode:
+    description: Mode of the manifests written (octal string).
+    type: raw
+    default: "0600"
+"""
+
     # Matches _module.set_argument_spec().
     BACKUP_SET = r"""
 options:

@@ -20,7 +20,7 @@ import typing as t
 from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto, _tree
 from ansible_collections.cclite.backup.plugins.module_utils._core._artifact import ArtifactReader, Consumer
 from ansible_collections.cclite.backup.plugins.module_utils._core._catalog import Entry, median_size
-from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError
+from ansible_collections.cclite.backup.plugins.module_utils._core._errors import BackupError, StageError
 
 
 ContentCheck = Consumer  # an engine's content check: fed every decompressed chunk, then result()
@@ -229,7 +229,10 @@ class LoadCheck:
     unread (a load that stopped part way) and judges as :func:`check_data` does. A tree: every
     file's sha256 against the manifest (:func:`check_tree_data` with ``reread=False``), in a
     thread started by :meth:`start`, while the load reads the files (the page cache makes the
-    second read cheap).
+    second read cheap). A fault of that thread itself (an error that is neither a
+    :class:`BackupError` nor a failed read) says nothing of the backup: :meth:`verdict` raises
+    it, so the restore stops there (nothing changed) instead of refusing a backup that may be
+    good and, for ``latest``, loading an older one.
     """
 
     def __init__(self, entry: Entry, content: ContentCheck | None) -> None:
@@ -240,6 +243,7 @@ class LoadCheck:
         self._stream: t.Iterator[bytes] | None = None
         self._read = False  # the plain artifact was read to its end, or failed to read
         self._thread: threading.Thread | None = None
+        self._fault: Exception | None = None  # the tree check's own failure
 
     def start(self) -> None:
         if self.entry.tree:
@@ -249,8 +253,12 @@ class LoadCheck:
     def _check_tree(self) -> None:
         try:
             check_tree_data(self.report, self.entry, getattr(self.content, "tree", None), reread=False)
-        except Exception as exc:  # pylint: disable=broad-exception-caught  # a verdict, never a lost thread
+        except BackupError as exc:
+            self.report.failed("stream", exc.msg)
+        except OSError as exc:  # the backup's files could not be read: a verdict on them
             self.report.failed("stream", "%s: %s" % (type(exc).__name__, exc))
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # never a lost thread: verdict() raises it
+            self._fault = exc
 
     def chunks(self) -> t.Iterator[bytes]:
         """The decompressed content, for the load; each chunk also goes to the checks."""
@@ -275,6 +283,11 @@ class LoadCheck:
         """Once the load ended, however: the checks' report (read to the end first)."""
         if self._thread is not None:
             self._thread.join()
+            if self._fault is not None:
+                raise StageError(
+                    "the check of %s failed while it loaded, on its own fault, not the backup's: %s: %s"
+                    % (self.entry.name, type(self._fault).__name__, self._fault), stage="check",
+                ) from self._fault
         elif not self._read:
             try:
                 for _chunk in self.chunks():

@@ -30,6 +30,7 @@ def _record(result: t.Mapping[str, t.Any], store: str, action: str) -> dict[str,
         record["recovery_point_age_seconds"] = result["recovery_point_age_seconds"]
     own = result.get("restore") if action == "restore" else None
     if isinstance(own, t.Mapping):  # the restore's own figures, not the backup's it came from
+        record["artifact_size"] = record["size"]  # the file's, beside its sha256 in the run log
         record["size"] = own.get("size")
         record["duration"] = own.get("duration")
     if isinstance(artifact.get("history"), list) and action == "backup":

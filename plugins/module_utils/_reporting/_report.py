@@ -314,8 +314,11 @@ def render_log(report: t.Mapping[str, t.Any]) -> str:
             lines.append("PROBLEM %s: %s" % (where.strip(), problem))
         for warning in record.get("warnings") or []:
             lines.append("WARNING %s: %s" % (where.strip(), warning))
-        if record.get("artifact"):
-            lines.append("ARTIFACT %s size=%s sha256=%s" % (record["artifact"], record.get("size"), record.get("sha256")))
+        if record.get("artifact"):  # the file's size and sha256; a restore's own size is the data it loaded
+            restored = "artifact_size" in record
+            lines.append("ARTIFACT %s size=%s sha256=%s%s" % (
+                record["artifact"], record["artifact_size"] if restored else record.get("size"), record.get("sha256"),
+                " restored=%s" % record.get("size") if restored else ""))
     for sent in report.get("notifications") or []:
         lines.append("NOTIFY  %s: %s%s" % (sent.get("channel"), sent.get("status"), (" (%s)" % sent["error"]) if sent.get("error") else ""))
     return "\n".join(lines) + "\n"

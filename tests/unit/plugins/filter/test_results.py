@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.cclite.backup.plugins.filter.results import FilterModule, catalog_lines, run_line, run_results
+from ansible_collections.cclite.backup.plugins.module_utils._reporting import _report
 
 PATH = "/var/backups/cc-lite/postgresql/postgres_backup_app_20250615_120000.sql.gz"
 SHA = "ab" * 32
@@ -125,3 +126,14 @@ def test_restore_reports_its_own_size_and_duration():
                 "restore": {"size": 40960, "duration": 2.5}}
     record = run_results(restored, "postgresql", "restore")[0]
     assert (record["artifact"], record["size"], record["duration"]) == (PATH, 40960, 2.5)
+    assert record["artifact_size"] == 1536  # the file's, beside its sha256
+
+
+def test_the_run_log_gives_an_artifact_its_own_size_and_a_restore_the_data_it_loaded():
+    made = {"changed": True, "database": "app", "msg": "backed up app", "artifact": {"path": PATH, "size": 1536, "sha256": SHA}}
+    restored = {"changed": True, "database": "app", "msg": "restored app", "restored_from": {"path": PATH, "size": 1536, "sha256": SHA},
+                "restore": {"size": 40960, "duration": 2.5}}
+    records = run_results(made, "postgresql", "backup") + run_results(restored, "postgresql", "restore")
+    log = _report.render_log({"playbook": "restore", "run_id": "r1", "host": "db1", "status": "ok", "results": records})
+    lines = [line for line in log.splitlines() if line.startswith("ARTIFACT")]
+    assert lines == ["ARTIFACT %s size=1536 sha256=%s" % (PATH, SHA), "ARTIFACT %s size=1536 sha256=%s restored=40960" % (PATH, SHA)]

@@ -44,15 +44,12 @@ import typing as t
 
 from ansible_collections.cclite.backup.plugins.module_utils._core._errors import ConfigError, VerifyError
 
-try:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    HAS_CRYPTOGRAPHY = True
-except ImportError:  # reported when encryption is asked for
-    HAS_CRYPTOGRAPHY = False
+# PyCA cryptography is imported on first use (require()), not with this file: every module
+# imports it, most runs encrypt nothing, and the import costs each module start about 8 ms.
+AESGCM: t.Any = None
+HKDF: t.Any = None
+InvalidTag: t.Any = None
+hashes: t.Any = None
 
 ALGORITHM = "cclite-aead-v1"
 CIPHER = "AES-256-GCM"
@@ -73,11 +70,21 @@ class WrongKey(VerifyError):
 
 
 def require() -> None:
-    if not HAS_CRYPTOGRAPHY:
+    """Import the library (once), or say how to install it."""
+    global AESGCM, HKDF, InvalidTag, hashes  # pylint: disable=global-statement
+    if AESGCM is not None:
+        return
+    try:
+        from cryptography.exceptions import InvalidTag as invalid_tag
+        from cryptography.hazmat.primitives import hashes as hash_algorithms
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM as aesgcm
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF as hkdf
+    except ImportError:
         raise ConfigError(
             "encryption needs the Python library cryptography on the managed host: "
             "install python3-cryptography (Debian, Ubuntu, RHEL) or pip install cryptography"
-        )
+        ) from None
+    InvalidTag, hashes, HKDF, AESGCM = invalid_tag, hash_algorithms, hkdf, aesgcm
 
 
 class Key:

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import typing as t
 
 import pytest
@@ -128,3 +130,20 @@ def test_describe_records_no_secret() -> None:
     assert described["key_id"] == key.key_id
     assert described["algorithm"] == "cclite-aead-v1"
     assert SECRET not in repr(described)
+
+
+def test_the_library_is_imported_when_encryption_is_used_not_with_the_module():
+    # every module imports _crypto; a run that encrypts nothing must not pay for PyCA's import
+    probe = (
+        "import sys\n"
+        "from ansible_collections.cclite.backup.plugins.module_utils._core import _crypto\n"
+        "print('cryptography' in sys.modules)\n"
+        "key = _crypto.Key(%r.encode())\n"
+        "enc = _crypto.Encryptor(key, 1024)\n"
+        "sealed = enc.update(b'x' * 3000) + enc.finish()\n"
+        "dec = _crypto.Decryptor(key)\n"
+        "print('cryptography' in sys.modules, dec.update(sealed) + dec.finish() == b'x' * 3000)\n" % SECRET
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True).stdout
+    assert out.split("\n")[:2] == ["False", "True True"]

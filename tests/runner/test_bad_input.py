@@ -71,6 +71,43 @@ def test_a_bad_role_variable_fails_with_the_error_alone(site: Site, root: str, p
     assert {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")} == before
 
 
+@pytest.mark.parametrize("playbook", ["backup", "verify", "list"])
+@pytest.mark.parametrize("stores, error", [
+    (["postgresql", "mysql"], "backup_stores has mysql, which cclite.backup does not know: use postgresql, redis, qdrant"),
+    ("postgresql", "backup_stores must be a list of store names, got postgresql; on the command line use JSON"),
+])
+def test_a_bad_store_name_fails_with_its_fix_and_changes_nothing(site: Site, root: str, playbook, stores, error) -> None:
+    before = {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")}
+
+    job = site.run(playbook, backup_root=root, backup_metrics_dir="", backup_stores=stores)
+
+    assert job.status == "failed", job.stdout[-3000:]
+    assert error in job.stdout, job.stdout[-3000:]
+    assert {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")} == before
+
+
+@pytest.mark.parametrize("variable, value, error", [
+    ("notify_timeout", "soon", "argument 'notify_timeout' is of type str and we were unable to convert to int"),
+    ("report_size_trend_history", "a week", "argument 'report_size_trend_history' is of type str and we were unable to convert to int"),
+])
+def test_a_bad_report_or_notify_variable_fails_before_any_backup_and_the_run_is_logged(site: Site, root: str, variable, value, error) -> None:
+    # checked with the store roles' variables (tasks/check_stores.yml): before, the backups were
+    # made, then the role's own check failed with its whole spec and no run log nor notification
+    before = {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")}
+    logs = {name for name in snapshot(root) if name.startswith("logs/") and name.endswith(".log")}
+
+    job = site.run("backup", backup_root=root, backup_metrics_dir="", **{variable: value})
+
+    assert job.status == "failed", job.stdout[-3000:]
+    assert error in job.stdout and "argument_spec_data" not in job.stdout, job.stdout[-3000:]
+    assert {name: digest for name, digest in snapshot(root).items() if not name.startswith("logs/")} == before
+    new_logs = {name for name in snapshot(root) if name.startswith("logs/") and name.endswith(".log")} - logs
+    assert len(new_logs) == 1, new_logs
+    with open(os.path.join(root, new_logs.pop()), encoding="utf-8") as handle:
+        text = handle.read()
+    assert "FAILED" in text and error in text, text
+
+
 def test_the_role_refuses_a_restore_naming_its_confirmation_variable(site: Site, root: str) -> None:
     # the store role's own variable, not an internal one from restore.yml (issue 13)
     site.postgres.psql("INSERT INTO users (email) VALUES ('written-after-the-backup@example.com')")

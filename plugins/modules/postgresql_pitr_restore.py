@@ -22,6 +22,9 @@ description:
     removed after success unless O(keep_previous).
   - The recovery settings are reset on the recovered server; the new timeline's history file is
     archived so later recoveries can follow it.
+  - A restore that was killed leaves its new data directory, and may leave its temporary server
+    running on it; the next restore (holding the store lock, so no other is running) stops that
+    server and removes the directory first (RV(leftovers_removed)).
   - In docker mode the temporary server runs inside the container (C(docker exec)); the swap
     stops the container and renames through a throwaway container that shares its volumes, so
     the data directory must be on a volume or bind mount, as in the guide.
@@ -132,6 +135,13 @@ rollback:
   description: Where the replaced data is and how to go back to it.
   returned: success
   type: dict
+leftovers_removed:
+  description:
+    - The new data directories of earlier restores that were killed (C(<data>.pitr-<stamp>)),
+      removed before this one began; the recovery server such a run leaves running is stopped first.
+  returned: always
+  type: list
+  elements: str
 """
 
 import os

@@ -272,3 +272,70 @@ def _try(action: t.Callable[[], t.Any]) -> bool:
         return True
     except Exception:  # pylint: disable=broad-exception-caught  # not up yet
         return False
+
+
+@pytest.fixture
+def restorable(base: str) -> t.Iterator[Server]:
+    """A cluster of its own whose settings are in postgresql.auto.conf, so that the server a
+    point-in-time restore starts on the recovered directory (plain pg_ctl start) has them too;
+    its socket beside the data directory (a base backup copies a socket's lock file in it)."""
+    settings = ["fsync=off", "wal_level=replica"]
+    with throwaway_postgres.cluster(PASSWORD, "cclite-faults-pitr-restore-", settings) as (port, data):
+        server = Server(port, data)
+        shutil.chown(os.path.dirname(data), "postgres")  # as /var/lib/postgresql/15: the server's user writes beside its data
+        for name, value in (("port", str(port)), ("listen_addresses", "127.0.0.1"), ("unix_socket_directories", os.path.dirname(data)),
+                            ("fsync", "off"), ("wal_level", "replica")):
+            server.psql("ALTER SYSTEM SET %s = '%s'" % (name, value))
+        yield server
+
+
+def as_postgres(*argv: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", *argv], cwd="/", check=True, capture_output=True)
+
+
+def test_a_restore_first_stops_and_removes_what_a_killed_restore_left(restorable: Server, base: str) -> None:
+    server = restorable
+    wal = install(server, base)
+    restarted = run("postgresql_wal_archiving", dict(server.args(base), restart=True))
+    assert not restarted.failed, restarted.text
+    made = run("postgresql_basebackup", server.args(base))
+    assert not made.failed, made.text
+    server.psql("CREATE TABLE kept (v int); INSERT INTO kept SELECT generate_series(1, 50)")
+    server.switch(1)
+    wait_for(lambda: any(n.endswith(".gz") for n in os.listdir(wal)))
+
+    # what a restore killed while it recovered leaves: its new data directory beside the live
+    # one, and the temporary server (socket only, port 5499) still running on it
+    stamp = "20260101000000"
+    left, socket_dir = server.data + ".pitr-" + stamp, "/tmp/cclite-pitr-" + stamp
+    for path in (left, socket_dir):
+        os.mkdir(path, 0o700)
+        shutil.chown(path, "postgres")
+    pg = throwaway_postgres.PGBIN
+    as_postgres(os.path.join(pg, "initdb"), "-D", left, "-U", "postgres", "--auth=trust")
+    as_postgres(os.path.join(pg, "pg_ctl"), "-D", left, "-w", "-l", left + ".log", "-o",
+                "-c port=5499 -c listen_addresses= -c unix_socket_directories=%s" % socket_dir, "start")
+    with open(os.path.join(left, "postmaster.pid"), encoding="utf-8") as handle:
+        leftover_pid = int(handle.readline())
+
+    def alive(pid: int) -> bool:
+        try:
+            with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
+                return handle.read().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    try:
+        assert alive(leftover_pid)
+        res = run("postgresql_pitr_restore", dict(server.args(base), confirm=True, data_directory=server.data,
+                                                  bin_dir=pg, config_file=os.path.join(server.data, "postgresql.conf")))
+        assert not res.failed, res.text
+        assert res.data["leftovers_removed"] == [left]
+        assert not os.path.exists(left) and not os.path.exists(left + ".log") and not os.path.exists(socket_dir)
+        wait_for(lambda: not alive(leftover_pid), timeout=10)
+        # the restore itself went through: the recovered server holds the rows written after the base backup
+        assert server.psql("SELECT count(*) FROM kept") == "50"
+        assert not [n for n in os.listdir(os.path.dirname(server.data)) if ".pitr-" in n]
+    finally:
+        if alive(leftover_pid):
+            os.kill(leftover_pid, signal.SIGKILL)

@@ -299,6 +299,25 @@ class Target_:  # pylint: disable=invalid-name
         return "latest (the end of the archive)" if self.kind == "latest" else "%s %s" % (self.kind, self.value)
 
 
+# The leftovers of killed restores ($1: the live data directory, $2: pg_ctl); prints each removed.
+# A postmaster.pid is trusted only when its process runs on that directory (a stale file's PID may
+# belong to another process by now).
+LEFTOVERS = r"""
+for d in "$1".pitr-[0-9]*; do
+  [ -d "$d" ] || continue
+  stamp=${d#"$1".pitr-}
+  case $stamp in *[!0-9]*) continue ;; esac
+  pid=$(head -n 1 "$d/postmaster.pid" 2>/dev/null)
+  case $pid in ''|*[!0-9]*) ;; *)
+    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$d"; then
+      "$2" -D "$d" -m immediate -w -t 60 stop > /dev/null 2>&1 || kill -KILL "$pid"
+    fi ;;
+  esac
+  rm -rf "$d" "$d.log" "/tmp/cclite-pitr-$stamp" && echo "$d"
+done
+"""
+
+
 def quoted(value: str) -> str:
     return "'%s'" % value.replace("'", "''")
 
@@ -380,7 +399,8 @@ class PitrRestore:
         self.temp_running = False
         self.swapped = False
         self.result: dict[str, t.Any] = {"target": target.describe(), "data_directory": server.data, "previous_data_directory": None,
-                                         "reached_lsn": None, "timeline": None, "databases": None}
+                                         "reached_lsn": None, "timeline": None, "databases": None,
+                                         "leftovers_removed": []}
 
     # plan / choose ------------------------------------------------------------------------
 
@@ -413,7 +433,7 @@ class PitrRestore:
     def prepare(self, entry: Entry) -> None:
         s = self.server
         self.prepared = True
-        s.sh(["rm", "-rf", self.new, self.socket], "rm")  # left by a run that was killed
+        self.result["leftovers_removed"] = self.clear_leftovers()
         s.sh(["mkdir", "-m", "0700", "-p", self.new, self.socket], "mkdir")
         cmd = s.files.command(["tar", "-x", "-C", self.new], stage="tar")
         with start(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
@@ -447,6 +467,14 @@ class PitrRestore:
         self.psql("CHECKPOINT")
         s.sh([s.tool("pg_ctl"), "-D", self.new, "-m", "fast", "-w", "-t", "300", "stop"], "pg_ctl stop")
         self.temp_running = False
+
+    def clear_leftovers(self) -> list[str]:
+        """The new data directories of restores that were killed, with the recovery server a
+        killed run leaves running: that server stopped (when its ``postmaster.pid`` names a live
+        process started on that directory), the directory, its log and its socket folder removed.
+        The store lock is held, so none of them belongs to a restore still running."""
+        out = self.server.sh(["sh", "-c", LEFTOVERS, "sh", self.server.data, self.server.tool("pg_ctl")], "remove leftovers")
+        return [line for line in out.splitlines() if line.startswith(self.server.data + ".pitr-")]
 
     def _log_tail(self) -> str:
         out = self.server.sh(["tail", "-n", "5", self.new + ".log"], "tail", check=False)

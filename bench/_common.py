@@ -385,11 +385,12 @@ def checkout(ref: str, parent: str) -> str:
 
 
 def run_playbook(name: str, work: str, hosts: dict[str, dict], extra: dict, forks: int = 5,
-                 tree: str = ROOT) -> tuple[float, dict, str]:
+                 tree: str = ROOT, playbook: str = "") -> tuple[float, dict, str]:
     """Run playbooks/NAME against local-connection ``hosts`` (host vars each); wall time, peak RSS per module, output.
 
     The extra vars (which carry passwords) go through a 0600 file (``-e @file``), never argv.
-    ``tree`` is the checkout whose playbooks and collection run (another one: see :func:`checkout`).
+    ``tree`` is the checkout whose playbooks and collection run (another one: see :func:`checkout`);
+    ``playbook``, a playbook file elsewhere that runs instead (NAME then only names its files).
     """
     os.makedirs(work, exist_ok=True)
     inventory = os.path.join(work, "inventory.json")
@@ -404,7 +405,7 @@ def run_playbook(name: str, work: str, hosts: dict[str, dict], extra: dict, fork
     start = time.monotonic()
     with PeakRss(remote_tmp) as peak, subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, "-f", str(forks),
-         os.path.join(tree, "playbooks", name), "-e", "@" + extra_file],
+         playbook or os.path.join(tree, "playbooks", name), "-e", "@" + extra_file],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     ) as proc:
         peak.root_pid = proc.pid

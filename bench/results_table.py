@@ -2,6 +2,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Print the Markdown tables of a bench_all.py results file (the README's Benchmarks figures).
 
+A ratio's Floor is the same ratio of the raw pipeline run as the one task of a playbook
+(bench_all.py's FLOOR_PLAYBOOK): a target below it cannot be met by any playbook on that machine.
+
 Usage: python bench/results_table.py [tests/output/bench/results.json]
 """
 
@@ -43,14 +46,16 @@ def main() -> None:
         for label, figure in figures.items():
             print("| %s | %s | %s |" % (section, label.replace("|", "\\|"), seconds(figure)))
     print()
-    print("| Ratio | Median | Rounds | Target | |")
-    print("|---|---|---|---|---|")
+    print("| Ratio | Median | Rounds | Target | | Floor |")
+    print("|---|---|---|---|---|---|")
     for row in results.get("ratios", []):
         median = "-" if row.get("median") is None else "%.2f" % row["median"]
         rounds = ", ".join("%.2f" % r for r in row.get("rounds", []))
         verdict = "not available" if row.get("met") is None else ("MET" if row["met"] else "NOT MET")
         target = "-" if row.get("target") is None else "<= %s" % row["target"]
-        print("| %s | %s | %s | %s | %s |" % (row["ratio"].replace("|", "\\|"), median, rounds, target, verdict if row.get("target") is not None else ""))
+        floor = "-" if row.get("floor") is None else "%.2f" % row["floor"]
+        shown = verdict if row.get("target") is not None else ""
+        print("| %s | %s | %s | %s | %s | %s |" % (row["ratio"].replace("|", "\\|"), median, rounds, target, shown, floor))
     if results.get("peak_rss_mb"):
         print()
         print("| Module process | Peak RSS, large data (MB) | small data (MB) |")
